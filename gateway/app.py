@@ -1,0 +1,87 @@
+"""The Litestar application: wiring of settings, keys, storage, ledger and services."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from gateway.clock import hash_token, rfc3339, utc_now
+from gateway.keyring import load_keyring
+from gateway.ledger import Ledger
+from gateway.problems import EXCEPTION_HANDLERS
+from gateway.routes import ROUTES
+from gateway.services.actions import ActionService
+from gateway.services.policies import PolicyService
+from gateway.services.tenants import TenantService
+from gateway.settings import Settings
+from gateway.storage import Database, open_database
+
+log = logging.getLogger("verdict")
+ADMIN_KEY_ID = "key_admin"
+
+
+async def install_admin_token(db: Database, token: str) -> None:
+    """Record the bootstrap admin token's hash (the file in the data dir is the source of truth)."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO api_keys (id, tenant_id, role, agent_id, token_hash, created_at)"
+            " VALUES (?, NULL, 'admin', NULL, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET token_hash = excluded.token_hash",
+            ADMIN_KEY_ID,
+            hash_token(token),
+            rfc3339(utc_now()),
+        )
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        keyring = load_keyring(settings.data_dir)
+        db = open_database(settings.database_url, data_dir=settings.data_dir, schema=settings.database_schema)
+        await db.open()
+        ledger = Ledger(db)
+        try:
+            await install_admin_token(db, keyring.admin_token)
+            policies = PolicyService(db, ledger)
+            state = app.state
+            state.settings, state.keyring, state.db, state.ledger = settings, keyring, db, ledger
+            state.tenants = TenantService(db, ledger)
+            state.policies = policies
+            state.actions = ActionService(db, ledger, policies, keyring.verdict_signer)
+            yield
+        finally:
+            await ledger.close()
+            await db.close()
+
+    return Litestar(
+        route_handlers=ROUTES,
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        state=State(),
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Verdict Gateway",
+            version="1",
+            description="Signed-verdict policy gateway for autonomous agents.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="vk_…")}
+            ),
+            security=[{"bearer": []}],
+        ),
+    )
+
+
+def create_app_from_env() -> Litestar:
+    """Factory for `uvicorn --factory` worker processes."""
+    return create_app(Settings.from_env())

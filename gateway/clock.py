@@ -1,0 +1,51 @@
+"""Time, identifiers and tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from datetime import UTC, datetime
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(moment: datetime) -> str:
+    """Fixed-width RFC 3339 UTC with microseconds, so text order is time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def rfc3339_seconds(unix_seconds: int) -> str:
+    return datetime.fromtimestamp(unix_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Raises ValueError for text that is not an RFC 3339 timestamp with a zone."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError("timestamp needs a time zone")
+    return moment.astimezone(UTC)
+
+
+def new_id(prefix: str) -> str:
+    """A sortable id: 48-bit millisecond time and 80 random bits, Crockford base32 (as ULID)."""
+    value = (time.time_ns() // 1_000_000) << 80 | secrets.randbits(80)
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def new_token() -> str:
+    """A bearer token: 256 random bits with a readable prefix."""
+    return "vk_" + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """Tokens are stored only as this hash. 256 random bits need no slow KDF."""
+    return hashlib.sha256(token.encode()).hexdigest()

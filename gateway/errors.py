@@ -1,0 +1,55 @@
+"""Application errors. Each has a stable snake_case `code` and an HTTP status.
+
+Only `gateway.problems` turns them into HTTP responses (RFC 9457 problem+json).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AppError(Exception):
+    """Root of the gateway's errors. `extra` members are added to the problem document."""
+
+    status: int = 400
+    code: str = "bad_request"
+    title: str = "Bad request"
+
+    def __init__(self, detail: str, *, code: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.extra = extra
+
+
+class InvalidRequest(AppError):
+    status, code, title = 400, "invalid_request", "Invalid request"
+
+
+class Unauthenticated(AppError):
+    status, code, title = 401, "unauthenticated", "Missing or invalid credentials"
+
+
+class Forbidden(AppError):
+    status, code, title = 403, "forbidden", "Not allowed for this credential"
+
+
+class NotFound(AppError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class Conflict(AppError):
+    status, code, title = 409, "conflict", "Conflict with the current state"
+
+
+class Unprocessable(AppError):
+    status, code, title = 422, "unprocessable", "The request cannot be processed"
+
+
+class Unavailable(AppError):
+    status, code, title = 503, "unavailable", "Temporarily unavailable"
+
+
+class UnsupportedMediaType(AppError):
+    status, code, title = 415, "unsupported_media_type", "Unsupported media type"

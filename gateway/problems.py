@@ -1,0 +1,75 @@
+"""The one place where errors become HTTP responses: RFC 9457 problem+json with a stable `code`."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from gateway.errors import AppError
+
+log = logging.getLogger("verdict.http")
+PROBLEM_JSON = "application/problem+json"
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def problem(status: int, code: str, detail: str, title: str | None = None, **extra: Any) -> Response:
+    body = {
+        "type": f"urn:verdict:problem:{code}",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return Response(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def app_error_handler(_: Request, exc: AppError) -> Response:
+    return problem(exc.status, exc.code, exc.detail, exc.title, **exc.extra)
+
+
+def validation_handler(_: Request, exc: ValidationException) -> Response:
+    errors = [
+        {"field": item.get("key"), "message": item.get("message")}
+        for item in (exc.extra or [])
+        if isinstance(item, dict)
+    ]
+    detail = exc.detail if exc.detail and exc.detail != "Bad Request" else "the request is not valid"
+    return problem(400, "invalid_request", detail, "Invalid request", errors=errors)
+
+
+def http_error_handler(_: Request, exc: HTTPException) -> Response:
+    status = exc.status_code
+    code = _HTTP_CODES.get(status, "http_error" if status < 500 else "internal_error")
+    detail = exc.detail if status < 500 else "internal error"
+    return problem(status, code, detail)
+
+
+def internal_error_handler(request: Request, exc: Exception) -> Response:
+    # Never leak internals: the client gets a generic problem, the log gets the traceback.
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "internal_error", "internal error")
+
+
+EXCEPTION_HANDLERS = {
+    AppError: app_error_handler,
+    ValidationException: validation_handler,
+    HTTPException: http_error_handler,
+    Exception: internal_error_handler,
+}
+
+__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "MediaType", "problem"]

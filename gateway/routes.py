@@ -1,0 +1,220 @@
+"""API v1 routes. Controllers stay thin: authenticate, call a service, return its result."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated
+
+from litestar import Request, get, post
+from litestar.datastructures import State
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
+
+from gateway import schemas
+from gateway.auth import ADMIN, AUDITOR, TENANT_ADMIN, authenticate, require_role, require_tenant_role
+from gateway.clock import utc_now
+from gateway.errors import InvalidRequest
+from gateway.services.actions import MAX_PAGE
+
+Authorization = Annotated[str | None, HeaderParameter(name="Authorization", required=False)]
+MAX_ENTRIES_PAGE = 1000
+
+
+@get("/health", tags=["operations"])
+async def health(state: State) -> dict[str, str]:
+    async with state.db.read() as conn:
+        await conn.fetchrow("SELECT 1 AS ok")
+    return {"status": "ok", "database": state.db.dialect}
+
+
+@get("/v1/keys", tags=["keys"])
+async def public_keys(state: State) -> schemas.Keys:
+    signer = state.keyring.verdict_signer
+    since = state.keyring.verdict_signer_since.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return schemas.Keys([schemas.VerdictSignerInfo(signer.address, "active", since, None)])
+
+
+@post("/v1/tenants", status_code=201, tags=["tenants"])
+async def create_tenant(state: State, data: JSONBody[schemas.CreateTenant], authorization: Authorization) -> schemas.Tenant:
+    principal = await authenticate(state.db, authorization)
+    require_role(principal, ADMIN)
+    return await state.tenants.create_tenant(principal, data)
+
+
+@get("/v1/tenants/{tenant_id:str}", tags=["tenants"])
+async def get_tenant(state: State, tenant_id: FromPath[str], authorization: Authorization) -> schemas.Tenant:
+    principal = await authenticate(state.db, authorization)
+    require_tenant_role(principal, tenant_id, ADMIN, TENANT_ADMIN, AUDITOR)
+    return await state.tenants.get_tenant(tenant_id)
+
+
+@post("/v1/tenants/{tenant_id:str}/api-keys", status_code=201, tags=["tenants"])
+async def create_api_key(
+    state: State, tenant_id: FromPath[str], data: JSONBody[schemas.CreateApiKey], authorization: Authorization
+) -> schemas.CreatedCredential:
+    principal = await authenticate(state.db, authorization)
+    require_tenant_role(principal, tenant_id, ADMIN, TENANT_ADMIN)
+    return await state.tenants.create_api_key(principal, tenant_id, data)
+
+
+@post("/v1/tenants/{tenant_id:str}/agents", status_code=201, tags=["agents"])
+async def create_agent(
+    state: State, tenant_id: FromPath[str], data: JSONBody[schemas.CreateAgent], authorization: Authorization
+) -> schemas.CreatedAgent:
+    principal = await authenticate(state.db, authorization)
+    require_tenant_role(principal, tenant_id, TENANT_ADMIN)
+    return await state.tenants.create_agent(principal, tenant_id, data)
+
+
+@get("/v1/tenants/{tenant_id:str}/agents", tags=["agents"])
+async def list_agents(state: State, tenant_id: FromPath[str], authorization: Authorization) -> list[schemas.Agent]:
+    principal = await authenticate(state.db, authorization)
+    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
+    return await state.tenants.list_agents(tenant_id)
+
+
+@post("/v1/tenants/{tenant_id:str}/approvers", status_code=201, tags=["approvers"])
+async def create_approver(
+    state: State, tenant_id: FromPath[str], data: JSONBody[schemas.CreateApprover], authorization: Authorization
+) -> schemas.Approver:
+    principal = await authenticate(state.db, authorization)
+    require_tenant_role(principal, tenant_id, TENANT_ADMIN)
+    return await state.tenants.create_approver(principal, tenant_id, data)
+
+
+@get("/v1/tenants/{tenant_id:str}/approvers", tags=["approvers"])
+async def list_approvers(state: State, tenant_id: FromPath[str], authorization: Authorization) -> list[schemas.Approver]:
+    principal = await authenticate(state.db, authorization)
+    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
+    return await state.tenants.list_approvers(tenant_id)
+
+
+@post(
+    "/v1/tenants/{tenant_id:str}/policies",
+    status_code=201,
+    tags=["policies"],
+    description="Body: the policy document as application/json or application/yaml.",
+)
+async def publish_policy(
+    state: State,
+    request: Request,
+    tenant_id: FromPath[str],
+    authorization: Authorization,
+    activate: FromQuery[bool] = True,
+) -> schemas.PolicyVersion:
+    principal = await authenticate(state.db, authorization)
+    require_tenant_role(principal, tenant_id, TENANT_ADMIN)
+    body = await request.body()
+    content_type = request.headers.get("content-type", "application/json")
+    return await state.policies.publish(principal, tenant_id, body, content_type, activate=activate)
+
+
+@get("/v1/tenants/{tenant_id:str}/policies", tags=["policies"])
+async def list_policies(state: State, tenant_id: FromPath[str], authorization: Authorization) -> list[schemas.PolicyVersion]:
+    principal = await authenticate(state.db, authorization)
+    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
+    return await state.policies.list_versions(tenant_id)
+
+
+@get("/v1/tenants/{tenant_id:str}/policies/{version:int}", tags=["policies"])
+async def get_policy(state: State, tenant_id: FromPath[str], version: FromPath[int], authorization: Authorization) -> schemas.PolicyDetail:
+    principal = await authenticate(state.db, authorization)
+    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
+    return await state.policies.get_version(tenant_id, version)
+
+
+@post("/v1/tenants/{tenant_id:str}/policies/{version:int}/activate", status_code=200, tags=["policies"])
+async def activate_policy(
+    state: State, tenant_id: FromPath[str], version: FromPath[int], authorization: Authorization
+) -> schemas.PolicyVersion:
+    principal = await authenticate(state.db, authorization)
+    require_tenant_role(principal, tenant_id, TENANT_ADMIN)
+    return await state.policies.activate(principal, tenant_id, version)
+
+
+@get("/v1/tenants/{tenant_id:str}/audit/entries", tags=["audit"])
+async def audit_entries(
+    state: State, tenant_id: FromPath[str], authorization: Authorization, start: FromQuery[int] = 0, end: FromQuery[int | None] = None
+) -> schemas.AuditEntries:
+    """The exact stored entry bytes (base64) of `[start, end)`, at most 1000 at a time
+    (`end` defaults to the log size or start + 1000)."""
+    principal = await authenticate(state.db, authorization)
+    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
+    async with state.db.read() as conn:
+        head = await conn.fetchrow("SELECT size FROM audit_heads WHERE tenant_id = ?", tenant_id)
+        size = int(head["size"]) if head else 0
+        end = min(size, start + MAX_ENTRIES_PAGE) if end is None else end
+        if not 0 <= start <= end <= size or end - start > MAX_ENTRIES_PAGE:
+            raise InvalidRequest(
+                f"need 0 <= start <= end <= {size} and at most {MAX_ENTRIES_PAGE} entries", code="invalid_range"
+            )
+        rows = await conn.fetch(
+            "SELECT seq, entry FROM audit_entries WHERE tenant_id = ? AND seq >= ? AND seq < ? ORDER BY seq",
+            tenant_id,
+            start,
+            end,
+        )
+    views = [schemas.AuditEntryView(int(r["seq"]), base64.b64encode(bytes(r["entry"])).decode()) for r in rows]
+    return schemas.AuditEntries(views, size)
+
+
+@post("/v1/agents/{agent_id:str}/propose", status_code=201, tags=["actions"])
+async def propose(
+    state: State, agent_id: FromPath[str], data: JSONBody[schemas.ProposeRequest], authorization: Authorization
+) -> schemas.ProposeResponse:
+    return await state.actions.propose(authorization, agent_id, data, utc_now())
+
+
+@get("/v1/actions/{action_id:str}", tags=["actions"])
+async def get_action(state: State, action_id: FromPath[str], authorization: Authorization) -> schemas.ActionRecord:
+    principal = await authenticate(state.db, authorization)
+    return await state.actions.get(principal, action_id)
+
+
+@get("/v1/actions", tags=["actions"])
+async def list_actions(
+    state: State,
+    authorization: Authorization,
+    tenant_id: FromQuery[str | None] = None,
+    agent_id: FromQuery[str | None] = None,
+    decision: FromQuery[str | None] = None,
+    status: FromQuery[str | None] = None,
+    action_type: Annotated[str | None, QueryParameter(name="type")] = None,
+    created_from: Annotated[str | None, QueryParameter(name="from")] = None,
+    created_to: Annotated[str | None, QueryParameter(name="to")] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
+    cursor: FromQuery[str | None] = None,
+) -> schemas.ActionPage:
+    principal = await authenticate(state.db, authorization)
+    return await state.actions.list(
+        principal,
+        tenant_id=tenant_id,
+        agent_id=agent_id,
+        decision=decision,
+        status=status,
+        action_type=action_type,
+        created_from=created_from,
+        created_to=created_to,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+ROUTES = [
+    health,
+    public_keys,
+    create_tenant,
+    get_tenant,
+    create_api_key,
+    create_agent,
+    list_agents,
+    create_approver,
+    list_approvers,
+    publish_policy,
+    list_policies,
+    get_policy,
+    activate_policy,
+    audit_entries,
+    propose,
+    get_action,
+    list_actions,
+]

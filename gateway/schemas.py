@@ -1,0 +1,170 @@
+"""Wire types of API v1 (msgspec Structs: unknown request fields are refused)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+
+class Request(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Base of request bodies."""
+
+
+class CreateTenant(Request):
+    id: str
+    name: str
+    chain_id: int = 1
+    verifying_contract: str = "0x0000000000000000000000000000000000000000"
+
+
+class Tenant(msgspec.Struct, frozen=True):
+    id: str
+    name: str
+    chain_id: int
+    verifying_contract: str
+    active_policy_version: int | None
+    created_at: str
+
+
+class CreateApiKey(Request):
+    role: Literal["tenant_admin", "auditor"]
+
+
+class CreatedCredential(msgspec.Struct, frozen=True):
+    id: str
+    token: str
+    role: str
+    tenant_id: str
+
+
+class CreateAgent(Request):
+    id: str | None = None
+    name: str | None = None
+
+
+class Agent(msgspec.Struct, frozen=True):
+    id: str
+    tenant_id: str
+    name: str
+    created_at: str
+
+
+class CreatedAgent(msgspec.Struct, frozen=True):
+    id: str
+    tenant_id: str
+    name: str
+    token: str
+
+
+class CreateApprover(Request):
+    address: str
+    roles: list[str]
+    name: str | None = None
+
+
+class Approver(msgspec.Struct, frozen=True):
+    tenant_id: str
+    address: str
+    roles: list[str]
+    name: str
+    created_at: str
+
+
+class PolicyVersion(msgspec.Struct, frozen=True):
+    version: int
+    hash: str
+    active: bool
+    created_at: str
+    created_by: str
+
+
+class PolicyDetail(msgspec.Struct, frozen=True):
+    version: int
+    hash: str
+    active: bool
+    created_at: str
+    created_by: str
+    document: dict[str, Any]
+
+
+class ProposeRequest(Request):
+    action: dict[str, Any]
+    tenant_id: str | None = None
+    rationale: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class ApprovalRequirement(msgspec.Struct, frozen=True):
+    rule: str
+    threshold: int
+    roles: list[str]
+
+
+class SignedVerdict(msgspec.Struct, frozen=True):
+    typed_data: dict[str, Any]
+    signature: str
+    signer: str
+    expires_at: str
+
+
+class ProposeResponse(msgspec.Struct, frozen=True):
+    action_id: str
+    decision: Literal["ALLOW", "ESCALATE", "DENY"]
+    status: str
+    reason: str
+    matched_rules: list[str]
+    policy_version: int | None
+    policy_hash: str | None
+    approvals_required: list[ApprovalRequirement] | None
+    signed_verdict: SignedVerdict | None
+    audit_event_id: int
+    action_hash: str
+
+
+class ActionRecord(msgspec.Struct, frozen=True):
+    action_id: str
+    tenant_id: str
+    agent_id: str
+    type: str
+    action: dict[str, Any]
+    action_hash: str
+    rationale: str | None
+    metadata: dict[str, Any] | None
+    decision: str
+    status: str
+    reason: str
+    matched_rules: list[str]
+    policy_version: int | None
+    policy_hash: str | None
+    approvals_required: list[ApprovalRequirement] | None
+    approval_expires_at: str | None
+    signed_verdict: SignedVerdict | None
+    audit_event_ids: list[int]
+    created_at: str
+
+
+class ActionPage(msgspec.Struct, frozen=True):
+    actions: list[ActionRecord]
+    next_cursor: str | None
+
+
+class VerdictSignerInfo(msgspec.Struct, frozen=True):
+    address: str
+    status: str
+    not_before: str
+    not_after: str | None
+
+
+class Keys(msgspec.Struct, frozen=True):
+    verdict_signers: list[VerdictSignerInfo]
+
+
+class AuditEntryView(msgspec.Struct, frozen=True):
+    index: int
+    entry: str  # base64 of the exact stored bytes
+
+
+class AuditEntries(msgspec.Struct, frozen=True):
+    entries: list[AuditEntryView]
+    size: int

@@ -1,0 +1,1 @@
+"""Services: the work behind the routes, composing policy, crypto, audit and storage."""

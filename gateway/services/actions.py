@@ -1,0 +1,305 @@
+"""Proposals and the action records they create.
+
+The propose path: authenticate the agent (one query), evaluate the tenant's active
+policy version, sign an EIP-712 verdict on ALLOW, then append the action row and its
+audit entries through the tenant's chain writer; the answer goes out after the commit.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from crypto.canonical import action_hash as compute_action_hash
+from crypto.eip712 import DECISION_ALLOW, Domain, VerdictMessage
+from crypto.errors import CryptoError
+from crypto.signing import DigestSigner, sign_verdict
+from gateway import schemas
+from gateway.auth import AGENT, AUDITOR, TENANT_ADMIN, Principal, bearer_token, require_tenant_role
+from gateway.clock import hash_token, new_id, parse_rfc3339, rfc3339, rfc3339_seconds
+from gateway.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated, Unprocessable
+from gateway.ledger import EntryDraft, Ledger, Unit
+from gateway.services.policies import PolicyService
+from gateway.storage import Database
+from policy import Decision, EvaluationInput
+
+STATUS_OF = {"ALLOW": "allowed", "ESCALATE": "pending_approval", "DENY": "denied"}
+MAX_PAGE = 100
+_AGENT_QUERY = (
+    "SELECT k.id AS key_id, k.role, k.agent_id, a.name AS agent_name, t.id AS tenant_id, t.name AS tenant_name,"
+    " t.chain_id, t.verifying_contract, t.active_policy_version"
+    " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+    " LEFT JOIN agents a ON a.tenant_id = k.tenant_id AND a.id = k.agent_id"
+    " WHERE k.token_hash = ? AND k.revoked_at IS NULL"
+)
+_COLUMNS = (
+    "id, tenant_id, agent_id, type, action, action_hash, rationale, metadata, decision, status, reason,"
+    " matched_rules, policy_version, policy_hash, approvals_required, approval_expires_at, signed_verdict,"
+    " audit_event_ids, created_at"
+)
+_INSERT = f"INSERT INTO actions ({_COLUMNS}) VALUES ({', '.join('?' * 19)})"
+_encode = msgspec.json.Encoder()
+
+
+def check_action(action: dict[str, Any]) -> str:
+    """Return the action's type. Raises Unprocessable for a missing type or a float anywhere
+    (money travels as decimal strings; a float cannot be hashed the same way by every parser)."""
+    action_type = action.get("type")
+    if not isinstance(action_type, str) or not 0 < len(action_type) <= 128:
+        raise Unprocessable("action.type must be a non-empty string", code="invalid_action", field="action.type")
+    stack: list[tuple[str, Any]] = [("action", action)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, float):
+            raise Unprocessable(
+                f"{path} is a floating-point number; send amounts as decimal strings like \"7800.00\"",
+                code="float_not_allowed",
+                field=path,
+            )
+        if isinstance(value, dict):
+            stack.extend((f"{path}.{key}", item) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+    return action_type
+
+
+class ActionService:
+    def __init__(self, db: Database, ledger: Ledger, policies: PolicyService, signer: DigestSigner) -> None:
+        self.db = db
+        self.ledger = ledger
+        self.policies = policies
+        self.signer = signer
+
+    async def propose(
+        self, authorization: str | None, agent_id: str, body: schemas.ProposeRequest, now: datetime
+    ) -> schemas.ProposeResponse:
+        """Decide a proposal. Raises Unauthenticated, Forbidden, NotFound, Unprocessable; never
+        answers before the action and its audit entries are committed."""
+        token = bearer_token(authorization)
+        async with self.db.read() as conn:
+            who = await conn.fetchrow(_AGENT_QUERY, hash_token(token))
+        if who is None:
+            raise Unauthenticated("unknown or revoked token", code="invalid_token")
+        if who["role"] != AGENT:
+            raise Forbidden("only an agent's token may propose", code="forbidden_role")
+        if who["agent_id"] != agent_id or (body.tenant_id is not None and body.tenant_id != who["tenant_id"]):
+            raise NotFound(f"agent {agent_id!r} not found", code="agent_not_found")
+        tenant_id = who["tenant_id"]
+        action_type = check_action(body.action)
+        try:
+            digest = compute_action_hash(body.action)
+        except CryptoError as exc:
+            raise Unprocessable(f"action cannot be hashed: {exc}", code="invalid_action") from exc
+        action_hash = "0x" + digest.hex()
+
+        version = who["active_policy_version"]
+        if version is None:
+            decision = Decision(decision="DENY", reason="no_active_policy", matched_rules=[],
+                                approvals_required=None, timeout_minutes=None, checks=[])
+            policy_hash = None
+            ttl = 0
+        else:
+            active = await self.policies.compiled(tenant_id, int(version))
+            decision = active.compiled.evaluate(
+                EvaluationInput(
+                    action=body.action,
+                    agent={"id": agent_id, "name": who["agent_name"]},
+                    tenant={"id": tenant_id, "name": who["tenant_name"]},
+                    now=now,
+                )
+            )
+            policy_hash, ttl = active.hash, active.compiled.verdict_ttl_seconds
+
+        action_id = new_id("act")
+        created_at = rfc3339(now)
+        signed = None
+        if decision.decision == "ALLOW":
+            issued_at = int(now.timestamp())
+            message = VerdictMessage(
+                action_id=action_id,
+                action_hash=digest,
+                tenant=tenant_id,
+                agent=agent_id,
+                action_type=action_type,
+                decision=DECISION_ALLOW,
+                policy_version=int(version),
+                policy_hash=bytes.fromhex(policy_hash[2:]),
+                issued_at=issued_at,
+                expires_at=issued_at + ttl,
+            )
+            result = sign_verdict(self.signer, Domain(int(who["chain_id"]), who["verifying_contract"]), message)
+            signed = schemas.SignedVerdict(
+                result.typed_data, result.signature, result.signer, rfc3339_seconds(issued_at + ttl)
+            )
+        approvals = (
+            [schemas.ApprovalRequirement(r.rule, r.threshold, list(r.roles)) for r in decision.approvals_required]
+            if decision.approvals_required
+            else None
+        )
+        approval_expires_at = (
+            rfc3339(now + timedelta(minutes=decision.timeout_minutes or 60)) if decision.decision == "ESCALATE" else None
+        )
+        status = STATUS_OF[decision.decision]
+        approvals_plain = msgspec.to_builtins(approvals)
+        record = {
+            "agent": agent_id,
+            "action": body.action,
+            "action_hash": action_hash,
+            "rationale": body.rationale,
+            "metadata": body.metadata,
+            "decision": decision.decision,
+            "status": status,
+            "reason": decision.reason,
+            "matched_rules": list(decision.matched_rules),
+            "policy_version": version,
+            "policy_hash": policy_hash,
+            "approvals_required": approvals_plain,
+            "approval_expires_at": approval_expires_at,
+        }
+        drafts = [EntryDraft("action.proposed", f"agent:{agent_id}", record, action_id)]
+        if signed is not None:
+            drafts.append(
+                EntryDraft(
+                    "verdict.issued",
+                    "gateway",
+                    {"typed_data": signed.typed_data, "signature": signed.signature, "signer": signed.signer},
+                    action_id,
+                )
+            )
+        verdict_json = _encode.encode(signed).decode() if signed is not None else None
+
+        def statements(seqs: list[int]) -> list[tuple[str, tuple]]:
+            return [
+                (
+                    _INSERT,
+                    (
+                        action_id, tenant_id, agent_id, action_type, _encode.encode(body.action).decode(),
+                        action_hash, body.rationale,
+                        _encode.encode(body.metadata).decode() if body.metadata is not None else None,
+                        decision.decision, status, decision.reason, json.dumps(list(decision.matched_rules)),
+                        version, policy_hash,
+                        _encode.encode(approvals_plain).decode() if approvals is not None else None,
+                        approval_expires_at, verdict_json, json.dumps(seqs), created_at,
+                    ),
+                )
+            ]  # fmt: skip
+
+        seqs = await self.ledger.append(tenant_id, Unit(drafts, statements))
+        return schemas.ProposeResponse(
+            action_id=action_id,
+            decision=decision.decision,
+            status=status,
+            reason=decision.reason,
+            matched_rules=list(decision.matched_rules),
+            policy_version=version,
+            policy_hash=policy_hash,
+            approvals_required=approvals,
+            signed_verdict=signed,
+            audit_event_id=seqs[0],
+            action_hash=action_hash,
+        )
+
+    async def get(self, principal: Principal, action_id: str) -> schemas.ActionRecord:
+        """Raises NotFound for a missing action or one this principal may not see."""
+        async with self.db.read() as conn:
+            row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM actions WHERE id = ?", action_id)
+        if row is None:
+            raise NotFound(f"action {action_id!r} not found", code="action_not_found")
+        self._check_can_read(principal, row)
+        return _record(row)
+
+    @staticmethod
+    def _check_can_read(principal: Principal, row: dict[str, Any]) -> None:
+        hidden = NotFound(f"action {row['id']!r} not found", code="action_not_found")
+        if principal.role == AGENT:
+            if principal.tenant_id != row["tenant_id"] or principal.agent_id != row["agent_id"]:
+                raise hidden
+            return
+        try:
+            require_tenant_role(principal, row["tenant_id"], TENANT_ADMIN, AUDITOR)
+        except NotFound:
+            raise hidden from None
+
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        tenant_id: str | None,
+        agent_id: str | None,
+        decision: str | None,
+        status: str | None,
+        action_type: str | None,
+        created_from: str | None,
+        created_to: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> schemas.ActionPage:
+        """Newest first, `limit` ≤ 100, cursor = the last id of the previous page."""
+        if principal.tenant_id is None:
+            raise Forbidden("the admin token manages tenants; use a tenant credential", code="forbidden_role")
+        tenant_id = tenant_id or principal.tenant_id
+        if principal.role == AGENT:
+            if tenant_id != principal.tenant_id:
+                raise NotFound(f"tenant {tenant_id!r} not found", code="tenant_not_found")
+            if agent_id is not None and agent_id != principal.agent_id:
+                return schemas.ActionPage([], None)
+            agent_id = principal.agent_id
+        else:
+            require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}", code="invalid_limit")
+        where, args = ["tenant_id = ?"], [tenant_id]
+        for column, value in (("agent_id", agent_id), ("decision", decision), ("status", status), ("type", action_type)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        for op, value, name in ((">=", created_from, "from"), ("<", created_to, "to")):
+            if value is not None:
+                try:
+                    args.append(rfc3339(parse_rfc3339(value)))
+                except ValueError as exc:
+                    raise InvalidRequest(f"{name} must be an RFC 3339 time", code="invalid_time") from exc
+                where.append(f"created_at {op} ?")
+        if cursor is not None:
+            if not cursor.startswith("act_") or len(cursor) != 30:
+                raise InvalidRequest("cursor is not one this API returned", code="invalid_cursor")
+            where.append("id < ?")
+            args.append(cursor)
+        sql = f"SELECT {_COLUMNS} FROM actions WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"
+        async with self.db.read() as conn:
+            rows = await conn.fetch(sql, *args, limit + 1)
+        page = [_record(row) for row in rows[:limit]]
+        return schemas.ActionPage(page, page[-1].action_id if len(rows) > limit else None)
+
+
+def _loads(text: str | None) -> Any:
+    return json.loads(text) if text is not None else None
+
+
+def _record(row: dict[str, Any]) -> schemas.ActionRecord:
+    approvals = _loads(row["approvals_required"])
+    verdict = _loads(row["signed_verdict"])
+    return schemas.ActionRecord(
+        action_id=row["id"],
+        tenant_id=row["tenant_id"],
+        agent_id=row["agent_id"],
+        type=row["type"],
+        action=json.loads(row["action"]),
+        action_hash=row["action_hash"],
+        rationale=row["rationale"],
+        metadata=_loads(row["metadata"]),
+        decision=row["decision"],
+        status=row["status"],
+        reason=row["reason"],
+        matched_rules=json.loads(row["matched_rules"]),
+        policy_version=int(row["policy_version"]) if row["policy_version"] is not None else None,
+        policy_hash=row["policy_hash"],
+        approvals_required=[schemas.ApprovalRequirement(**a) for a in approvals] if approvals else None,
+        approval_expires_at=row["approval_expires_at"],
+        signed_verdict=schemas.SignedVerdict(**verdict) if verdict else None,
+        audit_event_ids=json.loads(row["audit_event_ids"]),
+        created_at=row["created_at"],
+    )

@@ -1,0 +1,51 @@
+"""Settings, read from `VERDICT_*` environment variables (CLI flags override them)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = Path(".verdict")
+    database_url: str | None = None  # None: SQLite file in data_dir
+    database_schema: str | None = None  # PostgreSQL schema (tests use one per run)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    log_origin: str = "localhost/verdict"
+    max_body_bytes: int = 65536
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        base = cls()
+        return replace(
+            base,
+            data_dir=Path(env.get("VERDICT_DATA_DIR", str(base.data_dir))),
+            database_url=env.get("VERDICT_DATABASE_URL") or None,
+            database_schema=env.get("VERDICT_DATABASE_SCHEMA") or None,
+            host=env.get("VERDICT_HOST", base.host),
+            port=int(env.get("VERDICT_PORT", base.port)),
+            workers=int(env.get("VERDICT_WORKERS", base.workers)),
+            log_origin=env.get("VERDICT_LOG_ORIGIN", base.log_origin),
+            max_body_bytes=int(env.get("VERDICT_MAX_BODY_BYTES", base.max_body_bytes)),
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings (for worker processes)."""
+        env = {
+            "VERDICT_DATA_DIR": str(self.data_dir),
+            "VERDICT_HOST": self.host,
+            "VERDICT_PORT": str(self.port),
+            "VERDICT_WORKERS": str(self.workers),
+            "VERDICT_LOG_ORIGIN": self.log_origin,
+            "VERDICT_MAX_BODY_BYTES": str(self.max_body_bytes),
+        }
+        if self.database_url:
+            env["VERDICT_DATABASE_URL"] = self.database_url
+        if self.database_schema:
+            env["VERDICT_DATABASE_SCHEMA"] = self.database_schema
+        return env

@@ -1,0 +1,56 @@
+"""The storage interface shared by the SQLite and PostgreSQL backends.
+
+SQL is written once, with `?` placeholders; the PostgreSQL backend rewrites them to
+`$1, $2, …`. Rows come back as plain dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+
+class Conn(Protocol):
+    """A connection for one unit of work.
+
+    Inside `Database.transaction()` every call belongs to one transaction that commits
+    when the block exits normally (durably: SQLite synchronous=FULL, PostgreSQL default
+    fsync) and rolls back when it raises. Not safe for concurrent use by several tasks.
+    """
+
+    dialect: str
+
+    async def execute(self, sql: str, *args: Any) -> None: ...
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None: ...
+    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]: ...
+
+
+class Database(Protocol):
+    """A storage backend. Safe for concurrent use by many tasks of one event loop."""
+
+    dialect: str
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    def read(self) -> AbstractAsyncContextManager[Conn]:
+        """A connection for reads that need no transaction."""
+        ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Conn]:
+        """A write transaction (SQLite: BEGIN IMMEDIATE on the single writer)."""
+        ...
+
+    def for_update(self) -> str:
+        """The row-lock clause for the chain head (`FOR UPDATE` on PostgreSQL)."""
+        ...
+
+
+class IntegrityError(Exception):
+    """A unique or foreign-key constraint was violated (backend-neutral)."""
+
+
+async def aiter_rows(rows: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    for row in rows:
+        yield row

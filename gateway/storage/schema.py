@@ -1,0 +1,91 @@
+"""Schema migrations, written once for both backends.
+
+`{blob}` becomes BLOB (SQLite) or BYTEA (PostgreSQL). Migrations are numbered, applied
+in order inside one transaction each, and recorded in `schema_migrations`, so starting
+the gateway twice (or several processes at once, on PostgreSQL) applies each exactly once.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """CREATE TABLE tenants (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                chain_id BIGINT NOT NULL,
+                verifying_contract TEXT NOT NULL,
+                active_policy_version BIGINT,
+                created_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE api_keys (
+                id TEXT PRIMARY KEY,
+                tenant_id TEXT REFERENCES tenants(id),
+                role TEXT NOT NULL,
+                agent_id TEXT,
+                token_hash TEXT NOT NULL UNIQUE,
+                created_at TEXT NOT NULL,
+                revoked_at TEXT
+            )""",
+            """CREATE TABLE agents (
+                tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                id TEXT NOT NULL,
+                name TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (tenant_id, id)
+            )""",
+            """CREATE TABLE approvers (
+                tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                address TEXT NOT NULL,
+                roles TEXT NOT NULL,
+                name TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (tenant_id, address)
+            )""",
+            """CREATE TABLE policies (
+                tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                version BIGINT NOT NULL,
+                document TEXT NOT NULL,
+                hash TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                created_by TEXT NOT NULL,
+                PRIMARY KEY (tenant_id, version)
+            )""",
+            """CREATE TABLE actions (
+                id TEXT PRIMARY KEY,
+                tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                agent_id TEXT NOT NULL,
+                type TEXT NOT NULL,
+                action TEXT NOT NULL,
+                action_hash TEXT NOT NULL,
+                rationale TEXT,
+                metadata TEXT,
+                decision TEXT NOT NULL,
+                status TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                matched_rules TEXT NOT NULL,
+                policy_version BIGINT,
+                policy_hash TEXT,
+                approvals_required TEXT,
+                approval_expires_at TEXT,
+                signed_verdict TEXT,
+                audit_event_ids TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX actions_tenant_id ON actions (tenant_id, id)",
+            "CREATE INDEX actions_tenant_agent_id ON actions (tenant_id, agent_id, id)",
+            """CREATE TABLE audit_heads (
+                tenant_id TEXT PRIMARY KEY REFERENCES tenants(id),
+                size BIGINT NOT NULL,
+                head TEXT NOT NULL
+            )""",
+            """CREATE TABLE audit_entries (
+                tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                seq BIGINT NOT NULL,
+                entry {blob} NOT NULL,
+                PRIMARY KEY (tenant_id, seq)
+            )""",
+        ],
+    ),
+]
