@@ -48,7 +48,7 @@ def encode_entry(
     *,
     seq: int,
     tenant: str,
-    type: str,  # noqa: A002 - the field's name in the format
+    type: str,
     time: str,
     action_id: str | None,
     actor: str,

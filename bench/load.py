@@ -47,14 +47,26 @@ def machine_facts() -> dict[str, str]:
                 break
     except OSError:
         pass
-    return {"cpu": model, "cores": str(os.cpu_count()), "python": platform.python_version(),
-            "os": f"{platform.system()} {platform.release()}"}
+    return {
+        "cpu": model,
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "os": f"{platform.system()} {platform.release()}",
+    }
 
 
 # ---- load generator (runs in its own process) -------------------------------------------
 
-async def _connection(host: str, port: int, requests: list[bytes], stop_at: float, warm_until: float,
-                      latencies: list[float], counts: dict[str, int]) -> None:
+
+async def _connection(
+    host: str,
+    port: int,
+    requests: list[bytes],
+    stop_at: float,
+    warm_until: float,
+    latencies: list[float],
+    counts: dict[str, int],
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     i = 0
     try:
@@ -95,37 +107,65 @@ def _generate(args: tuple) -> dict:
         if method == "GET":
             requests.append(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
             continue
-        body = json.dumps({"action": {"type": "pay_invoice", "invoice_id": f"inv_{n}", "amount": f"{100 + n % 4000}.25",
-                                      "asset": "USDC", "vendor": "acme-supplies"}}).encode()
+        body = json.dumps(
+            {
+                "action": {
+                    "type": "pay_invoice",
+                    "invoice_id": f"inv_{n}",
+                    "amount": f"{100 + n % 4000}.25",
+                    "asset": "USDC",
+                    "vendor": "acme-supplies",
+                }
+            }
+        ).encode()
         requests.append(
-            (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
-             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+            (
+                f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body
+        )
     latencies: list[float] = []
     counts = {"ok": 0, "other": 0}
 
     async def run() -> None:
         now = time.perf_counter()
         warm_until, stop_at = now + warmup, now + warmup + duration
-        await asyncio.gather(*(
-            _connection(host, port, requests[i::concurrency] or requests, stop_at, warm_until, latencies, counts)
-            for i in range(concurrency)))
+        await asyncio.gather(
+            *(
+                _connection(
+                    host, port, requests[i::concurrency] or requests, stop_at, warm_until, latencies, counts
+                )
+                for i in range(concurrency)
+            )
+        )
 
     asyncio.run(run())
     return {"latencies": latencies, **counts, "duration": duration}
 
 
-def drive(url: str, method: str, path: str, token: str, concurrency: int, duration: float, warmup: float) -> dict:
+def drive(
+    url: str, method: str, path: str, token: str, concurrency: int, duration: float, warmup: float
+) -> dict:
     host, port = url.removeprefix("http://").split(":")
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(1) as pool:
-        result = pool.apply(_generate, ((host, int(port), method, path, token, concurrency, duration, warmup),))
+        result = pool.apply(
+            _generate, ((host, int(port), method, path, token, concurrency, duration, warmup),)
+        )
     lat = sorted(result["latencies"])
     q = statistics.quantiles(lat, n=100) if len(lat) > 100 else [float("nan")] * 99
-    return {"rps": result["ok"] / duration, "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000,
-            "ok": result["ok"], "errors": result["other"]}
+    return {
+        "rps": result["ok"] / duration,
+        "p50_ms": q[49] * 1000,
+        "p99_ms": q[98] * 1000,
+        "ok": result["ok"],
+        "errors": result["other"],
+    }
 
 
 # ---- one configuration ---------------------------------------------------------------------
+
 
 def seed(url: str, admin: str) -> tuple[str, str]:
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}) as http:
@@ -133,8 +173,11 @@ def seed(url: str, admin: str) -> tuple[str, str]:
         tenant_admin = http.post("/v1/tenants/bench/api-keys", json={"role": "tenant_admin"}).json()["token"]
         auth = {"Authorization": f"Bearer {tenant_admin}"}
         agent = http.post("/v1/tenants/bench/agents", json={"id": "bot"}, headers=auth).json()["token"]
-        http.post("/v1/tenants/bench/policies", content=EXAMPLE_POLICY.encode(),
-                  headers={**auth, "Content-Type": "application/yaml"}).raise_for_status()
+        http.post(
+            "/v1/tenants/bench/policies",
+            content=EXAMPLE_POLICY.encode(),
+            headers={**auth, "Content-Type": "application/yaml"},
+        ).raise_for_status()
     return tenant_admin, agent
 
 
@@ -176,12 +219,20 @@ def run_config(backend: str, workers: int, concurrency: int, duration: float, wa
                     await conn.close()
 
                 asyncio.run(drop())
-    return {"backend": backend, "workers": workers, "concurrency": concurrency, "health": baseline,
-            "allow": allow, "log_entries": entries}
+    return {
+        "backend": backend,
+        "workers": workers,
+        "concurrency": concurrency,
+        "health": baseline,
+        "allow": allow,
+        "log_entries": entries,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--concurrency", type=int, default=64)
@@ -192,10 +243,14 @@ def main() -> None:
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     facts = machine_facts()
     print("machine: " + " · ".join(f"{k} {v}" for k, v in facts.items()))
-    print(f"load: closed loop, {args.concurrency} keep-alive connections, {args.duration:.0f} s after "
-          f"{args.warmup:.0f} s warm-up; database on this machine\n")
-    header = f"{'backend':<11} {'workers':>7} | {'ALLOW/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} | " \
-             f"{'health/s':>8} {'p99 ms':>7} | {'log entries':>11}"
+    print(
+        f"load: closed loop, {args.concurrency} keep-alive connections, {args.duration:.0f} s after "
+        f"{args.warmup:.0f} s warm-up; database on this machine\n"
+    )
+    header = (
+        f"{'backend':<11} {'workers':>7} | {'ALLOW/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} | "
+        f"{'health/s':>8} {'p99 ms':>7} | {'log entries':>11}"
+    )
     print(header)
     print("-" * len(header))
     results = []
@@ -204,9 +259,11 @@ def main() -> None:
             r = run_config(backend, workers, args.concurrency, args.duration, args.warmup)
             results.append(r)
             a, h = r["allow"], r["health"]
-            print(f"{backend:<11} {workers:>7} | {a['rps']:>8.0f} {a['p50_ms']:>7.1f} {a['p99_ms']:>7.1f} "
-                  f"{a['errors']:>6} | {h['rps']:>8.0f} {h['p99_ms']:>7.1f} | {r['log_entries']:>11} ✓chain",
-                  flush=True)
+            print(
+                f"{backend:<11} {workers:>7} | {a['rps']:>8.0f} {a['p50_ms']:>7.1f} {a['p99_ms']:>7.1f} "
+                f"{a['errors']:>6} | {h['rps']:>8.0f} {h['p99_ms']:>7.1f} | {r['log_entries']:>11} ✓chain",
+                flush=True,
+            )
     if args.json:
         args.json.write_text(json.dumps({"machine": facts, "results": results}, indent=2))
 

@@ -20,13 +20,18 @@ def main() -> None:
 
 
 def _serve_options(command):
-    command = click.option("--host", default=None, help="Listen address [env VERDICT_HOST, 127.0.0.1].")(command)
-    command = click.option("--port", type=int, default=None, help="Port [env VERDICT_PORT, 8000].")(command)
-    command = click.option("--workers", type=int, default=None, help="Worker processes [env VERDICT_WORKERS, 1].")(
+    command = click.option("--host", default=None, help="Listen address [env VERDICT_HOST, 127.0.0.1].")(
         command
     )
+    command = click.option("--port", type=int, default=None, help="Port [env VERDICT_PORT, 8000].")(command)
     command = click.option(
-        "--data-dir", type=click.Path(path_type=Path), default=None, help="Keys and SQLite [env VERDICT_DATA_DIR]."
+        "--workers", type=int, default=None, help="Worker processes [env VERDICT_WORKERS, 1]."
+    )(command)
+    command = click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Keys and SQLite [env VERDICT_DATA_DIR].",
     )(command)
     return command
 
@@ -73,7 +78,9 @@ def _run(settings: Settings, *, demo: bool) -> None:
     if demo:
         token_path, created = asyncio.run(seed_demo(settings))
         agent_id, _ = read_agent_token(token_path)
-        click.echo(f"Demo tenant 'demo' {'seeded' if created else 'found'}; agent token in {token_path} (mode 0600)")
+        click.echo(
+            f"Demo tenant 'demo' {'seeded' if created else 'found'}; agent token in {token_path} (mode 0600)"
+        )
         click.echo(walkthrough(base_url, token_path, agent_id))
     click.echo(f"Listening on {base_url} · API docs {base_url}/schema · health {base_url}/health")
     os.environ.update(settings.to_env())

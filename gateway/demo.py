@@ -15,7 +15,7 @@ from gateway.storage import open_database
 
 DEMO_TENANT = "demo"
 DEMO_AGENT = "demo-agent"
-AGENT_TOKEN_FILE = "demo-agent.token"
+AGENT_TOKEN_FILE = "demo-agent.token"  # noqa: S105 - a file name
 
 # The same document as examples/policy.yaml (a test keeps the two equal).
 DEMO_POLICY = """\
@@ -68,11 +68,15 @@ async def seed_demo(settings: Settings) -> tuple[Path, bool]:
         if not exists:
             await tenants.create_tenant(SYSTEM, CreateTenant(id=DEMO_TENANT, name="Demo Corp"))
             admin = Principal(key_id="demo", role="tenant_admin", tenant_id=DEMO_TENANT, agent_id=None)
-            await policies.publish(admin, DEMO_TENANT, DEMO_POLICY.encode(), "application/yaml", activate=True)
+            await policies.publish(
+                admin, DEMO_TENANT, DEMO_POLICY.encode(), "application/yaml", activate=True
+            )
         admin = Principal(key_id="demo", role="tenant_admin", tenant_id=DEMO_TENANT, agent_id=None)
         agent_id = DEMO_AGENT
         async with db.read() as conn:
-            taken = await conn.fetchrow("SELECT 1 AS x FROM agents WHERE tenant_id = ? AND id = ?", DEMO_TENANT, agent_id)
+            taken = await conn.fetchrow(
+                "SELECT 1 AS x FROM agents WHERE tenant_id = ? AND id = ?", DEMO_TENANT, agent_id
+            )
         if taken:  # the token file was lost: register a fresh agent rather than reuse a token we cannot show
             from gateway.clock import new_id
 

@@ -24,7 +24,7 @@ from gateway.clock import new_token
 
 VERDICT_KEY_FILE = "verdict-signer.key"
 LOG_KEY_FILE = "log-signer.pem"
-ADMIN_TOKEN_FILE = "admin.token"
+ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name
 
 
 @dataclass(frozen=True, slots=True)

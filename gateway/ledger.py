@@ -51,7 +51,23 @@ class Unit:
     entries: list[EntryDraft]
     statements: Callable[[list[int]], list[Statement]] = lambda seqs: []
     prepare: Callable[[Conn], Awaitable[None]] | None = None
+    # A decision made under a policy version commits only if that version is still the
+    # active one (DESIGN invariant 6): checked under the chain head lock, so no race.
+    expects_policy: bool = False
+    policy_version: int | None = None
+    # Set (by `prepare` or the caller) when this unit makes a version the active one.
+    activates_policy: int | None = None
     future: asyncio.Future[list[int]] | None = field(default=None, repr=False)
+
+
+class PolicyVersionChanged(AppError):
+    """The tenant's active policy changed between the decision and its commit; decide again."""
+
+    status, code, title = 409, "policy_changed", "The active policy changed"
+
+    def __init__(self, active: int | None) -> None:
+        super().__init__(f"the active policy is now version {active}")
+        self.active = active
 
 
 async def write_units(conn: Conn, tenant: str, units: list[Unit], *, lock: str) -> list[list[int] | AppError]:
@@ -61,10 +77,14 @@ async def write_units(conn: Conn, tenant: str, units: list[Unit], *, lock: str) 
     Raises NotFound when the tenant has no chain; database errors propagate (the caller
     rolls back).
     """
-    head = await conn.fetchrow(f"SELECT size, head FROM audit_heads WHERE tenant_id = ?{lock}", tenant)
+    head = await conn.fetchrow(
+        "SELECT audit_heads.size, audit_heads.head, tenants.active_policy_version FROM audit_heads"
+        f" JOIN tenants ON tenants.id = audit_heads.tenant_id WHERE audit_heads.tenant_id = ?{lock}",
+        tenant,
+    )
     if head is None:
         raise NotFound(f"tenant {tenant!r} not found", code="tenant_not_found")
-    size, prev = int(head["size"]), head["head"]
+    size, prev, active_policy = int(head["size"]), head["head"], head["active_policy_version"]
     time = rfc3339(utc_now())
     entry_rows: list[tuple[Any, ...]] = []
     results: list[list[int] | AppError] = []
@@ -88,6 +108,11 @@ async def write_units(conn: Conn, tenant: str, units: list[Unit], *, lock: str) 
             except AppError as exc:
                 results.append(exc)
                 continue
+        if unit.expects_policy and unit.policy_version != active_policy:
+            results.append(PolicyVersionChanged(active_policy))
+            continue
+        if unit.activates_policy is not None:
+            active_policy = unit.activates_policy
         seqs = []
         for draft in unit.entries:
             raw = encode_entry(
@@ -112,14 +137,20 @@ async def write_units(conn: Conn, tenant: str, units: list[Unit], *, lock: str) 
         results.append(seqs)
     await flush()
     if entry_rows:
-        await conn.executemany("INSERT INTO audit_entries (tenant_id, seq, entry) VALUES (?, ?, ?)", entry_rows)
-        await conn.execute("UPDATE audit_heads SET size = ?, head = ? WHERE tenant_id = ?", size, prev, tenant)
+        await conn.executemany(
+            "INSERT INTO audit_entries (tenant_id, seq, entry) VALUES (?, ?, ?)", entry_rows
+        )
+        await conn.execute(
+            "UPDATE audit_heads SET size = ?, head = ? WHERE tenant_id = ?", size, prev, tenant
+        )
     return results
 
 
 async def create_chain(conn: Conn, tenant: str) -> None:
     """Start a tenant's empty chain (inside the transaction that creates the tenant)."""
-    await conn.execute("INSERT INTO audit_heads (tenant_id, size, head) VALUES (?, 0, ?)", tenant, GENESIS_PREV)
+    await conn.execute(
+        "INSERT INTO audit_heads (tenant_id, size, head) VALUES (?, 0, ?)", tenant, GENESIS_PREV
+    )
 
 
 class ChainWriter:
@@ -154,7 +185,7 @@ class ChainWriter:
         try:
             async with self.db.transaction() as conn:
                 results = await write_units(conn, self.tenant, batch, lock=self.db.for_update())
-        except Exception as exc:  # noqa: BLE001 - isolate the failing unit, then report it to its caller only
+        except Exception as exc:
             if len(batch) > 1:
                 for unit in batch:
                     await self._write([unit])

@@ -59,6 +59,10 @@ def http_error_handler(_: Request, exc: HTTPException) -> Response:
     return problem(status, code, detail)
 
 
+def nesting_handler(_: Request, exc: RecursionError) -> Response:
+    return problem(400, "nesting_too_deep", "the JSON body is nested too deeply", "Invalid request")
+
+
 def internal_error_handler(request: Request, exc: Exception) -> Response:
     # Never leak internals: the client gets a generic problem, the log gets the traceback.
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -69,6 +73,7 @@ EXCEPTION_HANDLERS = {
     AppError: app_error_handler,
     ValidationException: validation_handler,
     HTTPException: http_error_handler,
+    RecursionError: nesting_handler,
     Exception: internal_error_handler,
 }
 

@@ -34,7 +34,9 @@ async def public_keys(state: State) -> schemas.Keys:
 
 
 @post("/v1/tenants", status_code=201, tags=["tenants"])
-async def create_tenant(state: State, data: JSONBody[schemas.CreateTenant], authorization: Authorization) -> schemas.Tenant:
+async def create_tenant(
+    state: State, data: JSONBody[schemas.CreateTenant], authorization: Authorization
+) -> schemas.Tenant:
     principal = await authenticate(state.db, authorization)
     require_role(principal, ADMIN)
     return await state.tenants.create_tenant(principal, data)
@@ -66,7 +68,9 @@ async def create_agent(
 
 
 @get("/v1/tenants/{tenant_id:str}/agents", tags=["agents"])
-async def list_agents(state: State, tenant_id: FromPath[str], authorization: Authorization) -> list[schemas.Agent]:
+async def list_agents(
+    state: State, tenant_id: FromPath[str], authorization: Authorization
+) -> list[schemas.Agent]:
     principal = await authenticate(state.db, authorization)
     require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
     return await state.tenants.list_agents(tenant_id)
@@ -74,7 +78,10 @@ async def list_agents(state: State, tenant_id: FromPath[str], authorization: Aut
 
 @post("/v1/tenants/{tenant_id:str}/approvers", status_code=201, tags=["approvers"])
 async def create_approver(
-    state: State, tenant_id: FromPath[str], data: JSONBody[schemas.CreateApprover], authorization: Authorization
+    state: State,
+    tenant_id: FromPath[str],
+    data: JSONBody[schemas.CreateApprover],
+    authorization: Authorization,
 ) -> schemas.Approver:
     principal = await authenticate(state.db, authorization)
     require_tenant_role(principal, tenant_id, TENANT_ADMIN)
@@ -82,7 +89,9 @@ async def create_approver(
 
 
 @get("/v1/tenants/{tenant_id:str}/approvers", tags=["approvers"])
-async def list_approvers(state: State, tenant_id: FromPath[str], authorization: Authorization) -> list[schemas.Approver]:
+async def list_approvers(
+    state: State, tenant_id: FromPath[str], authorization: Authorization
+) -> list[schemas.Approver]:
     principal = await authenticate(state.db, authorization)
     require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
     return await state.tenants.list_approvers(tenant_id)
@@ -109,14 +118,18 @@ async def publish_policy(
 
 
 @get("/v1/tenants/{tenant_id:str}/policies", tags=["policies"])
-async def list_policies(state: State, tenant_id: FromPath[str], authorization: Authorization) -> list[schemas.PolicyVersion]:
+async def list_policies(
+    state: State, tenant_id: FromPath[str], authorization: Authorization
+) -> list[schemas.PolicyVersion]:
     principal = await authenticate(state.db, authorization)
     require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
     return await state.policies.list_versions(tenant_id)
 
 
 @get("/v1/tenants/{tenant_id:str}/policies/{version:int}", tags=["policies"])
-async def get_policy(state: State, tenant_id: FromPath[str], version: FromPath[int], authorization: Authorization) -> schemas.PolicyDetail:
+async def get_policy(
+    state: State, tenant_id: FromPath[str], version: FromPath[int], authorization: Authorization
+) -> schemas.PolicyDetail:
     principal = await authenticate(state.db, authorization)
     require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
     return await state.policies.get_version(tenant_id, version)
@@ -133,7 +146,11 @@ async def activate_policy(
 
 @get("/v1/tenants/{tenant_id:str}/audit/entries", tags=["audit"])
 async def audit_entries(
-    state: State, tenant_id: FromPath[str], authorization: Authorization, start: FromQuery[int] = 0, end: FromQuery[int | None] = None
+    state: State,
+    tenant_id: FromPath[str],
+    authorization: Authorization,
+    start: FromQuery[int] = 0,
+    end: FromQuery[int | None] = None,
 ) -> schemas.AuditEntries:
     """The exact stored entry bytes (base64) of `[start, end)`, at most 1000 at a time
     (`end` defaults to the log size or start + 1000)."""
@@ -145,7 +162,8 @@ async def audit_entries(
         end = min(size, start + MAX_ENTRIES_PAGE) if end is None else end
         if not 0 <= start <= end <= size or end - start > MAX_ENTRIES_PAGE:
             raise InvalidRequest(
-                f"need 0 <= start <= end <= {size} and at most {MAX_ENTRIES_PAGE} entries", code="invalid_range"
+                f"need 0 <= start <= end <= {size} and at most {MAX_ENTRIES_PAGE} entries",
+                code="invalid_range",
             )
         rows = await conn.fetch(
             "SELECT seq, entry FROM audit_entries WHERE tenant_id = ? AND seq >= ? AND seq < ? ORDER BY seq",
@@ -153,19 +171,26 @@ async def audit_entries(
             start,
             end,
         )
-    views = [schemas.AuditEntryView(int(r["seq"]), base64.b64encode(bytes(r["entry"])).decode()) for r in rows]
+    views = [
+        schemas.AuditEntryView(int(r["seq"]), base64.b64encode(bytes(r["entry"])).decode()) for r in rows
+    ]
     return schemas.AuditEntries(views, size)
 
 
 @post("/v1/agents/{agent_id:str}/propose", status_code=201, tags=["actions"])
 async def propose(
-    state: State, agent_id: FromPath[str], data: JSONBody[schemas.ProposeRequest], authorization: Authorization
+    state: State,
+    agent_id: FromPath[str],
+    data: JSONBody[schemas.ProposeRequest],
+    authorization: Authorization,
 ) -> schemas.ProposeResponse:
     return await state.actions.propose(authorization, agent_id, data, utc_now())
 
 
 @get("/v1/actions/{action_id:str}", tags=["actions"])
-async def get_action(state: State, action_id: FromPath[str], authorization: Authorization) -> schemas.ActionRecord:
+async def get_action(
+    state: State, action_id: FromPath[str], authorization: Authorization
+) -> schemas.ActionRecord:
     principal = await authenticate(state.db, authorization)
     return await state.actions.get(principal, action_id)
 

@@ -8,6 +8,8 @@ audit entries through the tenant's chain writer; the answer goes out after the c
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,14 +22,16 @@ from crypto.signing import DigestSigner, sign_verdict
 from gateway import schemas
 from gateway.auth import AGENT, AUDITOR, TENANT_ADMIN, Principal, bearer_token, require_tenant_role
 from gateway.clock import hash_token, new_id, parse_rfc3339, rfc3339, rfc3339_seconds
-from gateway.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated, Unprocessable
-from gateway.ledger import EntryDraft, Ledger, Unit
+from gateway.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated, Unavailable, Unprocessable
+from gateway.ledger import EntryDraft, Ledger, PolicyVersionChanged, Unit
 from gateway.services.policies import PolicyService
 from gateway.storage import Database
 from policy import Decision, EvaluationInput
 
 STATUS_OF = {"ALLOW": "allowed", "ESCALATE": "pending_approval", "DENY": "denied"}
 MAX_PAGE = 100
+AUTH_CACHE_SECONDS = 5.0
+MAX_DECISION_ATTEMPTS = 5
 _AGENT_QUERY = (
     "SELECT k.id AS key_id, k.role, k.agent_id, a.name AS agent_name, t.id AS tenant_id, t.name AS tenant_name,"
     " t.chain_id, t.verifying_contract, t.active_policy_version"
@@ -49,13 +53,15 @@ def check_action(action: dict[str, Any]) -> str:
     (money travels as decimal strings; a float cannot be hashed the same way by every parser)."""
     action_type = action.get("type")
     if not isinstance(action_type, str) or not 0 < len(action_type) <= 128:
-        raise Unprocessable("action.type must be a non-empty string", code="invalid_action", field="action.type")
+        raise Unprocessable(
+            "action.type must be a non-empty string", code="invalid_action", field="action.type"
+        )
     stack: list[tuple[str, Any]] = [("action", action)]
     while stack:
         path, value = stack.pop()
         if isinstance(value, float):
             raise Unprocessable(
-                f"{path} is a floating-point number; send amounts as decimal strings like \"7800.00\"",
+                f'{path} is a floating-point number; send amounts as decimal strings like "7800.00"',
                 code="float_not_allowed",
                 field=path,
             )
@@ -66,39 +72,84 @@ def check_action(action: dict[str, Any]) -> str:
     return action_type
 
 
+@dataclass(frozen=True, slots=True)
+class AgentContext:
+    agent_id: str
+    agent_name: str
+    tenant_id: str
+    tenant_name: str
+    domain: Domain
+
+
 class ActionService:
     def __init__(self, db: Database, ledger: Ledger, policies: PolicyService, signer: DigestSigner) -> None:
         self.db = db
         self.ledger = ledger
         self.policies = policies
         self.signer = signer
+        self._agents: dict[str, tuple[float, AgentContext]] = {}
+        self._active: dict[str, int | None] = {}  # tenant -> active policy version, as last seen
+
+    async def _agent(self, token_hash: str) -> AgentContext:
+        """The agent behind a token, cached for AUTH_CACHE_SECONDS (agent, tenant and domain are
+        immutable; the active policy version is re-checked at commit by the chain writer)."""
+        now = time.monotonic()
+        cached = self._agents.get(token_hash)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        async with self.db.read() as conn:
+            who = await conn.fetchrow(_AGENT_QUERY, token_hash)
+        if who is None:
+            raise Unauthenticated("unknown or revoked token", code="invalid_token")
+        if who["role"] != AGENT:
+            raise Forbidden("only an agent's token may propose", code="forbidden_role")
+        context = AgentContext(
+            agent_id=who["agent_id"],
+            agent_name=who["agent_name"],
+            tenant_id=who["tenant_id"],
+            tenant_name=who["tenant_name"],
+            domain=Domain(int(who["chain_id"]), who["verifying_contract"]),
+        )
+        self._active.setdefault(context.tenant_id, who["active_policy_version"])
+        if len(self._agents) > 10_000:
+            self._agents.clear()
+        self._agents[token_hash] = (now + AUTH_CACHE_SECONDS, context)
+        return context
 
     async def propose(
         self, authorization: str | None, agent_id: str, body: schemas.ProposeRequest, now: datetime
     ) -> schemas.ProposeResponse:
         """Decide a proposal. Raises Unauthenticated, Forbidden, NotFound, Unprocessable; never
         answers before the action and its audit entries are committed."""
-        token = bearer_token(authorization)
-        async with self.db.read() as conn:
-            who = await conn.fetchrow(_AGENT_QUERY, hash_token(token))
-        if who is None:
-            raise Unauthenticated("unknown or revoked token", code="invalid_token")
-        if who["role"] != AGENT:
-            raise Forbidden("only an agent's token may propose", code="forbidden_role")
-        if who["agent_id"] != agent_id or (body.tenant_id is not None and body.tenant_id != who["tenant_id"]):
+        who = await self._agent(hash_token(bearer_token(authorization)))
+        if who.agent_id != agent_id or (body.tenant_id is not None and body.tenant_id != who.tenant_id):
             raise NotFound(f"agent {agent_id!r} not found", code="agent_not_found")
-        tenant_id = who["tenant_id"]
         action_type = check_action(body.action)
         try:
             digest = compute_action_hash(body.action)
         except CryptoError as exc:
             raise Unprocessable(f"action cannot be hashed: {exc}", code="invalid_action") from exc
-        action_hash = "0x" + digest.hex()
+        for _ in range(MAX_DECISION_ATTEMPTS):
+            try:
+                return await self._decide(who, action_type, digest, body, now)
+            except PolicyVersionChanged as changed:  # activated meanwhile: decide under the new one
+                self._active[who.tenant_id] = changed.active
+        raise Unavailable("the active policy keeps changing; retry", code="policy_changed")
 
-        version = who["active_policy_version"]
+    async def _decide(
+        self,
+        who: AgentContext,
+        action_type: str,
+        digest: bytes,
+        body: schemas.ProposeRequest,
+        now: datetime,
+    ) -> schemas.ProposeResponse:
+        tenant_id, agent_id = who.tenant_id, who.agent_id
+        action_hash = "0x" + digest.hex()
+        version = self._active.get(tenant_id)
         if version is None:
             decision = Decision(decision="DENY", reason="no_active_policy", matched_rules=[],
-                                approvals_required=None, timeout_minutes=None, checks=[])
+                                approvals_required=None, timeout_minutes=None, checks=[])  # fmt: skip
             policy_hash = None
             ttl = 0
         else:
@@ -106,8 +157,8 @@ class ActionService:
             decision = active.compiled.evaluate(
                 EvaluationInput(
                     action=body.action,
-                    agent={"id": agent_id, "name": who["agent_name"]},
-                    tenant={"id": tenant_id, "name": who["tenant_name"]},
+                    agent={"id": agent_id, "name": who.agent_name},
+                    tenant={"id": tenant_id, "name": who.tenant_name},
                     now=now,
                 )
             )
@@ -130,17 +181,22 @@ class ActionService:
                 issued_at=issued_at,
                 expires_at=issued_at + ttl,
             )
-            result = sign_verdict(self.signer, Domain(int(who["chain_id"]), who["verifying_contract"]), message)
+            result = sign_verdict(self.signer, who.domain, message)
             signed = schemas.SignedVerdict(
                 result.typed_data, result.signature, result.signer, rfc3339_seconds(issued_at + ttl)
             )
         approvals = (
-            [schemas.ApprovalRequirement(r.rule, r.threshold, list(r.roles)) for r in decision.approvals_required]
+            [
+                schemas.ApprovalRequirement(r.rule, r.threshold, list(r.roles))
+                for r in decision.approvals_required
+            ]
             if decision.approvals_required
             else None
         )
         approval_expires_at = (
-            rfc3339(now + timedelta(minutes=decision.timeout_minutes or 60)) if decision.decision == "ESCALATE" else None
+            rfc3339(now + timedelta(minutes=decision.timeout_minutes or 60))
+            if decision.decision == "ESCALATE"
+            else None
         )
         status = STATUS_OF[decision.decision]
         approvals_plain = msgspec.to_builtins(approvals)
@@ -187,7 +243,8 @@ class ActionService:
                 )
             ]  # fmt: skip
 
-        seqs = await self.ledger.append(tenant_id, Unit(drafts, statements))
+        unit = Unit(drafts, statements, expects_policy=True, policy_version=version)
+        seqs = await self.ledger.append(tenant_id, unit)
         return schemas.ProposeResponse(
             action_id=action_id,
             decision=decision.decision,
@@ -252,7 +309,12 @@ class ActionService:
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}", code="invalid_limit")
         where, args = ["tenant_id = ?"], [tenant_id]
-        for column, value in (("agent_id", agent_id), ("decision", decision), ("status", status), ("type", action_type)):
+        for column, value in (
+            ("agent_id", agent_id),
+            ("decision", decision),
+            ("status", status),
+            ("type", action_type),
+        ):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)

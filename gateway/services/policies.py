@@ -56,22 +56,35 @@ class PolicyService:
             row = await conn.fetchrow("SELECT MAX(version) AS v FROM policies WHERE tenant_id = ?", tenant_id)
             state["version"] = int(row["v"] or 0) + 1 if row else 1
             draft.data["version"] = state["version"]
+            if activate:
+                unit.activates_policy = state["version"]
 
         def statements(seqs: list[int]) -> list[tuple[str, tuple]]:
             writes: list[tuple[str, tuple]] = [
                 (
                     "INSERT INTO policies (tenant_id, version, document, hash, created_at, created_by)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
-                    (tenant_id, state["version"], loaded.canonical.decode(), loaded.hash, now, principal.actor),
+                    (
+                        tenant_id,
+                        state["version"],
+                        loaded.canonical.decode(),
+                        loaded.hash,
+                        now,
+                        principal.actor,
+                    ),
                 )
             ]
             if activate:
                 writes.append(
-                    ("UPDATE tenants SET active_policy_version = ? WHERE id = ?", (state["version"], tenant_id))
+                    (
+                        "UPDATE tenants SET active_policy_version = ? WHERE id = ?",
+                        (state["version"], tenant_id),
+                    )
                 )
             return writes
 
-        await self.ledger.append(tenant_id, Unit([draft], statements, prepare=next_version))
+        unit = Unit([draft], statements, prepare=next_version)
+        await self.ledger.append(tenant_id, unit)
         self._remember(tenant_id, ActivePolicy(state["version"], loaded.hash, loaded.compiled))
         return schemas.PolicyVersion(state["version"], loaded.hash, activate, now, principal.actor)
 
@@ -91,12 +104,17 @@ class PolicyService:
 
         unit = Unit(
             [EntryDraft("policy.activated", principal.actor, {"version": version})],
-            lambda seqs: [("UPDATE tenants SET active_policy_version = ? WHERE id = ?", (version, tenant_id))],
+            lambda seqs: [
+                ("UPDATE tenants SET active_policy_version = ? WHERE id = ?", (version, tenant_id))
+            ],
             prepare=load_version,
+            activates_policy=version,
         )
         await self.ledger.append(tenant_id, unit)
         row = found["row"]
-        return schemas.PolicyVersion(int(row["version"]), row["hash"], True, row["created_at"], row["created_by"])
+        return schemas.PolicyVersion(
+            int(row["version"]), row["hash"], True, row["created_at"], row["created_by"]
+        )
 
     async def list_versions(self, tenant_id: str) -> list[schemas.PolicyVersion]:
         async with self.db.read() as conn:
@@ -107,7 +125,9 @@ class PolicyService:
             )
         active = tenant["active_policy_version"] if tenant else None
         return [
-            schemas.PolicyVersion(int(r["version"]), r["hash"], r["version"] == active, r["created_at"], r["created_by"])
+            schemas.PolicyVersion(
+                int(r["version"]), r["hash"], r["version"] == active, r["created_at"], r["created_by"]
+            )
             for r in rows
         ]
 

@@ -98,7 +98,9 @@ class TenantService:
         now = rfc3339(utc_now())
 
         async def refuse_taken(conn) -> None:
-            row = await conn.fetchrow("SELECT 1 AS x FROM agents WHERE tenant_id = ? AND id = ?", tenant_id, agent_id)
+            row = await conn.fetchrow(
+                "SELECT 1 AS x FROM agents WHERE tenant_id = ? AND id = ?", tenant_id, agent_id
+            )
             if row is not None:
                 raise Conflict(f"agent {agent_id!r} already exists", code="agent_exists")
 
@@ -123,7 +125,8 @@ class TenantService:
     async def list_agents(self, tenant_id: str) -> list[schemas.Agent]:
         async with self.db.read() as conn:
             rows = await conn.fetch(
-                "SELECT id, tenant_id, name, created_at FROM agents WHERE tenant_id = ? ORDER BY id", tenant_id
+                "SELECT id, tenant_id, name, created_at FROM agents WHERE tenant_id = ? ORDER BY id",
+                tenant_id,
             )
         return [schemas.Agent(**row) for row in rows]
 
@@ -147,7 +150,11 @@ class TenantService:
                 raise Conflict(f"approver {address} already exists", code="approver_exists")
 
         unit = Unit(
-            [EntryDraft("approver.added", principal.actor, {"address": address, "roles": roles, "name": name})],
+            [
+                EntryDraft(
+                    "approver.added", principal.actor, {"address": address, "roles": roles, "name": name}
+                )
+            ],
             lambda seqs: [
                 (
                     "INSERT INTO approvers (tenant_id, address, roles, name, created_at) VALUES (?, ?, ?, ?, ?)",

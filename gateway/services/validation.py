@@ -34,5 +34,5 @@ def checksum_address(value: str, field: str) -> str:
 
 def check_name(value: str, field: str, *, max_length: int = 200) -> str:
     if not value.strip() or len(value) > max_length:
-        raise Unprocessable(f"{field} must be 1–{max_length} characters", code="invalid_name", field=field)
+        raise Unprocessable(f"{field} must be 1 to {max_length} characters", code="invalid_name", field=field)
     return value

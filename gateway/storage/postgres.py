@@ -23,6 +23,12 @@ def to_pg(sql: str) -> str:
     return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release hook: skip asyncpg's default `RESET ALL` round trip. The gateway sets no
+    session state (search_path comes from server_settings at connect), and asyncpg still
+    rolls back any transaction left open before a connection returns to the pool."""
+
+
 class PostgresConn:
     dialect = "postgresql"
 
@@ -69,7 +75,11 @@ class PostgresDatabase:
             finally:
                 await conn.close()
         self._pool = await asyncpg.create_pool(
-            self.dsn, min_size=self._min_size, max_size=self._max_size, server_settings=settings
+            self.dsn,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            server_settings=settings,
+            reset=_keep_session,
         )
         await self._migrate()
 
@@ -79,7 +89,7 @@ class PostgresDatabase:
             self._pool = None
 
     def for_update(self) -> str:
-        return " FOR UPDATE"
+        return " FOR UPDATE OF audit_heads"
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[PostgresConn]:

@@ -54,39 +54,61 @@ class World:
     agent_token: str
 
 
-async def make_world(client: Any, tenant: str = "acme", policy: str = EXAMPLE_POLICY, **tenant_fields: Any) -> World:
+async def make_world(
+    client: Any, tenant: str = "acme", policy: str = EXAMPLE_POLICY, **tenant_fields: Any
+) -> World:
     admin = client.app_state.keyring.admin_token
-    r = await client.post("/v1/tenants", json={"id": tenant, "name": f"{tenant} corp", **tenant_fields},
-                          headers=bearer(admin))
+    r = await client.post(
+        "/v1/tenants", json={"id": tenant, "name": f"{tenant} corp", **tenant_fields}, headers=bearer(admin)
+    )
     assert r.status_code == 201, r.text
-    r = await client.post(f"/v1/tenants/{tenant}/api-keys", json={"role": "tenant_admin"}, headers=bearer(admin))
+    r = await client.post(
+        f"/v1/tenants/{tenant}/api-keys", json={"role": "tenant_admin"}, headers=bearer(admin)
+    )
     assert r.status_code == 201, r.text
     tenant_admin = r.json()["token"]
-    r = await client.post(f"/v1/tenants/{tenant}/api-keys", json={"role": "auditor"}, headers=bearer(tenant_admin))
+    r = await client.post(
+        f"/v1/tenants/{tenant}/api-keys", json={"role": "auditor"}, headers=bearer(tenant_admin)
+    )
     assert r.status_code == 201, r.text
     auditor = r.json()["token"]
-    r = await client.post(f"/v1/tenants/{tenant}/agents", json={"id": "ap-bot", "name": "AP bot"},
-                          headers=bearer(tenant_admin))
+    r = await client.post(
+        f"/v1/tenants/{tenant}/agents", json={"id": "ap-bot", "name": "AP bot"}, headers=bearer(tenant_admin)
+    )
     assert r.status_code == 201, r.text
     agent_token = r.json()["token"]
     if policy:
-        r = await client.post(f"/v1/tenants/{tenant}/policies", content=policy.encode(),
-                              headers={**bearer(tenant_admin), "Content-Type": "application/yaml"})
+        r = await client.post(
+            f"/v1/tenants/{tenant}/policies",
+            content=policy.encode(),
+            headers={**bearer(tenant_admin), "Content-Type": "application/yaml"},
+        )
         assert r.status_code == 201, r.text
     return World(tenant, admin, tenant_admin, auditor, "ap-bot", agent_token)
 
 
 def pay(amount: str = "1200.00", vendor: str = "acme-supplies", **extra: Any) -> dict[str, Any]:
-    return {"action": {"type": "pay_invoice", "invoice_id": "inv_8231", "amount": amount, "asset": "USDC",
-                       "vendor": vendor, **extra}}
+    return {
+        "action": {
+            "type": "pay_invoice",
+            "invoice_id": "inv_8231",
+            "amount": amount,
+            "asset": "USDC",
+            "vendor": vendor,
+            **extra,
+        }
+    }
 
 
 async def read_log(client: Any, world: World) -> list[bytes]:
     """Every entry of the tenant's log, as the exact stored bytes."""
     raw: list[bytes] = []
     while True:
-        r = await client.get(f"/v1/tenants/{world.tenant}/audit/entries", params={"start": len(raw)},
-                             headers=bearer(world.auditor))
+        r = await client.get(
+            f"/v1/tenants/{world.tenant}/audit/entries",
+            params={"start": len(raw)},
+            headers=bearer(world.auditor),
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         raw.extend(base64.b64decode(e["entry"]) for e in body["entries"])

@@ -32,7 +32,11 @@ class GatewayProcess:
     def start(self, timeout: float = 30.0) -> GatewayProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", *self.args],
-            env=self.env, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=self.env,
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout

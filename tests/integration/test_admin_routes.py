@@ -24,21 +24,45 @@ async def test_create_tenant(client):
     assert r.status_code == 201
     assert r.json()["chain_id"] == 1
     assert r.json()["verifying_contract"] == "0x" + "0" * 40
-    problem(await client.post("/v1/tenants", json={"id": "acme", "name": "Again"}, headers=bearer(admin)),
-            409, "tenant_exists")
-    problem(await client.post("/v1/tenants", json={"id": "Bad Id", "name": "x"}, headers=bearer(admin)),
-            422, "invalid_tenant_id")
-    problem(await client.post("/v1/tenants", json={"id": "b", "name": "x", "verifying_contract": "0x12"},
-                              headers=bearer(admin)), 422, "invalid_address")
+    problem(
+        await client.post("/v1/tenants", json={"id": "acme", "name": "Again"}, headers=bearer(admin)),
+        409,
+        "tenant_exists",
+    )
+    problem(
+        await client.post("/v1/tenants", json={"id": "Bad Id", "name": "x"}, headers=bearer(admin)),
+        422,
+        "invalid_tenant_id",
+    )
+    problem(
+        await client.post(
+            "/v1/tenants", json={"id": "b", "name": "x", "verifying_contract": "0x12"}, headers=bearer(admin)
+        ),
+        422,
+        "invalid_address",
+    )
     bad_checksum = "0xABaBaBaBABabABabAbAbABAbABabababaBaBABab"
-    problem(await client.post("/v1/tenants", json={"id": "b", "name": "x", "verifying_contract": bad_checksum},
-                              headers=bearer(admin)), 422, "invalid_address")
-    problem(await client.post("/v1/tenants", json={"id": "b", "name": "x", "chain_id": 0},
-                              headers=bearer(admin)), 422, "invalid_chain_id")
+    problem(
+        await client.post(
+            "/v1/tenants",
+            json={"id": "b", "name": "x", "verifying_contract": bad_checksum},
+            headers=bearer(admin),
+        ),
+        422,
+        "invalid_address",
+    )
+    problem(
+        await client.post("/v1/tenants", json={"id": "b", "name": "x", "chain_id": 0}, headers=bearer(admin)),
+        422,
+        "invalid_chain_id",
+    )
     problem(await client.post("/v1/tenants", json={"id": "b"}, headers=bearer(admin)), 400, "invalid_request")
     problem(await client.post("/v1/tenants", json={"id": "b", "name": "x"}), 401, "missing_credentials")
-    problem(await client.post("/v1/tenants", json={"id": "b", "name": "x"}, headers=bearer("vk_wrong")),
-            401, "invalid_token")
+    problem(
+        await client.post("/v1/tenants", json={"id": "b", "name": "x"}, headers=bearer("vk_wrong")),
+        401,
+        "invalid_token",
+    )
     r = await client.get("/v1/tenants/acme", headers=bearer(admin))
     assert r.json()["name"] == "Acme Corp"
 
@@ -47,7 +71,11 @@ async def test_tenant_log_starts_with_its_creation(client):
     world = await make_world(client)
     entries = await verified_log(client, world)
     assert [e.type for e in entries] == [
-        "tenant.created", "api_key.created", "api_key.created", "agent.created", "policy.published",
+        "tenant.created",
+        "api_key.created",
+        "api_key.created",
+        "agent.created",
+        "policy.published",
     ]
     assert entries[0].seq == 0 and entries[0].prev == "0" * 64
     assert entries[0].data["id"] == "acme"
@@ -58,22 +86,51 @@ async def test_tenant_log_starts_with_its_creation(client):
 
 async def test_credentials_roles(client):
     world = await make_world(client)
-    problem(await client.post("/v1/tenants", json={"id": "x", "name": "x"}, headers=bearer(world.tenant_admin)),
-            403, "forbidden_role")
-    problem(await client.post("/v1/tenants/acme/api-keys", json={"role": "admin"},
-                              headers=bearer(world.tenant_admin)), 400, "invalid_request")
-    problem(await client.post("/v1/tenants/acme/api-keys", json={"role": "auditor"},
-                              headers=bearer(world.auditor)), 403, "forbidden_role")
-    problem(await client.post("/v1/tenants/acme/agents", json={}, headers=bearer(world.agent_token)),
-            403, "forbidden_role")
-    problem(await client.post("/v1/tenants/acme/agents", json={}, headers=bearer(world.admin_token)),
-            403, "forbidden_role")
+    problem(
+        await client.post("/v1/tenants", json={"id": "x", "name": "x"}, headers=bearer(world.tenant_admin)),
+        403,
+        "forbidden_role",
+    )
+    problem(
+        await client.post(
+            "/v1/tenants/acme/api-keys", json={"role": "admin"}, headers=bearer(world.tenant_admin)
+        ),
+        400,
+        "invalid_request",
+    )
+    problem(
+        await client.post(
+            "/v1/tenants/acme/api-keys", json={"role": "auditor"}, headers=bearer(world.auditor)
+        ),
+        403,
+        "forbidden_role",
+    )
+    problem(
+        await client.post("/v1/tenants/acme/agents", json={}, headers=bearer(world.agent_token)),
+        403,
+        "forbidden_role",
+    )
+    problem(
+        await client.post("/v1/tenants/acme/agents", json={}, headers=bearer(world.admin_token)),
+        403,
+        "forbidden_role",
+    )
     r = await client.post("/v1/tenants/acme/agents", json={}, headers=bearer(world.tenant_admin))
     assert r.status_code == 201 and r.json()["id"].startswith("agt_") and r.json()["token"].startswith("vk_")
-    problem(await client.post("/v1/tenants/acme/agents", json={"id": "ap-bot"}, headers=bearer(world.tenant_admin)),
-            409, "agent_exists")
-    problem(await client.post("/v1/tenants/acme/agents", json={"id": "bad id"}, headers=bearer(world.tenant_admin)),
-            422, "invalid_agent_id")
+    problem(
+        await client.post(
+            "/v1/tenants/acme/agents", json={"id": "ap-bot"}, headers=bearer(world.tenant_admin)
+        ),
+        409,
+        "agent_exists",
+    )
+    problem(
+        await client.post(
+            "/v1/tenants/acme/agents", json={"id": "bad id"}, headers=bearer(world.tenant_admin)
+        ),
+        422,
+        "invalid_agent_id",
+    )
     agents = (await client.get("/v1/tenants/acme/agents", headers=bearer(world.auditor))).json()
     assert {a["id"] for a in agents} >= {"ap-bot"}
     assert all("token" not in a for a in agents)
@@ -102,20 +159,50 @@ async def test_other_tenant_is_404_not_403(client):
 async def test_approvers(client):
     world = await make_world(client)
     address = "0x" + "ab" * 20
-    r = await client.post("/v1/tenants/acme/approvers", json={"address": address, "roles": ["cfo", "cfo", "ceo"],
-                                                               "name": "Carol CFO"}, headers=bearer(world.tenant_admin))
+    r = await client.post(
+        "/v1/tenants/acme/approvers",
+        json={"address": address, "roles": ["cfo", "cfo", "ceo"], "name": "Carol CFO"},
+        headers=bearer(world.tenant_admin),
+    )
     assert r.status_code == 201, r.text
     assert r.json()["address"] == "0xABaBaBaBABabABabAbAbABAbABabababaBaBABaB"
     assert r.json()["roles"] == ["ceo", "cfo"]
-    problem(await client.post("/v1/tenants/acme/approvers", json={"address": address.upper().replace("0X", "0x"),
-                                                                   "roles": ["cfo"]}, headers=bearer(world.tenant_admin)),
-            409, "approver_exists")
-    problem(await client.post("/v1/tenants/acme/approvers", json={"address": "0x12", "roles": ["cfo"]},
-                              headers=bearer(world.tenant_admin)), 422, "invalid_address")
-    problem(await client.post("/v1/tenants/acme/approvers", json={"address": "0x" + "22" * 20, "roles": []},
-                              headers=bearer(world.tenant_admin)), 422, "invalid_role")
-    problem(await client.post("/v1/tenants/acme/approvers", json={"address": "0x" + "22" * 20, "roles": ["C F O"]},
-                              headers=bearer(world.tenant_admin)), 422, "invalid_role")
+    problem(
+        await client.post(
+            "/v1/tenants/acme/approvers",
+            json={"address": address.upper().replace("0X", "0x"), "roles": ["cfo"]},
+            headers=bearer(world.tenant_admin),
+        ),
+        409,
+        "approver_exists",
+    )
+    problem(
+        await client.post(
+            "/v1/tenants/acme/approvers",
+            json={"address": "0x12", "roles": ["cfo"]},
+            headers=bearer(world.tenant_admin),
+        ),
+        422,
+        "invalid_address",
+    )
+    problem(
+        await client.post(
+            "/v1/tenants/acme/approvers",
+            json={"address": "0x" + "22" * 20, "roles": []},
+            headers=bearer(world.tenant_admin),
+        ),
+        422,
+        "invalid_role",
+    )
+    problem(
+        await client.post(
+            "/v1/tenants/acme/approvers",
+            json={"address": "0x" + "22" * 20, "roles": ["C F O"]},
+            headers=bearer(world.tenant_admin),
+        ),
+        422,
+        "invalid_role",
+    )
     listed = (await client.get("/v1/tenants/acme/approvers", headers=bearer(world.auditor))).json()
     assert [a["name"] for a in listed] == ["Carol CFO"]
     assert (await verified_log(client, world))[-1].type == "approver.added"
@@ -128,12 +215,17 @@ async def test_policies_publish_versions_and_activation(client):
     assert r.status_code == 201
     v1 = r.json()
     assert (v1["version"], v1["active"]) == (1, True)
-    document = (await client.get("/v1/tenants/acme/policies/1", headers=bearer(world.auditor))).json()["document"]
+    document = (await client.get("/v1/tenants/acme/policies/1", headers=bearer(world.auditor))).json()[
+        "document"
+    ]
     assert v1["hash"] == "0x" + hashlib.sha256(rfc8785.dumps(document)).hexdigest()
     # the same document as JSON has the same hash
-    r = await client.post("/v1/tenants/acme/policies", params={"activate": "false"},
-                          content=json.dumps(document).encode(),
-                          headers={**bearer(world.tenant_admin), "Content-Type": "application/json"})
+    r = await client.post(
+        "/v1/tenants/acme/policies",
+        params={"activate": "false"},
+        content=json.dumps(document).encode(),
+        headers={**bearer(world.tenant_admin), "Content-Type": "application/json"},
+    )
     assert r.status_code == 201
     v2 = r.json()
     assert (v2["version"], v2["active"], v2["hash"]) == (2, False, v1["hash"])
@@ -143,11 +235,21 @@ async def test_policies_publish_versions_and_activation(client):
     assert r.status_code == 200 and r.json()["active"] is True
     listed = (await client.get("/v1/tenants/acme/policies", headers=bearer(world.auditor))).json()
     assert [(p["version"], p["active"]) for p in listed] == [(1, False), (2, True)]
-    problem(await client.post("/v1/tenants/acme/policies/9/activate", headers=bearer(world.tenant_admin)),
-            404, "policy_not_found")
-    problem(await client.get("/v1/tenants/acme/policies/9", headers=bearer(world.auditor)), 404, "policy_not_found")
-    problem(await client.post("/v1/tenants/acme/policies/2/activate", headers=bearer(world.auditor)),
-            403, "forbidden_role")
+    problem(
+        await client.post("/v1/tenants/acme/policies/9/activate", headers=bearer(world.tenant_admin)),
+        404,
+        "policy_not_found",
+    )
+    problem(
+        await client.get("/v1/tenants/acme/policies/9", headers=bearer(world.auditor)),
+        404,
+        "policy_not_found",
+    )
+    problem(
+        await client.post("/v1/tenants/acme/policies/2/activate", headers=bearer(world.auditor)),
+        403,
+        "forbidden_role",
+    )
     types = [e.type for e in await verified_log(client, world)]
     assert types[-3:] == ["policy.published", "policy.published", "policy.activated"]
 
@@ -168,19 +270,28 @@ rules:
     when: 'action.amount >'
 """
     before = len(await verified_log(client, world))
-    r = await client.post("/v1/tenants/acme/policies", content=bad.encode(),
-                          headers={**bearer(world.tenant_admin), "Content-Type": "application/yaml"})
+    r = await client.post(
+        "/v1/tenants/acme/policies",
+        content=bad.encode(),
+        headers={**bearer(world.tenant_admin), "Content-Type": "application/yaml"},
+    )
     body = problem(r, 422, "policy_invalid")
     assert len(body["problems"]) >= 4
     assert {p["rule"] for p in body["problems"]} >= {"a", "c"}
     assert all({"path", "rule", "message"} <= set(p) for p in body["problems"])
     assert (await client.get("/v1/tenants/acme/policies", headers=bearer(world.auditor))).json() == []
     assert len(await verified_log(client, world)) == before
-    r = await client.post("/v1/tenants/acme/policies", content=b"schema: [",
-                          headers={**bearer(world.tenant_admin), "Content-Type": "application/yaml"})
+    r = await client.post(
+        "/v1/tenants/acme/policies",
+        content=b"schema: [",
+        headers={**bearer(world.tenant_admin), "Content-Type": "application/yaml"},
+    )
     problem(r, 422, "policy_invalid")
-    r = await client.post("/v1/tenants/acme/policies", content=b"<xml/>",
-                          headers={**bearer(world.tenant_admin), "Content-Type": "application/xml"})
+    r = await client.post(
+        "/v1/tenants/acme/policies",
+        content=b"<xml/>",
+        headers={**bearer(world.tenant_admin), "Content-Type": "application/xml"},
+    )
     problem(r, 415, "unsupported_media_type")
 
 
@@ -198,10 +309,16 @@ async def test_health_docs_and_unknown_routes(client):
 
 async def test_audit_entries_range_checks(client):
     world = await make_world(client)
-    r = await client.get("/v1/tenants/acme/audit/entries", params={"start": 3, "end": 2}, headers=bearer(world.auditor))
+    r = await client.get(
+        "/v1/tenants/acme/audit/entries", params={"start": 3, "end": 2}, headers=bearer(world.auditor)
+    )
     problem(r, 400, "invalid_range")
-    r = await client.get("/v1/tenants/acme/audit/entries", params={"start": 0, "end": 999},
-                         headers=bearer(world.auditor))
+    r = await client.get(
+        "/v1/tenants/acme/audit/entries", params={"start": 0, "end": 999}, headers=bearer(world.auditor)
+    )
     problem(r, 400, "invalid_range")
-    problem(await client.get("/v1/tenants/acme/audit/entries", headers=bearer(world.agent_token)), 403,
-            "forbidden_role")
+    problem(
+        await client.get("/v1/tenants/acme/audit/entries", headers=bearer(world.agent_token)),
+        403,
+        "forbidden_role",
+    )

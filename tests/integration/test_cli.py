@@ -39,20 +39,36 @@ def test_demo_walkthrough_gets_a_signed_verdict(tmp_path):
         assert mode(token_file) == 0o600
         agent, token = token_file.read_text().split()
         headers = {"Authorization": f"Bearer {token}"}
-        body = {"action": {"type": "pay_invoice", "invoice_id": "inv_8230", "amount": "1200.00", "asset": "USDC",
-                           "vendor": "acme-supplies"}}
+        body = {
+            "action": {
+                "type": "pay_invoice",
+                "invoice_id": "inv_8230",
+                "amount": "1200.00",
+                "asset": "USDC",
+                "vendor": "acme-supplies",
+            }
+        }
         out = httpx.post(f"{server.url}/v1/agents/{agent}/propose", json=body, headers=headers).json()
         assert out["decision"] == "ALLOW"
         verdict = out["signed_verdict"]
-        signer = Account.recover_message(encode_typed_data(full_message=verdict["typed_data"]),
-                                         signature=verdict["signature"])
+        signer = Account.recover_message(
+            encode_typed_data(full_message=verdict["typed_data"]), signature=verdict["signature"]
+        )
         assert signer == httpx.get(f"{server.url}/v1/keys").json()["verdict_signers"][0]["address"]
         body["action"]["amount"] = "7800.00"
-        assert httpx.post(f"{server.url}/v1/agents/{agent}/propose", json=body, headers=headers).json()[
-            "decision"] == "ESCALATE"
+        assert (
+            httpx.post(f"{server.url}/v1/agents/{agent}/propose", json=body, headers=headers).json()[
+                "decision"
+            ]
+            == "ESCALATE"
+        )
         body["action"]["vendor"] = "evil-corp"
-        assert httpx.post(f"{server.url}/v1/agents/{agent}/propose", json=body, headers=headers).json()[
-            "decision"] == "DENY"
+        assert (
+            httpx.post(f"{server.url}/v1/agents/{agent}/propose", json=body, headers=headers).json()[
+                "decision"
+            ]
+            == "DENY"
+        )
     finally:
         output = server.stop()
     assert "curl" in output and token not in output
@@ -67,10 +83,10 @@ def test_example_policy_and_demo_policy_agree():
     from pathlib import Path
 
     from gateway.demo import DEMO_POLICY
-
     from policy import load_policy
 
     example = Path(__file__).parents[2] / "examples" / "policy.yaml"
-    assert load_policy(example.read_bytes(), "application/yaml").hash == load_policy(
-        DEMO_POLICY.encode(), "application/yaml"
-    ).hash
+    assert (
+        load_policy(example.read_bytes(), "application/yaml").hash
+        == load_policy(DEMO_POLICY.encode(), "application/yaml").hash
+    )

@@ -19,15 +19,23 @@ pytestmark = pytest.mark.slow
 
 async def seed(url: str, admin: str) -> World:
     async with httpx.AsyncClient(base_url=url) as http:
-        assert (await http.post("/v1/tenants", json={"id": "acme", "name": "Acme"}, headers=bearer(admin))).status_code == 201
-        tenant_admin = (await http.post("/v1/tenants/acme/api-keys", json={"role": "tenant_admin"},
-                                        headers=bearer(admin))).json()["token"]
-        auditor = (await http.post("/v1/tenants/acme/api-keys", json={"role": "auditor"},
-                                   headers=bearer(admin))).json()["token"]
-        agent = (await http.post("/v1/tenants/acme/agents", json={"id": "ap-bot"},
-                                 headers=bearer(tenant_admin))).json()["token"]
-        r = await http.post("/v1/tenants/acme/policies", content=EXAMPLE_POLICY.encode(),
-                            headers={**bearer(tenant_admin), "Content-Type": "application/yaml"})
+        assert (
+            await http.post("/v1/tenants", json={"id": "acme", "name": "Acme"}, headers=bearer(admin))
+        ).status_code == 201
+        tenant_admin = (
+            await http.post("/v1/tenants/acme/api-keys", json={"role": "tenant_admin"}, headers=bearer(admin))
+        ).json()["token"]
+        auditor = (
+            await http.post("/v1/tenants/acme/api-keys", json={"role": "auditor"}, headers=bearer(admin))
+        ).json()["token"]
+        agent = (
+            await http.post("/v1/tenants/acme/agents", json={"id": "ap-bot"}, headers=bearer(tenant_admin))
+        ).json()["token"]
+        r = await http.post(
+            "/v1/tenants/acme/policies",
+            content=EXAMPLE_POLICY.encode(),
+            headers={**bearer(tenant_admin), "Content-Type": "application/yaml"},
+        )
         assert r.status_code == 201
     return World("acme", admin, tenant_admin, auditor, "ap-bot", agent)
 
@@ -46,8 +54,11 @@ async def test_sigkill_under_load_loses_nothing_answered(backend):
                 while not stop.is_set():
                     i += 1
                     try:
-                        r = await http.post(f"/v1/agents/{world.agent}/propose", json=pay(f"{n}.{i:04d}"),
-                                            headers=bearer(world.agent_token))
+                        r = await http.post(
+                            f"/v1/agents/{world.agent}/propose",
+                            json=pay(f"{n}.{i:04d}"),
+                            headers=bearer(world.agent_token),
+                        )
                     except httpx.HTTPError:
                         return  # the server is gone
                     if r.status_code == 201:

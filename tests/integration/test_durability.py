@@ -15,8 +15,9 @@ async def test_200_concurrent_proposals_keep_the_chain_contiguous(client):
     amounts = [str(100 + i) if i % 3 else str(6000 + i) for i in range(200)]
 
     async def one(amount):
-        return await client.post(f"/v1/agents/{world.agent}/propose", json=pay(amount),
-                                 headers=bearer(world.agent_token))
+        return await client.post(
+            f"/v1/agents/{world.agent}/propose", json=pay(amount), headers=bearer(world.agent_token)
+        )
 
     responses = await asyncio.gather(*(one(a) for a in amounts))
     assert [r.status_code for r in responses] == [201] * 200
@@ -29,7 +30,9 @@ async def test_200_concurrent_proposals_keep_the_chain_contiguous(client):
     for r in responses:
         out = r.json()
         kinds = [e.type for e in by_action[out["action_id"]]]
-        assert kinds == (["action.proposed", "verdict.issued"] if out["decision"] == "ALLOW" else ["action.proposed"])
+        assert kinds == (
+            ["action.proposed", "verdict.issued"] if out["decision"] == "ALLOW" else ["action.proposed"]
+        )
         assert by_action[out["action_id"]][0].seq == out["audit_event_id"]
 
 
@@ -38,8 +41,9 @@ async def test_two_tenants_write_concurrently_into_separate_chains(client):
     globex = await make_world(client, "globex")
 
     async def one(world, i):
-        return await client.post(f"/v1/agents/{world.agent}/propose", json=pay(str(i)),
-                                 headers=bearer(world.agent_token))
+        return await client.post(
+            f"/v1/agents/{world.agent}/propose", json=pay(str(i)), headers=bearer(world.agent_token)
+        )
 
     responses = await asyncio.gather(*(one(w, i) for i in range(50) for w in (acme, globex)))
     assert all(r.status_code == 201 for r in responses)
@@ -57,11 +61,14 @@ async def test_two_gateways_on_one_database_share_one_chain(backend):
         world = await make_world(a)
 
         async def one(c, i):
-            return await c.post(f"/v1/agents/{world.agent}/propose", json=pay(str(i)),
-                                headers=bearer(world.agent_token))
+            return await c.post(
+                f"/v1/agents/{world.agent}/propose", json=pay(str(i)), headers=bearer(world.agent_token)
+            )
 
         responses = await asyncio.gather(*(one(c, i) for i in range(60) for c in (a, b)))
-        assert all(r.status_code == 201 for r in responses), [r.text for r in responses if r.status_code != 201]
+        assert all(r.status_code == 201 for r in responses), [
+            r.text for r in responses if r.status_code != 201
+        ]
         entries = await verified_log(a, world)
         assert sum(e.type == "action.proposed" for e in entries) == 120
 
@@ -71,7 +78,9 @@ async def test_state_survives_a_restart(backend):
     async with AsyncTestClient(app=app) as c:
         c.app_state = app.state
         world = await make_world(c)
-        first = (await c.post(f"/v1/agents/{world.agent}/propose", json=pay(), headers=bearer(world.agent_token))).json()
+        first = (
+            await c.post(f"/v1/agents/{world.agent}/propose", json=pay(), headers=bearer(world.agent_token))
+        ).json()
         signer = app.state.keyring.verdict_signer.address
     app = create_app(backend.settings())
     async with AsyncTestClient(app=app) as c:
@@ -80,7 +89,9 @@ async def test_state_survives_a_restart(backend):
         assert app.state.keyring.admin_token == world.admin_token
         r = await c.get(f"/v1/actions/{first['action_id']}", headers=bearer(world.auditor))
         assert r.status_code == 200 and r.json()["signed_verdict"] == first["signed_verdict"]
-        second = await c.post(f"/v1/agents/{world.agent}/propose", json=pay("7000"), headers=bearer(world.agent_token))
+        second = await c.post(
+            f"/v1/agents/{world.agent}/propose", json=pay("7000"), headers=bearer(world.agent_token)
+        )
         assert second.status_code == 201
         entries = await verified_log(c, world)  # the chain continues across the restart
         assert entries[-1].action_id == second.json()["action_id"]

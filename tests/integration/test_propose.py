@@ -13,8 +13,9 @@ from tests.integration.helpers import bearer, make_world, pay, verified_log
 
 
 async def propose(client, world, body, agent=None, token=None):
-    return await client.post(f"/v1/agents/{agent or world.agent}/propose", json=body,
-                             headers=bearer(token or world.agent_token))
+    return await client.post(
+        f"/v1/agents/{agent or world.agent}/propose", json=body, headers=bearer(token or world.agent_token)
+    )
 
 
 async def test_allow_returns_a_verdict_that_eth_account_verifies(client):
@@ -29,12 +30,20 @@ async def test_allow_returns_a_verdict_that_eth_account_verifies(client):
     verdict = out["signed_verdict"]
     typed = verdict["typed_data"]
     assert typed["primaryType"] == "Verdict"
-    assert typed["domain"] == {"name": "Verdict Gateway", "version": "1", "chainId": 8453,
-                               "verifyingContract": "0xABaBaBaBABabABabAbAbABAbABabababaBaBABaB"}
+    assert typed["domain"] == {
+        "name": "Verdict Gateway",
+        "version": "1",
+        "chainId": 8453,
+        "verifyingContract": "0xABaBaBaBABabABabAbAbABAbABabababaBaBABaB",
+    }
     message = typed["message"]
     # actionHash = keccak256(RFC 8785 canonical JSON of the action), computed independently here
     assert message["actionHash"] == "0x" + keccak(rfc8785.dumps(body["action"])).hex()
-    assert message["actionId"] == out["action_id"] and message["tenant"] == "acme" and message["agent"] == "ap-bot"
+    assert (
+        message["actionId"] == out["action_id"]
+        and message["tenant"] == "acme"
+        and message["agent"] == "ap-bot"
+    )
     assert message["decision"] == 1 and message["policyVersion"] == 1
     assert message["expiresAt"] - message["issuedAt"] == 60
     recovered = Account.recover_message(encode_typed_data(full_message=typed), signature=verdict["signature"])
@@ -53,13 +62,19 @@ async def test_escalate_and_deny(client):
     r = await propose(client, world, pay("7800.00"))
     assert r.status_code == 201
     out = r.json()
-    assert (out["decision"], out["status"], out["reason"]) == ("ESCALATE", "pending_approval", "amount_above_threshold")
+    assert (out["decision"], out["status"], out["reason"]) == (
+        "ESCALATE",
+        "pending_approval",
+        "amount_above_threshold",
+    )
     assert out["approvals_required"] == [{"rule": "cfo-over-5k", "threshold": 1, "roles": ["cfo"]}]
     assert out["signed_verdict"] is None
 
     out = (await propose(client, world, pay("60000"))).json()
     assert out["decision"] == "ESCALATE"
-    assert out["approvals_required"] == [{"rule": "execs-over-50k", "threshold": 2, "roles": ["cfo", "controller", "ceo"]}]
+    assert out["approvals_required"] == [
+        {"rule": "execs-over-50k", "threshold": 2, "roles": ["cfo", "controller", "ceo"]}
+    ]
 
     out = (await propose(client, world, pay("60000", vendor="evil-corp"))).json()
     assert (out["decision"], out["status"], out["reason"]) == ("DENY", "denied", "vendor_blocked")
@@ -110,8 +125,11 @@ async def test_bad_bodies_are_problems(client):
         assert (r.status_code, r.json()["code"]) == (422, code), r.text
     r = await propose(client, world, {"action": {"type": "x"}, "surprise": 1})
     assert (r.status_code, r.json()["code"]) == (400, "invalid_request")
-    r = await client.post(f"/v1/agents/{world.agent}/propose", content=b"{not json",
-                          headers={**bearer(world.agent_token), "Content-Type": "application/json"})
+    r = await client.post(
+        f"/v1/agents/{world.agent}/propose",
+        content=b"{not json",
+        headers={**bearer(world.agent_token), "Content-Type": "application/json"},
+    )
     assert (r.status_code, r.json()["code"]) == (400, "invalid_request")
     r = await propose(client, world, {"action": {"type": "x", "n": 2**60}})
     assert (r.status_code, r.json()["code"]) == (422, "invalid_action")
@@ -135,7 +153,13 @@ async def test_credentials_on_propose(client):
 
 async def test_action_record_and_its_audit_entries(client):
     world = await make_world(client)
-    out = (await propose(client, world, pay("1200.00"), )).json()
+    out = (
+        await propose(
+            client,
+            world,
+            pay("1200.00"),
+        )
+    ).json()
     r = await client.get(f"/v1/actions/{out['action_id']}", headers=bearer(world.agent_token))
     assert r.status_code == 200
     record = r.json()
@@ -167,7 +191,9 @@ async def test_other_tenants_actions_answer_404(client):
     r = await client.get("/v1/actions", params={"tenant_id": "acme"}, headers=bearer(globex.auditor))
     assert r.status_code == 404
     # another agent of the same tenant does not see it either
-    r = await client.post("/v1/tenants/acme/agents", json={"id": "other-bot"}, headers=bearer(acme.tenant_admin))
+    r = await client.post(
+        "/v1/tenants/acme/agents", json={"id": "other-bot"}, headers=bearer(acme.tenant_admin)
+    )
     other = r.json()["token"]
     r = await client.get(f"/v1/actions/{out['action_id']}", headers=bearer(other))
     assert r.status_code == 404
@@ -187,11 +213,17 @@ async def test_list_actions_filters_and_paginates(client):
         if cursor is None:
             break
     assert seen == list(reversed(ids))
-    escalated = (await client.get("/v1/actions", params={"decision": "ESCALATE"},
-                                  headers=bearer(world.tenant_admin))).json()["actions"]
+    escalated = (
+        await client.get("/v1/actions", params={"decision": "ESCALATE"}, headers=bearer(world.tenant_admin))
+    ).json()["actions"]
     assert [a["action_id"] for a in escalated] == [ids[4], ids[2]]
-    pending = (await client.get("/v1/actions", params={"status": "pending_approval", "type": "pay_invoice"},
-                                headers=bearer(world.agent_token))).json()["actions"]
+    pending = (
+        await client.get(
+            "/v1/actions",
+            params={"status": "pending_approval", "type": "pay_invoice"},
+            headers=bearer(world.agent_token),
+        )
+    ).json()["actions"]
     assert len(pending) == 2
     r = await client.get("/v1/actions", params={"limit": 101}, headers=bearer(world.auditor))
     assert (r.status_code, r.json()["code"]) == (400, "invalid_request")
@@ -199,6 +231,9 @@ async def test_list_actions_filters_and_paginates(client):
     assert (r.status_code, r.json()["code"]) == (400, "invalid_time")
     r = await client.get("/v1/actions", params={"cursor": "zzz"}, headers=bearer(world.auditor))
     assert (r.status_code, r.json()["code"]) == (400, "invalid_cursor")
-    future = (await client.get("/v1/actions", params={"from": "2999-01-01T00:00:00Z"},
-                               headers=bearer(world.auditor))).json()
+    future = (
+        await client.get(
+            "/v1/actions", params={"from": "2999-01-01T00:00:00Z"}, headers=bearer(world.auditor)
+        )
+    ).json()
     assert future == {"actions": [], "next_cursor": None}

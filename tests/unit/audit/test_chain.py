@@ -5,16 +5,31 @@ import json
 import pytest
 import rfc8785
 
-from audit import GENESIS_PREV, ChainError, EntryFormatError, encode_entry, leaf_hash, parse_entry, verify_chain
+from audit import (
+    GENESIS_PREV,
+    ChainError,
+    EntryFormatError,
+    encode_entry,
+    leaf_hash,
+    parse_entry,
+    verify_chain,
+)
 from crypto.canonical import sha256
 
 
 def make_chain(n: int, tenant: str = "acme") -> list[bytes]:
     entries, prev = [], GENESIS_PREV
     for seq in range(n):
-        raw = encode_entry(seq=seq, tenant=tenant, type="t", time="2026-01-01T00:00:00.000000Z",
-                           action_id=None if seq % 2 else f"act_{seq}", actor="x", data={"n": seq, "é": "ü"},
-                           prev=prev)
+        raw = encode_entry(
+            seq=seq,
+            tenant=tenant,
+            type="t",
+            time="2026-01-01T00:00:00.000000Z",
+            action_id=None if seq % 2 else f"act_{seq}",
+            actor="x",
+            data={"n": seq, "é": "ü"},
+            prev=prev,
+        )
         entries.append(raw)
         prev = leaf_hash(raw).hex()
     return entries

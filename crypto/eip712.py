@@ -1,0 +1,317 @@
+"""EIP-712 encoders for the two structs Verdict signs: ``Verdict`` and ``Approval``.
+
+Pure functions, no keys: signing lives in :mod:`crypto.signing`. The digests are
+computed directly from precomputed type hashes (the fast path); the typed-data
+documents are the ``eth_signTypedData_v4`` JSON that a wallet or an auditor
+re-hashes independently (eth-account, viem, ethers; see ``tests/vectors/eip712``).
+Field lists, validation and the JSON mapping are all derived from the type
+strings below, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from eth_hash.auto import keccak as _keccak
+from eth_utils import to_checksum_address
+
+from crypto.errors import TypedDataError
+
+__all__ = [
+    "APPROVAL_TYPE",
+    "DECISION_ALLOW",
+    "DOMAIN_NAME",
+    "DOMAIN_TYPE",
+    "DOMAIN_VERSION",
+    "VERDICT_TYPE",
+    "ApprovalMessage",
+    "Domain",
+    "VerdictMessage",
+    "approval_typed_data",
+    "domain_separator",
+    "hash_approval",
+    "hash_verdict",
+    "parse_approval_typed_data",
+    "parse_verdict_typed_data",
+    "verdict_typed_data",
+]
+
+DOMAIN_NAME = "Verdict Gateway"
+DOMAIN_VERSION = "1"
+DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+VERDICT_TYPE = (
+    "Verdict(string actionId,bytes32 actionHash,string tenant,string agent,string actionType,"
+    "uint8 decision,uint64 policyVersion,bytes32 policyHash,uint64 issuedAt,uint64 expiresAt)"
+)
+APPROVAL_TYPE = (
+    "Approval(string actionId,bytes32 actionHash,string tenant,string role,bool approve,"
+    "uint64 expiresAt,string summary)"
+)
+DECISION_ALLOW = 1
+
+# EIP-712 §Definition of hashStruct: typeHash = keccak256(encodeType(typeOf(s))).
+_DOMAIN_TYPEHASH = _keccak(DOMAIN_TYPE.encode())
+_VERDICT_TYPEHASH = _keccak(VERDICT_TYPE.encode())
+_APPROVAL_TYPEHASH = _keccak(APPROVAL_TYPE.encode())
+_NAME_HASH = _keccak(DOMAIN_NAME.encode())
+_VERSION_HASH = _keccak(DOMAIN_VERSION.encode())
+_BOOL_WORDS = {False: bytes(32), True: (1).to_bytes(32, "big")}  # EIP-712 §encodeData: bool as uint256
+_ADDRESS_PATTERN = re.compile(r"0x[0-9a-fA-F]{40}")
+_BYTES32_PATTERN = re.compile(r"0x[0-9a-fA-F]{64}")
+_DOCUMENT_KEYS = {"types", "primaryType", "domain", "message"}
+
+
+def _parse_members(type_string: str) -> list[dict[str, str]]:
+    """Turn ``Name(type a,type b)`` into eth_signTypedData's ``[{"name": a, "type": type}, ...]``."""
+    members = type_string[type_string.index("(") + 1 : -1].split(",")
+    return [{"name": name, "type": solidity_type} for solidity_type, name in (m.split(" ") for m in members)]
+
+
+def _attribute_name(json_name: str) -> str:
+    return re.sub("([A-Z])", r"_\1", json_name).lower()  # actionHash -> action_hash
+
+
+_DOMAIN_MEMBERS = _parse_members(DOMAIN_TYPE)
+_VERDICT_MEMBERS = _parse_members(VERDICT_TYPE)
+_APPROVAL_MEMBERS = _parse_members(APPROVAL_TYPE)
+# (JSON name, Python attribute, Solidity type) for each member, in type-string order.
+_Layout = list[tuple[str, str, str]]
+_VERDICT_LAYOUT: _Layout = [(m["name"], _attribute_name(m["name"]), m["type"]) for m in _VERDICT_MEMBERS]
+_APPROVAL_LAYOUT: _Layout = [(m["name"], _attribute_name(m["name"]), m["type"]) for m in _APPROVAL_MEMBERS]
+
+
+def _validate_members(struct: object, layout: _Layout) -> None:
+    """Check each attribute against its Solidity type (the ones our two structs use).
+
+    Raises:
+        TypedDataError: wrong Python type, integer out of ``uintN`` range, hash not
+            32 bytes, or a string that is not encodable as UTF-8 (lone surrogate).
+    """
+    for _, name, solidity_type in layout:
+        value = getattr(struct, name)
+        if solidity_type == "string":
+            if type(value) is not str:
+                raise TypedDataError(f"{name} must be a str, got {value!r}")
+            try:
+                value.encode()
+            except UnicodeEncodeError as error:
+                raise TypedDataError(f"{name} is not encodable as UTF-8: {error.reason}") from error
+        elif solidity_type == "bytes32":
+            if type(value) is not bytes or len(value) != 32:
+                raise TypedDataError(f"{name} must be 32 bytes, got {value!r}")
+        elif solidity_type == "bool":
+            if type(value) is not bool:
+                raise TypedDataError(f"{name} must be a bool, got {value!r}")
+        else:
+            bits = int(solidity_type.removeprefix("uint"))
+            if type(value) is not int or not 0 <= value < 1 << bits:
+                raise TypedDataError(f"{name} must be an int in [0, 2**{bits}), got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """The EIP-712 domain; name and version are fixed to this gateway's.
+
+    Raises:
+        TypedDataError: ``chain_id`` is not an int in [1, 2**256), or ``verifying_contract``
+            is not an EIP-55 checksummed address.
+    """
+
+    chain_id: int
+    verifying_contract: str
+
+    def __post_init__(self) -> None:
+        if type(self.chain_id) is not int or not 0 < self.chain_id < 1 << 256:
+            raise TypedDataError(f"chain_id must be an int in [1, 2**256), got {self.chain_id!r}")
+        address = self.verifying_contract
+        if type(address) is not str or not _ADDRESS_PATTERN.fullmatch(address):
+            raise TypedDataError(f"verifying_contract must be 0x followed by 40 hex digits, got {address!r}")
+        if to_checksum_address(address) != address:
+            # EIP-55: a case typo must not silently bind signatures to some other contract.
+            expected = to_checksum_address(address)
+            raise TypedDataError(f"verifying_contract {address} is not EIP-55 checksummed ({expected})")
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictMessage:
+    """The ``Verdict`` struct: what the gateway decided about one action.
+
+    Raises:
+        TypedDataError: as for ``_validate_members``.
+    """
+
+    action_id: str
+    action_hash: bytes
+    tenant: str
+    agent: str
+    action_type: str
+    decision: int
+    policy_version: int
+    policy_hash: bytes
+    issued_at: int
+    expires_at: int
+
+    def __post_init__(self) -> None:
+        _validate_members(self, _VERDICT_LAYOUT)
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalMessage:
+    """The ``Approval`` struct: a human's answer to an escalated action.
+
+    Raises:
+        TypedDataError: as for ``_validate_members``.
+    """
+
+    action_id: str
+    action_hash: bytes
+    tenant: str
+    role: str
+    approve: bool
+    expires_at: int
+    summary: str
+
+    def __post_init__(self) -> None:
+        _validate_members(self, _APPROVAL_LAYOUT)
+
+
+@functools.lru_cache(maxsize=64)
+def domain_separator(domain: Domain) -> bytes:
+    """Return ``hashStruct(EIP712Domain)`` for ``domain`` (EIP-712 §Definition of domainSeparator)."""
+    return _keccak(
+        _DOMAIN_TYPEHASH
+        + _NAME_HASH
+        + _VERSION_HASH
+        + domain.chain_id.to_bytes(32, "big")
+        + bytes(12)  # EIP-712 §encodeData: an address is encoded as uint160
+        + bytes.fromhex(domain.verifying_contract[2:])
+    )
+
+
+def hash_verdict(domain: Domain, msg: VerdictMessage) -> bytes:
+    """Return the 32-byte digest ``keccak256(0x1901 ‖ domainSeparator ‖ hashStruct(msg))``."""
+    # EIP-712 §encodeData: string -> keccak256(UTF-8), bytes32 as is, uintN -> 32-byte big-endian.
+    struct_hash = _keccak(
+        b"".join(
+            (
+                _VERDICT_TYPEHASH,
+                _keccak(msg.action_id.encode()),
+                msg.action_hash,
+                _keccak(msg.tenant.encode()),
+                _keccak(msg.agent.encode()),
+                _keccak(msg.action_type.encode()),
+                msg.decision.to_bytes(32, "big"),
+                msg.policy_version.to_bytes(32, "big"),
+                msg.policy_hash,
+                msg.issued_at.to_bytes(32, "big"),
+                msg.expires_at.to_bytes(32, "big"),
+            )
+        )
+    )
+    return _keccak(b"\x19\x01" + domain_separator(domain) + struct_hash)
+
+
+def hash_approval(domain: Domain, msg: ApprovalMessage) -> bytes:
+    """Return the 32-byte EIP-712 digest of an ``Approval``."""
+    struct_hash = _keccak(
+        b"".join(
+            (
+                _APPROVAL_TYPEHASH,
+                _keccak(msg.action_id.encode()),
+                msg.action_hash,
+                _keccak(msg.tenant.encode()),
+                _keccak(msg.role.encode()),
+                _BOOL_WORDS[msg.approve],
+                msg.expires_at.to_bytes(32, "big"),
+                _keccak(msg.summary.encode()),
+            )
+        )
+    )
+    return _keccak(b"\x19\x01" + domain_separator(domain) + struct_hash)
+
+
+def verdict_typed_data(domain: Domain, msg: VerdictMessage) -> dict[str, Any]:
+    """Return the ``eth_signTypedData_v4`` document for a ``Verdict`` (a fresh dict each call)."""
+    return _build_document(domain, "Verdict", _VERDICT_MEMBERS, _VERDICT_LAYOUT, msg)
+
+
+def approval_typed_data(domain: Domain, msg: ApprovalMessage) -> dict[str, Any]:
+    """Return the ``eth_signTypedData_v4`` document for an ``Approval`` (a fresh dict each call)."""
+    return _build_document(domain, "Approval", _APPROVAL_MEMBERS, _APPROVAL_LAYOUT, msg)
+
+
+def _build_document(
+    domain: Domain, primary_type: str, members: list[dict[str, str]], layout: _Layout, msg: object
+) -> dict[str, Any]:
+    message = {}
+    for json_name, name, solidity_type in layout:
+        value = getattr(msg, name)
+        message[json_name] = "0x" + value.hex() if solidity_type == "bytes32" else value
+    return {
+        "types": {
+            "EIP712Domain": [dict(member) for member in _DOMAIN_MEMBERS],
+            primary_type: [dict(member) for member in members],
+        },
+        "primaryType": primary_type,
+        "domain": {
+            "name": DOMAIN_NAME,
+            "version": DOMAIN_VERSION,
+            "chainId": domain.chain_id,
+            "verifyingContract": domain.verifying_contract,
+        },
+        "message": message,
+    }
+
+
+def parse_verdict_typed_data(typed_data: object) -> tuple[Domain, VerdictMessage]:
+    """Parse a ``Verdict`` document strictly; the inverse of :func:`verdict_typed_data`.
+
+    EIP-712 encoders are lenient (eth-account hashes ``"5"`` like ``5`` and pads short
+    hex strings), so a document is accepted only if it reads exactly one way.
+
+    Raises:
+        TypedDataError: the document is not exactly this gateway's ``Verdict`` schema,
+            or a value has the wrong JSON type or is out of range.
+    """
+    return _parse_document(typed_data, "Verdict", _VERDICT_MEMBERS, _VERDICT_LAYOUT, VerdictMessage)
+
+
+def parse_approval_typed_data(typed_data: object) -> tuple[Domain, ApprovalMessage]:
+    """Parse an ``Approval`` document strictly (see :func:`parse_verdict_typed_data`).
+
+    Raises:
+        TypedDataError: as for :func:`parse_verdict_typed_data`.
+    """
+    return _parse_document(typed_data, "Approval", _APPROVAL_MEMBERS, _APPROVAL_LAYOUT, ApprovalMessage)
+
+
+def _parse_document(
+    typed_data: object, primary_type: str, members: list[dict[str, str]], layout: _Layout, struct: Any
+) -> Any:
+    if not isinstance(typed_data, dict) or set(typed_data) != _DOCUMENT_KEYS:
+        raise TypedDataError("typed data must be a dict with exactly types, primaryType, domain, message")
+    if typed_data["primaryType"] != primary_type:
+        raise TypedDataError(f"primaryType is {typed_data['primaryType']!r}, expected {primary_type!r}")
+    if typed_data["types"] != {"EIP712Domain": _DOMAIN_MEMBERS, primary_type: members}:
+        raise TypedDataError(f"types are not exactly {DOMAIN_TYPE} and {primary_type}")
+    domain = typed_data["domain"]
+    if not isinstance(domain, dict) or set(domain) != {member["name"] for member in _DOMAIN_MEMBERS}:
+        raise TypedDataError("domain must hold exactly name, version, chainId, verifyingContract")
+    if (domain["name"], domain["version"]) != (DOMAIN_NAME, DOMAIN_VERSION):
+        raise TypedDataError(f"domain is {domain['name']!r} version {domain['version']!r}, expected ours")
+    message = typed_data["message"]
+    if not isinstance(message, dict) or set(message) != {member["name"] for member in members}:
+        raise TypedDataError(f"message fields are not exactly those of {primary_type}")
+    values = {}
+    for json_name, name, solidity_type in layout:
+        value = message[json_name]
+        if solidity_type == "bytes32":
+            if type(value) is not str or not _BYTES32_PATTERN.fullmatch(value):
+                raise TypedDataError(f"{json_name} must be 0x followed by 64 hex digits, got {value!r}")
+            value = bytes.fromhex(value[2:])
+        values[name] = value
+    parsed_domain = Domain(chain_id=domain["chainId"], verifying_contract=domain["verifyingContract"])
+    return parsed_domain, struct(**values)

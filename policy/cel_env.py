@@ -1,0 +1,358 @@
+"""The CEL environment of a rule's ``when``: its variables, its functions, and what it reads.
+
+A ``when`` sees ``action``, ``agent``, ``tenant``, ``lists`` and ``now`` (an
+aware UTC timestamp). The ``cel`` library implements the CEL timestamp
+accessors only in UTC, so the time-zone forms (``now.getHours("Europe/Berlin")``)
+are registered here as functions, with the spec's numbering (see
+:data:`TIME_FUNCTIONS`).
+
+Converting Python values into CEL costs about a microsecond per string, so
+each evaluation converts only what the policy's expressions read: when every
+use of a root is a plain field selection (``action.type``), only those keys
+are handed over; any other use (``action["x"]``, ``size(action)``, a
+comprehension over it) hands over the whole root. The analysis runs on CEL
+tokens, is cross-checked against ``Program.variables()`` and falls back to the
+whole root whenever in doubt.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import re
+import zoneinfo
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
+
+import cel
+
+from policy.document import MAX_DEPTH, describe_value
+from policy.errors import RuleEvaluationError
+
+__all__ = ["CelScope", "Expression", "compile_expression", "resolve_time_zone", "run_expression"]
+
+ROOT_VARIABLES = frozenset({"action", "agent", "tenant", "lists", "now"})
+# Roots handed to CEL key by key when the expression allows it.
+NARROWABLE_ROOTS = ("action", "agent", "tenant", "lists")
+# CEL type identifiers show up in Program.variables() (`type(x) == int`); `optional` for optional.of().
+TYPE_NAMES = frozenset(
+    {"int", "uint", "double", "string", "bytes", "bool", "list", "map", "null_type", "type", "optional"}
+)
+# The cel library's native functions, as Program.functions() names them (operators aside).
+BUILTIN_FUNCTIONS = frozenset(
+    {"size", "contains", "startsWith", "endsWith", "matches", "int", "uint", "double", "string", "bytes"}
+    | {"timestamp", "duration", "dyn", "type", "of", "none", "ofNonZeroValue", "value", "hasValue", "or"}
+    | {"orValue"}
+)
+COMPREHENSION_MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+
+# CEL lexical grammar (cel-spec, syntax.md), enough to find identifiers outside string literals.
+_TOKEN = re.compile(
+    r"""
+    (?P<skip>\s+|//[^\n]*)
+    |(?P<string>
+        [bB]?[rR](?:\"\"\"[\s\S]*?\"\"\"|'''[\s\S]*?'''|"[^"\n\r]*"|'[^'\n\r]*')
+        |[bB]?(?:\"\"\"(?:\\[\s\S]|[^\\])*?\"\"\"|'''(?:\\[\s\S]|[^\\])*?'''
+                |"(?:\\.|[^"\\\n\r])*"|'(?:\\.|[^'\\\n\r])*'))
+    |(?P<number>0[xX][0-9a-fA-F]+[uU]?|[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?[uU]?)
+    |(?P<ident>[_a-zA-Z][_a-zA-Z0-9]*)
+    |(?P<punct>\S)
+    """,
+    re.VERBOSE,
+)
+_PLAIN_STRING = re.compile(r"""(?:"([^"\\]*)"|'([^'\\]*)')""")
+
+
+class Token(NamedTuple):
+    kind: str
+    text: str
+
+
+class Expression(NamedTuple):
+    """A compiled ``when`` and what it reads.
+
+    ``reads`` maps each root in :data:`NARROWABLE_ROOTS` the expression uses to
+    the keys it selects, or to ``None`` when it needs the whole root.
+    """
+
+    source: str
+    program: Any  # cel.Program
+    reads: dict[str, frozenset[str] | None]
+    reads_now: bool
+    functions: frozenset[str]
+
+
+def compile_expression(source: str, list_names: Iterable[str]) -> tuple[Expression | None, list[str]]:
+    """Compile a ``when`` and check what it refers to.
+
+    Returns the expression (``None`` if it does not compile) and a message for
+    each problem: a syntax error, a variable other than the five roots (and
+    comprehension variables and CEL type names), a function the environment
+    lacks, a ``lists.<name>`` that is not in the document, or a literal time
+    zone that does not exist. Never raises.
+
+    A name bound by a comprehension (``x`` in ``l.exists(x, x > 1)``) is listed
+    by ``Program.variables()`` like any other; such names are accepted
+    everywhere in the expression, so a stray free use of one is caught only at
+    evaluation time, where it is an error and the rule denies.
+    """
+    try:
+        program = cel.compile(source)
+    except (ValueError, RuntimeError, TypeError) as error:
+        return None, [f"CEL syntax error: {_summarize_cel_error(error)}"]
+    tokens = [Token(match.lastgroup or "", match.group()) for match in _TOKEN.finditer(source)]
+    tokens = [token for token in tokens if token.kind != "skip"]
+    variables = set(program.variables())
+    functions = set(program.functions())
+    problems = []
+    unknown = variables - ROOT_VARIABLES - TYPE_NAMES - _find_bound_names(tokens)
+    for name in sorted(unknown):
+        problems.append(f"unknown variable '{name}'; a `when` may read action, agent, tenant, lists and now")
+    for name in sorted(functions):
+        if name[0].isalpha() and name not in BUILTIN_FUNCTIONS and name not in TIME_FUNCTIONS:
+            problems.append(f"unknown function '{name}'")
+    reads = _find_reads(tokens, variables)
+    known_lists = set(list_names)
+    for name in sorted((reads.get("lists") or set()) - known_lists):
+        problems.append(f"unknown list 'lists.{name}'")
+    for zone in _find_literal_time_zones(tokens):
+        try:
+            resolve_time_zone(zone)
+        except ValueError as error:
+            problems.append(str(error))
+    expression = Expression(
+        source, program, reads, "now" in variables, frozenset(functions & TIME_FUNCTIONS.keys())
+    )
+    return expression, problems
+
+
+def _summarize_cel_error(error: Exception) -> str:
+    text = str(error)
+    marker = "ERROR: <input>:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    return text.split("\n", 1)[0].strip()
+
+
+def _find_bound_names(tokens: list[Token]) -> set[str]:
+    """Names bound by comprehension macros: the ``x`` in ``.exists(x, ...)``."""
+    bound = set()
+    for index in range(1, len(tokens) - 3):
+        if (
+            tokens[index].text in COMPREHENSION_MACROS
+            and tokens[index - 1].text == "."
+            and tokens[index + 1].text == "("
+            and tokens[index + 2].kind == "ident"
+            and tokens[index + 3].text == ","
+        ):
+            bound.add(tokens[index + 2].text)
+    return bound
+
+
+def _find_reads(tokens: list[Token], variables: set[str]) -> dict[str, frozenset[str] | None]:
+    """Map each root the expression uses to the keys it selects, or ``None`` for the whole root."""
+    keys: dict[str, set[str] | None] = {}
+    end = Token("end", "")
+    padded = [*tokens, end, end, end]
+    for index, token in enumerate(tokens):
+        if token.kind != "ident" or token.text not in NARROWABLE_ROOTS:
+            continue
+        if index and tokens[index - 1].text == ".":
+            continue  # `x.action` selects a field of something else
+        selected = keys.setdefault(token.text, set())
+        if selected is None:
+            continue
+        dot, field, after = padded[index + 1 : index + 4]
+        if dot.text == "." and field.kind == "ident" and after.text != "(":
+            selected.add(field.text)
+        else:
+            keys[token.text] = None
+    for root in NARROWABLE_ROOTS:
+        if root in variables and root not in keys:
+            keys[root] = None  # the tokens missed a use the parser saw: take no chances
+    return {root: None if selected is None else frozenset(selected) for root, selected in keys.items()}
+
+
+def _find_literal_time_zones(tokens: list[Token]) -> list[str]:
+    """Time zones written as literals in ``.getHours("Europe/Berlin")`` and the like."""
+    zones = []
+    for index in range(1, len(tokens) - 3):
+        if (
+            tokens[index].text in TIME_FUNCTIONS
+            and tokens[index - 1].text == "."
+            and tokens[index + 1].text == "("
+            and tokens[index + 2].kind == "string"
+            and tokens[index + 3].text == ")"
+        ):
+            plain = _PLAIN_STRING.fullmatch(tokens[index + 2].text)
+            if plain:
+                zones.append(plain.group(1) if plain.group(1) is not None else plain.group(2))
+    return zones
+
+
+# -- Time zones ------------------------------------------------------------------------------------
+
+_UTC = datetime.UTC
+_OFFSET = re.compile(r"([+-])([0-9]{2}):([0-9]{2})")
+
+
+@functools.lru_cache(maxsize=256)
+def resolve_time_zone(name: str) -> datetime.tzinfo:
+    """Return the time zone a CEL time-zone argument names.
+
+    CEL (cel-spec, langdef.md "Timestamp functions") accepts an IANA name
+    (``"Europe/Berlin"``, ``"UTC"``) or a fixed offset ``"+05:30"``/``"-08:00"``.
+
+    Raises:
+        ValueError: no such time zone.
+    """
+    if name == "UTC":
+        return _UTC
+    offset = _OFFSET.fullmatch(name)
+    if offset:
+        sign, hours, minutes = offset.group(1), int(offset.group(2)), int(offset.group(3))
+        if hours < 24 and minutes < 60:
+            delta = datetime.timedelta(hours=hours, minutes=minutes)
+            return datetime.timezone(-delta if sign == "-" else delta)
+    else:
+        try:
+            return zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+    raise ValueError(f"unknown time zone {name!r}")
+
+
+def _make_time_function(name: str, part: Callable[[datetime.datetime], int]) -> Callable[..., int]:
+    def time_function(moment: Any, zone: Any = None) -> int:
+        if not isinstance(moment, datetime.datetime):
+            raise TypeError(f"{name} with a time zone needs a timestamp, got {describe_value(moment)}")
+        if zone is None:
+            return part(moment.astimezone(_UTC))
+        if not isinstance(zone, str):
+            raise TypeError(f"{name} needs a time zone string, got {describe_value(zone)}")
+        return part(moment.astimezone(resolve_time_zone(zone)))
+
+    time_function.__name__ = name
+    return time_function
+
+
+# cel-spec langdef.md: months, days of the year and days of the month count from 0 (getDate from 1);
+# days of the week count from 0 = Sunday.
+TIME_FUNCTIONS: dict[str, Callable[..., int]] = {
+    name: _make_time_function(name, part)
+    for name, part in {
+        "getFullYear": lambda moment: moment.year,
+        "getMonth": lambda moment: moment.month - 1,
+        "getDayOfYear": lambda moment: moment.timetuple().tm_yday - 1,
+        "getDayOfMonth": lambda moment: moment.day - 1,
+        "getDate": lambda moment: moment.day,
+        "getDayOfWeek": lambda moment: moment.isoweekday() % 7,
+        "getHours": lambda moment: moment.hour,
+        "getMinutes": lambda moment: moment.minute,
+        "getSeconds": lambda moment: moment.second,
+        "getMilliseconds": lambda moment: moment.microsecond // 1000,
+    }.items()
+}
+
+
+# -- Evaluation ------------------------------------------------------------------------------------
+
+# cel maps evaluation failures onto these: KeyError (no such key), TypeError (no such overload),
+# RuntimeError (undefined name, failing function), ValueError (unconvertible value), IndexError,
+# ZeroDivisionError/OverflowError.
+_CEL_ERRORS = (RuntimeError, TypeError, ValueError, LookupError, ArithmeticError)
+# CEL integers are int64 or uint64; cel silently turns a larger Python int into a double.
+_CEL_INT_RANGE = (-(2**63), 2**64 - 1)
+
+
+class CelScope:
+    """Builds, once per evaluation, the CEL context every ``when`` of a policy reads from.
+
+    Immutable after construction and safe to share between threads; each
+    :meth:`build_context` returns a fresh ``cel.Context``.
+    """
+
+    __slots__ = ("_functions", "_lists", "_reads", "_reads_now")
+
+    def __init__(self, expressions: Sequence[Expression], lists: dict[str, list[Any]]) -> None:
+        reads: dict[str, set[str] | None] = {}
+        for expression in expressions:
+            for root, keys in expression.reads.items():
+                known = reads.setdefault(root, set())
+                reads[root] = None if known is None or keys is None else known | keys
+        self._reads = tuple(
+            (root, None if keys is None else tuple(sorted(keys))) for root, keys in reads.items()
+        )
+        self._reads_now = any(expression.reads_now for expression in expressions)
+        names = set().union(*(expression.functions for expression in expressions))
+        self._functions = {name: TIME_FUNCTIONS[name] for name in sorted(names)}
+        lists_keys = reads.get("lists", ())
+        self._lists = {
+            name: list(items) for name, items in lists.items() if lists_keys is None or name in lists_keys
+        }
+
+    def build_context(self, action: Any, agent: Any, tenant: Any, now: Any) -> cel.Context:
+        """Return a context holding what the policy's expressions read from this request.
+
+        Raises:
+            RuleEvaluationError: ``now`` is not an aware datetime, or a value
+                read is nested deeper than ``MAX_DEPTH``, holds an integer
+                outside CEL's int64/uint64 range or anything else CEL cannot
+                represent.
+        """
+        roots = {"action": action, "agent": agent, "tenant": tenant, "lists": self._lists}
+        variables: dict[str, Any] = {}
+        for root, keys in self._reads:
+            value = roots[root]
+            if root != "lists":  # the document's own lists were validated at load
+                if keys is not None and isinstance(value, dict):
+                    value = {key: value[key] for key in keys if key in value}
+                _check_cel_value(value, root)
+            variables[root] = value
+        if self._reads_now:
+            if not isinstance(now, datetime.datetime) or now.utcoffset() is None:
+                raise RuleEvaluationError("`now` is not a timezone-aware datetime")
+            # cel reads the offset as given; CEL's zone-less accessors mean UTC.
+            variables["now"] = now.astimezone(_UTC)
+        try:
+            return cel.Context(variables, self._functions)
+        except _CEL_ERRORS as error:  # a value cel cannot convert
+            raise RuleEvaluationError(_describe_cel_failure(error)) from None
+
+
+def run_expression(expression: Expression, context: cel.Context) -> bool:
+    """Evaluate a ``when`` in ``context``.
+
+    Raises:
+        RuleEvaluationError: CEL failed (missing key, no such overload,
+            unknown time zone, ...) or the result is not a bool.
+    """
+    try:
+        result = expression.program.execute(context)
+    except _CEL_ERRORS as error:
+        raise RuleEvaluationError(_describe_cel_failure(error)) from None
+    if type(result) is not bool:
+        raise RuleEvaluationError(f"`when` must evaluate to a bool, got {describe_value(result)}")
+    return result
+
+
+def _describe_cel_failure(error: Exception) -> str:
+    if isinstance(error, KeyError):
+        return f"CEL error: no such key: {error}"
+    text = str(error).split("\n", 1)[0]
+    return f"CEL error: {text[:300]}"
+
+
+def _check_cel_value(value: Any, path: str, depth: int = 0) -> None:
+    """Refuse what cel would crash on or silently round; ``path`` names the root's key, not deeper."""
+    if isinstance(value, dict | list | tuple):
+        if depth >= MAX_DEPTH:
+            raise RuleEvaluationError(f"{path} is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_cel_value(item, f"{path}.{key}" if depth == 0 else path, depth + 1)
+        else:
+            for item in value:
+                _check_cel_value(item, path, depth + 1)
+    elif isinstance(value, int) and not _CEL_INT_RANGE[0] <= value <= _CEL_INT_RANGE[1]:
+        raise RuleEvaluationError(f"{path} holds an integer outside CEL's 64-bit range; send it as a string")
