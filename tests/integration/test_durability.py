@@ -95,3 +95,37 @@ async def test_state_survives_a_restart(backend):
         assert second.status_code == 201
         entries = await verified_log(c, world)  # the chain continues across the restart
         assert entries[-1].action_id == second.json()["action_id"]
+
+
+DENY_ALL = """\
+schema: verdict.policy/v1
+rules:
+  - id: freeze
+    decision: DENY
+    reason: payments_frozen
+    match: {}
+"""
+
+
+async def test_a_decision_commits_only_under_the_active_policy(backend):
+    """Gateway A has seen version 1 active; gateway B activates version 2. A's next proposal
+    must be decided under version 2 — checked at commit under the chain head lock."""
+    first, second = create_app(backend.settings()), create_app(backend.settings())
+    async with AsyncTestClient(app=first) as a, AsyncTestClient(app=second) as b:
+        a.app_state = first.state
+        world = await make_world(a)
+        r = await a.post(f"/v1/agents/{world.agent}/propose", json=pay(), headers=bearer(world.agent_token))
+        assert (r.json()["decision"], r.json()["policy_version"]) == ("ALLOW", 1)
+        r = await b.post(
+            "/v1/tenants/acme/policies",
+            content=DENY_ALL.encode(),
+            headers={**bearer(world.tenant_admin), "Content-Type": "application/yaml"},
+        )
+        assert r.json()["version"] == 2
+        r = await a.post(f"/v1/agents/{world.agent}/propose", json=pay(), headers=bearer(world.agent_token))
+        out = r.json()
+        assert (out["decision"], out["reason"], out["policy_version"]) == ("DENY", "payments_frozen", 2)
+        r = await b.post("/v1/tenants/acme/policies/1/activate", headers=bearer(world.tenant_admin))
+        assert r.status_code == 200
+        r = await a.post(f"/v1/agents/{world.agent}/propose", json=pay(), headers=bearer(world.agent_token))
+        assert (r.json()["decision"], r.json()["policy_version"]) == ("ALLOW", 1)

@@ -11,8 +11,11 @@ async def test_deeply_nested_body_is_refused_not_fatal(client):
     world = await make_world(client)
     depth = 30_000
     body = b'{"action": {"type": "x", "deep": ' + b"[" * depth + b"]" * depth + b"}}"
-    r = await client.post(f"/v1/agents/{world.agent}/propose", content=body,
-                          headers={**bearer(world.agent_token), "Content-Type": "application/json"})
+    r = await client.post(
+        f"/v1/agents/{world.agent}/propose",
+        content=body,
+        headers={**bearer(world.agent_token), "Content-Type": "application/json"},
+    )
     assert 400 <= r.status_code < 500
     assert r.headers["content-type"].startswith("application/problem+json")
     r = await client.post(f"/v1/agents/{world.agent}/propose", json=pay(), headers=bearer(world.agent_token))
