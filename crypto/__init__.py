@@ -12,7 +12,7 @@ import sys as _sys
 # stack on deeply nested input and the process dies with SIGSEGV instead of raising
 # RecursionError. Keep the limit the interpreter had.
 _recursion_limit = _sys.getrecursionlimit()
-import eth_account  # noqa: E402, F401  (imported here so the limit is restored right after)
+import eth_account  # noqa: F401  (imported here so the limit is restored right after)
 
 _sys.setrecursionlimit(_recursion_limit)
 

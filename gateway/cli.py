@@ -58,7 +58,7 @@ def demo(host: str | None, port: int | None, workers: int | None, data_dir: Path
 
 
 def _run(settings: Settings, *, demo: bool) -> None:
-    import uvicorn
+    from granian import Granian
 
     from gateway.demo import read_agent_token, seed_demo, walkthrough
     from gateway.keyring import load_keyring
@@ -83,16 +83,17 @@ def _run(settings: Settings, *, demo: bool) -> None:
         )
         click.echo(walkthrough(base_url, token_path, agent_id))
     click.echo(f"Listening on {base_url} · API docs {base_url}/schema · health {base_url}/health")
-    os.environ.update(settings.to_env())
-    uvicorn.run(
+    os.environ.update(settings.to_env())  # worker processes build their app from these
+    Granian(
         "gateway.app:create_app_from_env",
         factory=True,
-        host=settings.host,
+        interface="asgi",
+        address=settings.host,
         port=settings.port,
-        workers=settings.workers if settings.workers > 1 else None,
+        workers=settings.workers,
         log_level="warning",
-        access_log=False,
-    )
+        respawn_failed_workers=True,
+    ).serve()
 
 
 if __name__ == "__main__":  # pragma: no cover

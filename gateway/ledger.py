@@ -1,13 +1,19 @@
 """Appending to tenants' audit logs, in the same transaction as the state change.
 
-Every state change is a `Unit`: the audit entries it appends and the SQL statements
-that change state. `Ledger.append` hands a unit to the tenant's `ChainWriter`, a task
-that takes every unit waiting for that tenant and writes them in ONE transaction
-(group commit): it locks the tenant's chain head row, assigns `seq` and `prev`, inserts
-the entries and the units' statements, and commits. Only after the commit does
-`append` return, so a response is never sent for anything that is not durable
-(DESIGN invariants 2 and 3). The head row lock keeps one chain without forks when
-several gateway processes share one PostgreSQL.
+Every state change is a `Unit`: the audit entries it appends and the rows it writes.
+`Ledger.append` hands a unit to the tenant's `ChainWriter`, a task that takes every unit
+waiting for that tenant and writes them in ONE transaction (group commit), assigning
+`seq` and `prev`; only after the commit does `append` return, so a response is never
+sent for anything that is not durable (DESIGN invariants 2 and 3).
+
+Two ways to write a batch, both atomic:
+- the locked path (`write_units`): lock the tenant's chain head row, read it, build the
+  entries, write, commit. Any unit may run reads first (`prepare`).
+- the PostgreSQL fast path (`Database.append_batch`): for batches of plain inserts, one
+  statement that moves the head from the value this writer last wrote (compare-and-set)
+  and inserts entries and rows only if that succeeded. When another process moved the
+  head meanwhile, nothing is written and the batch takes the locked path.
+Either way the head row serializes writers, so several processes keep one chain.
 """
 
 from __future__ import annotations
@@ -21,12 +27,13 @@ from typing import Any
 from audit.entry import GENESIS_PREV, encode_entry, leaf_hash
 from gateway.clock import rfc3339, utc_now
 from gateway.errors import AppError, NotFound
-from gateway.storage import Conn, Database
+from gateway.storage import Conn, Database, Insert
 
 log = logging.getLogger("verdict.ledger")
 
 Statement = tuple[str, tuple[Any, ...]]
 MAX_BATCH = 512
+FAST_ATTEMPTS = 3
 
 
 @dataclass(slots=True)
@@ -44,12 +51,14 @@ class Unit:
     """One state change and its audit entries.
 
     `prepare` (optional) runs first inside the transaction; it may read and may raise an
-    `AppError` to refuse the unit, but must not write. `statements` receives the seqs
-    assigned to the unit's entries and returns the writes.
+    `AppError` to refuse the unit, but must not write. `inserts` and `statements` receive
+    the seqs assigned to the unit's entries and return the writes; a unit with only
+    `inserts` can take the fast path.
     """
 
     entries: list[EntryDraft]
-    statements: Callable[[list[int]], list[Statement]] = lambda seqs: []
+    statements: Callable[[list[int]], list[Statement]] | None = None
+    inserts: Callable[[list[int]], list[Insert]] | None = None
     prepare: Callable[[Conn], Awaitable[None]] | None = None
     # A decision made under a policy version commits only if that version is still the
     # active one (DESIGN invariant 6): checked under the chain head lock, so no race.
@@ -58,6 +67,10 @@ class Unit:
     # Set (by `prepare` or the caller) when this unit makes a version the active one.
     activates_policy: int | None = None
     future: asyncio.Future[list[int]] | None = field(default=None, repr=False)
+
+    @property
+    def plain(self) -> bool:
+        return self.prepare is None and self.statements is None and self.activates_policy is None
 
 
 class PolicyVersionChanged(AppError):
@@ -70,12 +83,61 @@ class PolicyVersionChanged(AppError):
         self.active = active
 
 
-async def write_units(conn: Conn, tenant: str, units: list[Unit], *, lock: str) -> list[list[int] | AppError]:
-    """Write units into the tenant's chain inside an open transaction.
+@dataclass(slots=True)
+class Head:
+    """The chain's size and the hex leaf hash of its last entry."""
 
-    Returns, per unit, the seqs of its entries, or the `AppError` its `prepare` raised.
-    Raises NotFound when the tenant has no chain; database errors propagate (the caller
-    rolls back).
+    size: int
+    hash: str
+
+
+@dataclass(slots=True)
+class Chained:
+    """A batch turned into chain entries: what to write and what each unit gets back."""
+
+    entry_rows: list[tuple[str, int, bytes]]
+    inserts: list[Insert]
+    seqs: list[list[int]]
+    head: Head
+
+
+def chain_units(tenant: str, units: list[Unit], start: Head, time: str) -> Chained:
+    """Assign seqs and prev links to the plain units' entries, in order."""
+    size, prev = start.size, start.hash
+    entry_rows: list[tuple[str, int, bytes]] = []
+    inserts: list[Insert] = []
+    all_seqs: list[list[int]] = []
+    for unit in units:
+        seqs = []
+        for draft in unit.entries:
+            raw = encode_entry(
+                seq=size,
+                tenant=tenant,
+                type=draft.type,
+                time=time,
+                action_id=draft.action_id,
+                actor=draft.actor,
+                data=draft.data,
+                prev=prev,
+            )
+            entry_rows.append((tenant, size, raw))
+            seqs.append(size)
+            prev = leaf_hash(raw).hex()
+            size += 1
+        if unit.inserts is not None:
+            inserts.extend(unit.inserts(seqs))
+        all_seqs.append(seqs)
+    return Chained(entry_rows, inserts, all_seqs, Head(size, prev))
+
+
+async def write_units(
+    conn: Conn, tenant: str, units: list[Unit], *, lock: str
+) -> tuple[list[list[int] | AppError], Head]:
+    """Write units into the tenant's chain inside an open transaction (the locked path).
+
+    Returns, per unit, the seqs of its entries or the `AppError` that refused it, and the
+    new head. Raises NotFound when the tenant has no chain; database errors propagate
+    (the caller rolls back).
     """
     head = await conn.fetchrow(
         "SELECT audit_heads.size, audit_heads.head, tenants.active_policy_version FROM audit_heads"
@@ -84,9 +146,9 @@ async def write_units(conn: Conn, tenant: str, units: list[Unit], *, lock: str) 
     )
     if head is None:
         raise NotFound(f"tenant {tenant!r} not found", code="tenant_not_found")
-    size, prev, active_policy = int(head["size"]), head["head"], head["active_policy_version"]
+    current, active_policy = Head(int(head["size"]), head["head"]), head["active_policy_version"]
     time = rfc3339(utc_now())
-    entry_rows: list[tuple[Any, ...]] = []
+    entry_rows: list[tuple[str, int, bytes]] = []
     results: list[list[int] | AppError] = []
     pending_sql: str | None = None
     pending_rows: list[tuple[Any, ...]] = []
@@ -113,37 +175,30 @@ async def write_units(conn: Conn, tenant: str, units: list[Unit], *, lock: str) 
             continue
         if unit.activates_policy is not None:
             active_policy = unit.activates_policy
-        seqs = []
-        for draft in unit.entries:
-            raw = encode_entry(
-                seq=size,
-                tenant=tenant,
-                type=draft.type,
-                time=time,
-                action_id=draft.action_id,
-                actor=draft.actor,
-                data=draft.data,
-                prev=prev,
-            )
-            entry_rows.append((tenant, size, raw))
-            seqs.append(size)
-            prev = leaf_hash(raw).hex()
-            size += 1
-        for sql, args in unit.statements(seqs):
+        chained = chain_units(tenant, [unit], current, time)
+        current = chained.head
+        entry_rows.extend(chained.entry_rows)
+        writes = [insert.statement() for insert in chained.inserts]
+        if unit.statements is not None:
+            writes.extend(unit.statements(chained.seqs[0]))
+        for sql, args in writes:
             if sql != pending_sql:
                 await flush()
                 pending_sql = sql
             pending_rows.append(args)
-        results.append(seqs)
+        results.append(chained.seqs[0])
     await flush()
     if entry_rows:
         await conn.executemany(
             "INSERT INTO audit_entries (tenant_id, seq, entry) VALUES (?, ?, ?)", entry_rows
         )
         await conn.execute(
-            "UPDATE audit_heads SET size = ?, head = ? WHERE tenant_id = ?", size, prev, tenant
+            "UPDATE audit_heads SET size = ?, head = ? WHERE tenant_id = ?",
+            current.size,
+            current.hash,
+            tenant,
         )
-    return results
+    return results, current
 
 
 async def create_chain(conn: Conn, tenant: str) -> None:
@@ -159,6 +214,8 @@ class ChainWriter:
     def __init__(self, db: Database, tenant: str) -> None:
         self.db = db
         self.tenant = tenant
+        self._head: Head | None = None  # as this writer last wrote it; None: read it under lock
+        self.batches = {"fast": 0, "locked": 0}  # committed batches per path, for tests and metrics
         self._queue: asyncio.Queue[Unit] = asyncio.Queue()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"chain-writer:{tenant}")
 
@@ -179,13 +236,63 @@ class ChainWriter:
             batch = [await self._queue.get()]
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            await self._write(batch)
+            if not await self._write_fast(batch):
+                await self._write(batch)
+
+    async def _write_fast(self, batch: list[Unit]) -> bool:
+        """One-statement append (PostgreSQL). False when it did not apply: nothing was written.
+
+        When another process moved the head, read the new head (without a lock) and try
+        again, a few times, before leaving the batch to the locked path.
+        """
+        if not self.db.supports_fast_append or not all(unit.plain for unit in batch):
+            return False
+        expected = {unit.policy_version for unit in batch if unit.expects_policy}
+        if len(expected) > 1:
+            return False
+        policy = (next(iter(expected)),) if expected else None
+        for _ in range(FAST_ATTEMPTS):
+            head = self._head
+            if head is None:
+                return False
+            chained = chain_units(self.tenant, batch, head, rfc3339(utc_now()))
+            try:
+                applied = await self.db.append_batch(
+                    self.tenant,
+                    expected_head=(head.size, head.hash),
+                    new_head=(chained.head.size, chained.head.hash),
+                    policy_version=policy,
+                    entry_rows=chained.entry_rows,
+                    inserts=chained.inserts,
+                )
+            except Exception:
+                log.warning(
+                    "fast append failed for tenant %s; retrying under lock", self.tenant, exc_info=True
+                )
+                self._head = None
+                return False
+            if applied:
+                self._head = chained.head
+                self.batches["fast"] += 1
+                for unit, seqs in zip(batch, chained.seqs, strict=True):
+                    _settle(unit, seqs)
+                return True
+            self._head = await self._read_head()
+            if self._head == head:  # the head did not move: the active policy changed
+                return False
+        return False
+
+    async def _read_head(self) -> Head | None:
+        async with self.db.read() as conn:
+            row = await conn.fetchrow("SELECT size, head FROM audit_heads WHERE tenant_id = ?", self.tenant)
+        return Head(int(row["size"]), row["head"]) if row else None
 
     async def _write(self, batch: list[Unit]) -> None:
         try:
             async with self.db.transaction() as conn:
-                results = await write_units(conn, self.tenant, batch, lock=self.db.for_update())
+                results, head = await write_units(conn, self.tenant, batch, lock=self.db.for_update())
         except Exception as exc:
+            self._head = None
             if len(batch) > 1:
                 for unit in batch:
                     await self._write([unit])
@@ -194,6 +301,8 @@ class ChainWriter:
                 log.exception("audit append failed for tenant %s", self.tenant)
             _settle(batch[0], exc)
             return
+        self._head = head
+        self.batches["locked"] += 1
         for unit, result in zip(batch, results, strict=True):
             _settle(unit, result)
 
@@ -220,6 +329,9 @@ class Ledger:
         if writer is None:
             writer = self._writers[tenant] = ChainWriter(self.db, tenant)
         return await writer.append(unit)
+
+    def writer(self, tenant: str) -> ChainWriter | None:
+        return self._writers.get(tenant)
 
     async def close(self) -> None:
         for writer in self._writers.values():

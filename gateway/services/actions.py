@@ -25,7 +25,7 @@ from gateway.clock import hash_token, new_id, parse_rfc3339, rfc3339, rfc3339_se
 from gateway.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated, Unavailable, Unprocessable
 from gateway.ledger import EntryDraft, Ledger, PolicyVersionChanged, Unit
 from gateway.services.policies import PolicyService
-from gateway.storage import Database
+from gateway.storage import Database, Insert
 from policy import Decision, EvaluationInput
 
 STATUS_OF = {"ALLOW": "allowed", "ESCALATE": "pending_approval", "DENY": "denied"}
@@ -44,7 +44,7 @@ _COLUMNS = (
     " matched_rules, policy_version, policy_hash, approvals_required, approval_expires_at, signed_verdict,"
     " audit_event_ids, created_at"
 )
-_INSERT = f"INSERT INTO actions ({_COLUMNS}) VALUES ({', '.join('?' * 19)})"
+_ACTION_COLUMNS = tuple(column.strip() for column in _COLUMNS.split(","))
 _encode = msgspec.json.Encoder()
 
 
@@ -227,10 +227,11 @@ class ActionService:
             )
         verdict_json = _encode.encode(signed).decode() if signed is not None else None
 
-        def statements(seqs: list[int]) -> list[tuple[str, tuple]]:
+        def inserts(seqs: list[int]) -> list[Insert]:
             return [
-                (
-                    _INSERT,
+                Insert(
+                    "actions",
+                    _ACTION_COLUMNS,
                     (
                         action_id, tenant_id, agent_id, action_type, _encode.encode(body.action).decode(),
                         action_hash, body.rationale,
@@ -243,7 +244,7 @@ class ActionService:
                 )
             ]  # fmt: skip
 
-        unit = Unit(drafts, statements, expects_policy=True, policy_version=version)
+        unit = Unit(drafts, inserts=inserts, expects_policy=True, policy_version=version)
         seqs = await self.ledger.append(tenant_id, unit)
         return schemas.ProposeResponse(
             action_id=action_id,

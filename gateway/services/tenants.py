@@ -56,6 +56,7 @@ class TenantService:
                 )
                 await create_chain(conn, body.id)
                 await write_units(conn, body.id, [Unit([draft])], lock=self.db.for_update())
+        # (the tenant's chain writer reads the new head under lock on its first batch)
         except IntegrityError as exc:
             raise Conflict(f"tenant {body.id!r} already exists", code="tenant_exists") from exc
         return tenant

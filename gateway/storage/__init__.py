@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.storage.base import Conn, Database, IntegrityError
+from gateway.storage.base import Conn, Database, Insert, IntegrityError
 
 
 def open_database(url: str | None, *, data_dir: Path, schema: str | None = None) -> Database:
@@ -22,4 +22,4 @@ def open_database(url: str | None, *, data_dir: Path, schema: str | None = None)
     return SQLiteDatabase(data_dir / "verdict.db")
 
 
-__all__ = ["Conn", "Database", "IntegrityError", "open_database"]
+__all__ = ["Conn", "Database", "Insert", "IntegrityError", "open_database"]

@@ -8,7 +8,26 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Insert:
+    """One row to insert; `columns` are constants of our schema, `values` are parameters."""
+
+    table: str
+    columns: tuple[str, ...]
+    values: tuple[Any, ...]
+
+    def statement(self) -> tuple[str, tuple[Any, ...]]:
+        return _insert_sql(self.table, self.columns), self.values
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
 class Conn(Protocol):
@@ -44,6 +63,24 @@ class Database(Protocol):
 
     def for_update(self) -> str:
         """The row-lock clause for the chain head (`FOR UPDATE` on PostgreSQL)."""
+        ...
+
+    supports_fast_append: bool
+
+    async def append_batch(
+        self,
+        tenant: str,
+        *,
+        expected_head: tuple[int, str],
+        new_head: tuple[int, str],
+        policy_version: tuple[int | None] | None,
+        entry_rows: list[tuple[str, int, bytes]],
+        inserts: list[Insert],
+    ) -> bool:
+        """Atomically: if the tenant's head is `expected_head` (and, when given, its active
+        policy version is `policy_version[0]`), move it to `new_head` and insert the entries
+        and rows. Returns False, having written nothing, when a condition does not hold.
+        Durable when it returns True."""
         ...
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import asyncpg
 
-from gateway.storage.base import IntegrityError
-from gateway.storage.schema import MIGRATIONS
+from gateway.storage.base import Insert, IntegrityError
+from gateway.storage.schema import COLUMN_TYPES, MIGRATIONS
 
 _MIGRATION_LOCK = 0x5645524449435400  # "VERDICT\0": pg_advisory_xact_lock key
 
@@ -55,8 +55,43 @@ class PostgresConn:
         return [dict(row) for row in await self._conn.fetch(to_pg(sql), *args)]
 
 
+@lru_cache(maxsize=64)
+def _append_sql(groups: tuple[tuple[str, tuple[str, ...]], ...], check_policy: bool) -> str:
+    """The one-statement append: compare-and-set the head, then insert only if it moved.
+
+    Data-modifying CTEs run in one statement, so in autocommit mode it is one atomic,
+    durable transaction and one round trip. A concurrent writer holding the head row makes
+    the UPDATE wait; READ COMMITTED then re-checks `size`/`head` on the new row version
+    and the update (hence every insert) matches nothing.
+    """
+    policy = (
+        " AND (SELECT active_policy_version FROM tenants WHERE id = $1) IS NOT DISTINCT FROM $6::bigint"
+        if check_policy
+        else " AND $6::bigint IS NULL"  # every parameter must appear for PostgreSQL to type it
+    )
+    parts = [
+        "WITH head AS (UPDATE audit_heads SET size = $2, head = $3"
+        f" WHERE tenant_id = $1 AND size = $4 AND head = $5{policy} RETURNING 1)",
+        "entries AS (INSERT INTO audit_entries (tenant_id, seq, entry) SELECT $1, s, e"
+        " FROM unnest($7::bigint[], $8::bytea[]) AS t(s, e) WHERE EXISTS (SELECT 1 FROM head))",
+    ]
+    n = 9
+    for index, (table, columns) in enumerate(groups):
+        arrays = []
+        for column in columns:
+            arrays.append(f"${n}::{COLUMN_TYPES.get((table, column), 'text')}[]")
+            n += 1
+        names = ", ".join(columns)
+        parts.append(
+            f"rows{index} AS (INSERT INTO {table} ({names}) SELECT * FROM unnest({', '.join(arrays)})"
+            f" AS t({names}) WHERE EXISTS (SELECT 1 FROM head))"
+        )
+    return ", ".join(parts) + " SELECT count(*) FROM head"
+
+
 class PostgresDatabase:
     dialect = "postgresql"
+    supports_fast_append = True
 
     def __init__(self, dsn: str, *, schema: str | None = None, min_size: int = 2, max_size: int = 10) -> None:
         self.dsn = dsn
@@ -90,6 +125,36 @@ class PostgresDatabase:
 
     def for_update(self) -> str:
         return " FOR UPDATE OF audit_heads"
+
+    async def append_batch(
+        self,
+        tenant: str,
+        *,
+        expected_head: tuple[int, str],
+        new_head: tuple[int, str],
+        policy_version: tuple[int | None] | None,
+        entry_rows: list[tuple[str, int, bytes]],
+        inserts: list[Insert],
+    ) -> bool:
+        assert self._pool is not None, "database is not open"
+        groups: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
+        for insert in inserts:
+            groups.setdefault((insert.table, insert.columns), []).append(insert.values)
+        args: list[Any] = [
+            tenant,
+            new_head[0],
+            new_head[1],
+            expected_head[0],
+            expected_head[1],
+            policy_version[0] if policy_version else None,
+            [row[1] for row in entry_rows],
+            [row[2] for row in entry_rows],
+        ]
+        for rows in groups.values():
+            args.extend(list(column) for column in zip(*rows, strict=True))
+        sql = _append_sql(tuple(groups), policy_version is not None)
+        async with self._pool.acquire() as conn:
+            return await conn.fetchval(sql, *args) == 1
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[PostgresConn]:

@@ -89,3 +89,14 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
 ]
+
+
+# PostgreSQL types of the non-text columns that fast-path inserts send as arrays.
+COLUMN_TYPES: dict[tuple[str, str], str] = {
+    ("actions", "policy_version"): "bigint",
+    ("tenants", "chain_id"): "bigint",
+    ("tenants", "active_policy_version"): "bigint",
+    ("policies", "version"): "bigint",
+    ("audit_entries", "seq"): "bigint",
+    ("audit_entries", "entry"): "bytea",
+}

@@ -51,6 +51,8 @@ class SQLiteConn:
 
 class SQLiteDatabase:
     dialect = "sqlite"
+    # Every SQLite call is a hop to aiosqlite's thread; the locked path is already cheap.
+    supports_fast_append = False
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -81,6 +83,9 @@ class SQLiteDatabase:
 
     def for_update(self) -> str:
         return ""  # the single writer connection already serializes writes
+
+    async def append_batch(self, tenant: str, **_: object) -> bool:
+        raise NotImplementedError("SQLite appends through the locked path")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[SQLiteConn]:

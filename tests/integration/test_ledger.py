@@ -1,0 +1,108 @@
+"""The chain writer's two write paths, against the real databases."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from audit import GENESIS_PREV, verify_chain
+from gateway.auth import Principal
+from gateway.ledger import ChainWriter, EntryDraft, Head, Unit, chain_units
+from gateway.schemas import CreateTenant
+from gateway.services.tenants import TenantService
+from gateway.storage import Insert, open_database
+
+ADMIN = Principal("test", "admin", None, None)
+AGENT_COLUMNS = ("tenant_id", "id", "name", "created_at")
+
+
+@pytest.fixture
+async def db(backend):
+    database = open_database(backend.url, data_dir=backend.data_dir, schema=backend.schema)
+    await database.open()
+    await TenantService(database, None).create_tenant(ADMIN, CreateTenant(id="acme", name="Acme"))
+    yield database
+    await database.close()
+
+
+def agent_unit(n: int, *, policy: int | None = None, expects: bool = False) -> Unit:
+    return Unit(
+        [EntryDraft("agent.created", "test", {"n": n})],
+        inserts=lambda seqs: [Insert("agents", AGENT_COLUMNS, ("acme", f"a{n}", f"seq {seqs[0]}", "t"))],
+        expects_policy=expects,
+        policy_version=policy,
+    )
+
+
+async def stored(db) -> tuple[list[bytes], list[dict]]:
+    async with db.read() as conn:
+        entries = await conn.fetch("SELECT entry FROM audit_entries WHERE tenant_id = 'acme' ORDER BY seq")
+        agents = await conn.fetch("SELECT id, name FROM agents WHERE tenant_id = 'acme' ORDER BY id")
+    return [bytes(row["entry"]) for row in entries], agents
+
+
+async def head_of(db) -> Head:
+    async with db.read() as conn:
+        row = await conn.fetchrow("SELECT size, head FROM audit_heads WHERE tenant_id = 'acme'")
+    return Head(int(row["size"]), row["head"])
+
+
+async def test_fast_append_applies_only_on_the_expected_head_and_policy(db):
+    if not db.supports_fast_append:
+        pytest.skip("SQLite appends through the locked path only")
+    head = await head_of(db)
+    assert head.size == 1 and head.hash != GENESIS_PREV  # tenant.created
+    chained = chain_units("acme", [agent_unit(1), agent_unit(2)], head, "2026-01-01T00:00:00.000000Z")
+
+    async def attempt(expected: Head, policy) -> bool:
+        return await db.append_batch(
+            "acme",
+            expected_head=(expected.size, expected.hash),
+            new_head=(chained.head.size, chained.head.hash),
+            policy_version=policy,
+            entry_rows=chained.entry_rows,
+            inserts=chained.inserts,
+        )
+
+    assert await attempt(Head(head.size, "00" * 32), None) is False  # stale head: nothing written
+    assert await attempt(Head(0, head.hash), None) is False
+    assert await attempt(head, (7,)) is False  # no active policy, decision made under version 7
+    assert (await stored(db))[0].__len__() == 1
+    assert await attempt(head, (None,)) is True
+    entries, agents = await stored(db)
+    verify_chain(entries, tenant="acme")
+    assert len(entries) == 3 and [a["name"] for a in agents] == ["seq 1", "seq 2"]
+    assert await head_of(db) == chained.head
+    assert await attempt(head, None) is False  # replaying the same batch does nothing
+
+
+async def test_writer_keeps_one_chain_when_another_writer_moves_the_head(db):
+    first, second = ChainWriter(db, "acme"), ChainWriter(db, "acme")  # as in two processes
+    try:
+        results = await asyncio.gather(
+            *((first if n % 2 else second).append(agent_unit(n)) for n in range(200))
+        )
+    finally:
+        await first.close()
+        await second.close()
+    entries, agents = await stored(db)
+    verify_chain(entries, tenant="acme")
+    assert len(entries) == 201 and len(agents) == 200
+    assert sorted(seq for seqs in results for seq in seqs) == list(range(1, 201))
+    for agent in agents:  # each row recorded the seq its own entry got
+        seq = int(agent["name"].split()[1])
+        assert f'"n":{agent["id"][1:]}'.encode() in entries[seq]
+
+
+async def test_a_unit_under_a_stale_policy_is_refused_not_written(db):
+    writer = ChainWriter(db, "acme")
+    try:
+        assert await writer.append(agent_unit(1, policy=None, expects=True)) == [1]
+        with pytest.raises(Exception) as refused:
+            await writer.append(agent_unit(2, policy=3, expects=True))
+        assert getattr(refused.value, "code", None) == "policy_changed"
+    finally:
+        await writer.close()
+    entries, agents = await stored(db)
+    assert len(entries) == 2 and [a["id"] for a in agents] == ["a1"]
