@@ -191,6 +191,12 @@ def domain_separator(domain: Domain) -> bytes:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _keccak_text(text: str) -> bytes:
+    """keccak256 of a string that recurs across messages (tenant, agent, action type, role)."""
+    return _keccak(text.encode())
+
+
 def hash_verdict(domain: Domain, msg: VerdictMessage) -> bytes:
     """Return the 32-byte digest ``keccak256(0x1901 ‖ domainSeparator ‖ hashStruct(msg))``."""
     # EIP-712 §encodeData: string -> keccak256(UTF-8), bytes32 as is, uintN -> 32-byte big-endian.
@@ -200,9 +206,9 @@ def hash_verdict(domain: Domain, msg: VerdictMessage) -> bytes:
                 _VERDICT_TYPEHASH,
                 _keccak(msg.action_id.encode()),
                 msg.action_hash,
-                _keccak(msg.tenant.encode()),
-                _keccak(msg.agent.encode()),
-                _keccak(msg.action_type.encode()),
+                _keccak_text(msg.tenant),
+                _keccak_text(msg.agent),
+                _keccak_text(msg.action_type),
                 msg.decision.to_bytes(32, "big"),
                 msg.policy_version.to_bytes(32, "big"),
                 msg.policy_hash,
@@ -222,8 +228,8 @@ def hash_approval(domain: Domain, msg: ApprovalMessage) -> bytes:
                 _APPROVAL_TYPEHASH,
                 _keccak(msg.action_id.encode()),
                 msg.action_hash,
-                _keccak(msg.tenant.encode()),
-                _keccak(msg.role.encode()),
+                _keccak_text(msg.tenant),
+                _keccak_text(msg.role),
                 _BOOL_WORDS[msg.approve],
                 msg.expires_at.to_bytes(32, "big"),
                 _keccak(msg.summary.encode()),

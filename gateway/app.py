@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -65,6 +66,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.tenants = TenantService(db, ledger)
             state.policies = policies
             state.actions = ActionService(db, ledger, policies, keyring.verdict_signer)
+            # Everything built so far lives as long as the process: move it out of the cyclic
+            # collector's reach, so full collections walk only per-request garbage
+            # (shorter pauses, which is what the p99 latency sees).
+            gc.collect()
+            gc.freeze()
             yield
         finally:
             await ledger.close()

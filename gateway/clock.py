@@ -16,11 +16,12 @@ def utc_now() -> datetime:
 
 def rfc3339(moment: datetime) -> str:
     """Fixed-width RFC 3339 UTC with microseconds, so text order is time order."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat with an explicit timespec is fixed width and several times faster than strftime
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def rfc3339_seconds(unix_seconds: int) -> str:
-    return datetime.fromtimestamp(unix_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(unix_seconds, UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 def parse_rfc3339(text: str) -> datetime:
