@@ -73,6 +73,11 @@ def _run(settings: Settings, *, demo: bool) -> None:
         state = "created" if name in keyring.created else "found"
         click.echo(f"  {name:<12} {path} ({state}, mode 0600)")
     click.echo(f"  verdict signer address {keyring.verdict_signer.address}")
+    if not settings.database_url and settings.workers > 1:
+        click.echo(
+            f"  note: {settings.workers} workers on SQLite take turns on one file lock (correct, but slow"
+            " at the tail); use 1 worker with SQLite, or PostgreSQL for several."
+        )
     click.echo(f"  admin token: in {keyring.paths['admin_token']} (never printed)")
     base_url = f"http://{settings.host}:{settings.port}"
     if demo:

@@ -164,16 +164,8 @@ class CompiledPolicy:
             return failure
 
     def _combine(self, matches: list[tuple[CompiledRule, str | None]], checks: list[Check]) -> Decision:
-        if not matches:  # (5)
-            escalate = self.default == ESCALATE
-            return Decision(
-                self.default,
-                NO_RULE_MATCHED,
-                [],
-                [] if escalate else None,
-                self.default_timeout_minutes if escalate else None,
-                checks,
-            )
+        if not matches:  # (5) validation admits only ALLOW or DENY as the default
+            return Decision(self.default, NO_RULE_MATCHED, [], None, None, checks)
         outcomes = [  # (2)
             (rule, DENY, POLICY_ERROR_PREFIX + rule.id) if error else (rule, rule.decision, rule.reason)
             for rule, error in matches
