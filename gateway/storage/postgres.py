@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from gateway.storage.base import Insert, IntegrityError
-from gateway.storage.schema import COLUMN_TYPES, MIGRATIONS
+from gateway.storage.schema import COLUMN_TYPES, apply_migrations
 
 _MIGRATION_LOCK = 0x5645524449435400  # "VERDICT\0": pg_advisory_xact_lock key
 
@@ -170,14 +170,6 @@ class PostgresDatabase:
 
     async def _migrate(self) -> None:
         async with self.transaction() as conn:
+            # processes that start together take turns; each migration applies once
             await conn.execute("SELECT pg_advisory_xact_lock(?)", _MIGRATION_LOCK)
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
-            )
-            done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
-            for version, statements in MIGRATIONS:
-                if version in done:
-                    continue
-                for statement in statements:
-                    await conn.execute(statement.format(blob="BYTEA"))
-                await conn.execute("INSERT INTO schema_migrations VALUES (?, now()::text)", version)
+            await apply_migrations(conn, blob="BYTEA")

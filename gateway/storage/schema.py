@@ -7,6 +7,12 @@ the gateway twice (or several processes at once, on PostgreSQL) applies each exa
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.storage.base import Conn
+
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (
         1,
@@ -100,3 +106,26 @@ COLUMN_TYPES: dict[tuple[str, str], str] = {
     ("audit_entries", "seq"): "bigint",
     ("audit_entries", "entry"): "bytea",
 }
+
+
+async def apply_migrations(conn: Conn, *, blob: str) -> list[int]:
+    """Apply the migrations `conn`'s database lacks, inside the caller's transaction.
+
+    Returns the versions applied. The caller serializes concurrent starts (SQLite's write
+    lock, a PostgreSQL advisory lock), so each migration applies exactly once.
+    """
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
+    )
+    done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+    applied = []
+    for version, statements in MIGRATIONS:
+        if version in done:
+            continue
+        for statement in statements:
+            await conn.execute(statement.format(blob=blob))
+        await conn.execute(
+            "INSERT INTO schema_migrations VALUES (?, ?)", version, datetime.now(UTC).isoformat()
+        )
+        applied.append(version)
+    return applied

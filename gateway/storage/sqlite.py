@@ -17,7 +17,7 @@ from typing import Any
 import aiosqlite
 
 from gateway.storage.base import IntegrityError
-from gateway.storage.schema import MIGRATIONS
+from gateway.storage.schema import apply_migrations
 
 
 class SQLiteConn:
@@ -106,15 +106,4 @@ class SQLiteDatabase:
 
     async def _migrate(self) -> None:
         async with self.transaction() as conn:
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
-            )
-            done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
-            for version, statements in MIGRATIONS:
-                if version in done:
-                    continue
-                for statement in statements:
-                    await conn.execute(statement.format(blob="BLOB"))
-                await conn.execute(
-                    "INSERT INTO schema_migrations VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ','now'))", version
-                )
+            await apply_migrations(conn, blob="BLOB")

@@ -7,37 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from audit import verify_chain
+from gateway.demo import DEMO_POLICY
 
-EXAMPLE_POLICY = """\
-schema: verdict.policy/v1
-default: DENY
-verdict_ttl_seconds: 60
-lists:
-  blocked_vendors: [evil-corp, shady-llc]
-rules:
-  - id: block-vendors
-    decision: DENY
-    reason: vendor_blocked
-    match: {action.vendor: {in: blocked_vendors}}
-  - id: cfo-over-5k
-    decision: ESCALATE
-    reason: amount_above_threshold
-    match: {action.type: {eq: pay_invoice}, action.amount: {gt: "5000", lte: "50000"}}
-    approvals: {threshold: 1, roles: [cfo]}
-    timeout_minutes: 60
-  - id: execs-over-50k
-    decision: ESCALATE
-    reason: amount_above_exec_threshold
-    match: {action.amount: {gt: "50000"}}
-    approvals: {threshold: 2, roles: [cfo, controller, ceo]}
-  - id: night-trades
-    decision: DENY
-    reason: after_hours
-    when: 'action.type == "trade_execution" && now.getHours("UTC") >= 22'
-  - id: allow-rest
-    decision: ALLOW
-    match: {}
-"""
+EXAMPLE_POLICY = DEMO_POLICY  # the same document as examples/policy.yaml
 
 
 def bearer(token: str) -> dict[str, str]:
