@@ -40,8 +40,10 @@ async def seed(url: str, admin: str) -> World:
     return World("acme", admin, tenant_admin, auditor, "ap-bot", agent)
 
 
-async def test_sigkill_under_load_loses_nothing_answered(backend):
-    server = GatewayProcess(backend.env()).start()
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_sigkill_under_load_loses_nothing_answered(backend, workers):
+    """With 2 workers, two processes append to one tenant's chain at once when killed."""
+    server = GatewayProcess({**backend.env(), "VERDICT_WORKERS": str(workers)}).start()
     answered: list[str] = []
     try:
         admin = (backend.data_dir / "admin.token").read_text().strip()
