@@ -93,7 +93,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="vk_…")
                 }
             ),
-            security=[{"bearer": []}],
         ),
     )
 

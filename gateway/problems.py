@@ -6,8 +6,10 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 
 from gateway.errors import AppError
 
@@ -26,7 +28,24 @@ _HTTP_CODES = {
 }
 
 
-def problem(status: int, code: str, detail: str, title: str | None = None, **extra: Any) -> Response:
+class Problem(msgspec.Struct, frozen=True):
+    """RFC 9457 problem details, as every error of this API is answered."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
     body = {
         "type": f"urn:verdict:problem:{code}",
         "title": title or HTTPStatus(status).phrase,
@@ -35,7 +54,7 @@ def problem(status: int, code: str, detail: str, title: str | None = None, **ext
         "code": code,
         **extra,
     }
-    return Response(body, status_code=status, media_type=PROBLEM_JSON)
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def app_error_handler(_: Request, exc: AppError) -> Response:
@@ -56,7 +75,8 @@ def http_error_handler(_: Request, exc: HTTPException) -> Response:
     status = exc.status_code
     code = _HTTP_CODES.get(status, "http_error" if status < 500 else "internal_error")
     detail = exc.detail if status < 500 else "internal error"
-    return problem(status, code, detail)
+    # keep protocol headers such as Allow on 405 (RFC 9110 §15.5.6)
+    return problem(status, code, detail, headers=dict(exc.headers or {}) or None)
 
 
 def nesting_handler(_: Request, exc: RecursionError) -> Response:
@@ -69,6 +89,21 @@ def internal_error_handler(request: Request, exc: Exception) -> Response:
     return problem(500, "internal_error", "internal error")
 
 
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid request",
+    401: "Missing or invalid credentials",
+    403: "Not allowed for this credential",
+    404: "Not found (another tenant's objects too)",
+    409: "Conflict with the current state",
+    413: "Body too large",
+    415: "Unsupported media type",
+    422: "The request cannot be processed",
+}
+PROBLEM_RESPONSES = {
+    status: ResponseSpec(Problem, description=description, media_type=PROBLEM_JSON, generate_examples=False)
+    for status, description in _ERROR_DESCRIPTIONS.items()
+}
+
 EXCEPTION_HANDLERS = {
     AppError: app_error_handler,
     ValidationException: validation_handler,
@@ -77,4 +112,4 @@ EXCEPTION_HANDLERS = {
     Exception: internal_error_handler,
 }
 
-__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "MediaType", "problem"]
+__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "PROBLEM_RESPONSES", "MediaType", "Problem", "problem"]

@@ -13,6 +13,7 @@ from gateway import schemas
 from gateway.auth import ADMIN, AUDITOR, TENANT_ADMIN, authenticate, require_role, require_tenant_role
 from gateway.clock import utc_now
 from gateway.errors import InvalidRequest
+from gateway.problems import PROBLEM_RESPONSES
 from gateway.services.actions import MAX_PAGE
 
 Authorization = Annotated[str | None, HeaderParameter(name="Authorization", required=False)]
@@ -224,6 +225,15 @@ async def list_actions(
     )
 
 
+def _document(handlers: list, public: tuple) -> list:
+    """OpenAPI: bearer auth on every route but the public ones; problem+json errors on all."""
+    for handler in handlers:
+        handler.responses = {**PROBLEM_RESPONSES, **(handler.responses or {})}
+        if handler not in public:
+            handler.security = [{"bearer": []}]
+    return handlers
+
+
 ROUTES = [
     health,
     public_keys,
@@ -243,3 +253,4 @@ ROUTES = [
     get_action,
     list_actions,
 ]
+ROUTES = _document(ROUTES, public=(health, public_keys))

@@ -322,3 +322,19 @@ async def test_audit_entries_range_checks(client):
         403,
         "forbidden_role",
     )
+
+
+async def test_405_names_the_allowed_methods(client):
+    r = await client.delete("/v1/tenants")
+    assert r.status_code == 405
+    assert "POST" in r.headers["allow"]
+
+
+async def test_openapi_documents_problems_and_public_routes(client):
+    spec = (await client.get("/schema/openapi.json")).json()
+    propose = spec["paths"]["/v1/agents/{agent_id}/propose"]["post"]
+    assert "application/problem+json" in propose["responses"]["401"]["content"]
+    assert propose["security"] == [{"bearer": []}]
+    assert "security" not in spec["paths"]["/health"]["get"]
+    assert "security" not in spec["paths"]["/v1/keys"]["get"]
+    assert "security" not in spec
