@@ -48,7 +48,14 @@ class Unprocessable(AppError):
 
 
 class Unavailable(AppError):
+    """Retryable: the answer carries `Retry-After`."""
+
     status, code, title = 503, "unavailable", "Temporarily unavailable"
+    retry_after_seconds = 1
+
+
+class DatabaseUnavailable(Unavailable):
+    code = "database_unavailable"
 
 
 class UnsupportedMediaType(AppError):

@@ -11,7 +11,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
-from gateway.errors import AppError
+from gateway.errors import AppError, Unavailable
 
 log = logging.getLogger("verdict.http")
 PROBLEM_JSON = "application/problem+json"
@@ -58,7 +58,8 @@ def problem(
 
 
 def app_error_handler(_: Request, exc: AppError) -> Response:
-    return problem(exc.status, exc.code, exc.detail, exc.title, **exc.extra)
+    headers = {"Retry-After": str(exc.retry_after_seconds)} if isinstance(exc, Unavailable) else None
+    return problem(exc.status, exc.code, exc.detail, exc.title, headers=headers, **exc.extra)
 
 
 def validation_handler(_: Request, exc: ValidationException) -> Response:
@@ -98,6 +99,7 @@ _ERROR_DESCRIPTIONS = {
     413: "Body too large",
     415: "Unsupported media type",
     422: "The request cannot be processed",
+    503: "Temporarily unavailable; retry after `Retry-After` seconds",
 }
 PROBLEM_RESPONSES = {
     status: ResponseSpec(Problem, description=description, media_type=PROBLEM_JSON, generate_examples=False)

@@ -33,9 +33,8 @@ class Backend:
     def settings(self, **overrides):
         from gateway.settings import Settings
 
-        return Settings(
-            data_dir=self.data_dir, database_url=self.url, database_schema=self.schema, **overrides
-        )
+        fields = {"data_dir": self.data_dir, "database_url": self.url, "database_schema": self.schema}
+        return Settings(**{**fields, **overrides})
 
     def env(self) -> dict[str, str]:
         return self.settings().to_env()

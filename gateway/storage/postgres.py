@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from functools import lru_cache
 from typing import Any
 
 import asyncpg
 
+from gateway.errors import DatabaseUnavailable
 from gateway.storage.base import Insert, IntegrityError
 from gateway.storage.schema import COLUMN_TYPES, apply_migrations
 
+# Failures of the connection, not of a statement: the database is unreachable right now.
+CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError)
 _MIGRATION_LOCK = 0x5645524449435400  # "VERDICT\0": pg_advisory_xact_lock key
 
 
@@ -27,6 +30,15 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """Pool release hook: skip asyncpg's default `RESET ALL` round trip. The gateway sets no
     session state (search_path comes from server_settings at connect), and asyncpg still
     rolls back any transaction left open before a connection returns to the pool."""
+
+
+@contextmanager
+def _unavailable_on_connection_errors() -> Iterator[None]:
+    """Raises DatabaseUnavailable (503, retryable) for a lost or refused connection."""
+    try:
+        yield
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(f"the database is unreachable: {type(exc).__name__}") from exc
 
 
 class PostgresConn:
@@ -100,7 +112,10 @@ class PostgresDatabase:
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
-        settings = {"search_path": self.schema} if self.schema else {}
+        # application_name lets operators (and the outage test) find the gateway's sessions
+        settings = {"application_name": f"verdict:{self.schema}" if self.schema else "verdict"}
+        if self.schema:
+            settings["search_path"] = self.schema
         if self.schema:
             conn = await asyncpg.connect(self.dsn)
             try:
@@ -115,6 +130,7 @@ class PostgresDatabase:
             max_size=self._max_size,
             server_settings=settings,
             reset=_keep_session,
+            timeout=5,  # connecting: fail fast (503) instead of hanging requests for a minute
         )
         await self._migrate()
 
@@ -153,20 +169,23 @@ class PostgresDatabase:
         for rows in groups.values():
             args.extend(list(column) for column in zip(*rows, strict=True))
         sql = _append_sql(tuple(groups), policy_version is not None)
-        async with self._pool.acquire() as conn:
-            return await conn.fetchval(sql, *args) == 1
+        with _unavailable_on_connection_errors():
+            async with self._pool.acquire() as conn:
+                return await conn.fetchval(sql, *args) == 1
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[PostgresConn]:
         assert self._pool is not None, "database is not open"
-        async with self._pool.acquire() as conn:
-            yield PostgresConn(conn)
+        with _unavailable_on_connection_errors():
+            async with self._pool.acquire() as conn:
+                yield PostgresConn(conn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresConn]:
         assert self._pool is not None, "database is not open"
-        async with self._pool.acquire() as conn, conn.transaction():
-            yield PostgresConn(conn)
+        with _unavailable_on_connection_errors():
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield PostgresConn(conn)
 
     async def _migrate(self) -> None:
         async with self.transaction() as conn:
