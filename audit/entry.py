@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from audit.errors import EntryFormatError
-from crypto.canonical import canonicalize, sha256
+from audit.rfc6962 import hash_leaf
+from crypto.canonical import canonicalize
 
 ENTRY_VERSION = 1
 GENESIS_PREV = "0" * 64
@@ -40,8 +41,8 @@ class Entry:
 
 
 def leaf_hash(entry: bytes) -> bytes:
-    """RFC 6962 §2.1 leaf hash: SHA-256(0x00 ‖ entry)."""
-    return sha256(b"\x00" + entry)
+    """RFC 6962 §2.1 leaf hash: SHA-256(0x00 ‖ entry); the chain's `prev` and the Merkle leaf."""
+    return hash_leaf(entry)
 
 
 def encode_entry(
