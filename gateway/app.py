@@ -14,6 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from gateway.bodies import check_request_body
 from gateway.clock import hash_token, rfc3339, utc_now
 from gateway.keyring import load_keyring
 from gateway.ledger import Ledger
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=ROUTES,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=check_request_body,
         state=State(),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

@@ -130,7 +130,7 @@ async def test_bad_bodies_are_problems(client):
         content=b"{not json",
         headers={**bearer(world.agent_token), "Content-Type": "application/json"},
     )
-    assert (r.status_code, r.json()["code"]) == (400, "invalid_request")
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_json")
     r = await propose(client, world, {"action": {"type": "x", "n": 2**60}})
     assert (r.status_code, r.json()["code"]) == (422, "invalid_action")
 
