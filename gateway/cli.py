@@ -15,6 +15,7 @@ from gateway.settings import Settings
 
 
 @click.group()
+@click.version_option(package_name="verdict-gateway", prog_name="verdict")
 def main() -> None:
     """Verdict: a signed-verdict policy gateway for autonomous agents."""
 
