@@ -66,3 +66,87 @@ class InclusionProofError(ProofError):
 
 class ConsistencyProofError(ProofError):
     """An RFC 9162 §2.1.4 consistency proof that does not prove the new tree extends the old one."""
+
+
+class NoteError(AuditError):
+    """A signed note (c2sp.org/signed-note) that does not open, or a key that cannot sign or verify one.
+
+    Carries the evidence: what was `expected` and what was `found`; both None when there is none to show.
+    """
+
+    def __init__(self, message: str, *, expected: object = None, found: object = None) -> None:
+        if expected is not None:
+            message = f"{message}: expected {expected}, found {found!r}"
+        super().__init__(message)
+        self.expected = expected
+        self.found = found
+
+
+class MalformedNoteError(NoteError):
+    """Text that is not a signed note: not UTF-8, a control character, no blank line before the
+    signatures, a signature line that is not `— <key name> <base64>`, too many signature lines; or a
+    text to sign that does not end in a newline."""
+
+
+class NoteKeyError(NoteError):
+    """A key string, key name or key that cannot be used: malformed, a key hash that does not match the
+    name and key, a signature type other than Ed25519, or two different keys under one name and key hash."""
+
+
+class UnverifiedNoteError(NoteError):
+    """A well-formed note with no signature by a known key (c2sp.org/signed-note §Signatures: "If no
+    signature from a known key verifies successfully, clients MUST reject the note").
+
+    `expected` holds the `<name>+<hash>` of the known keys, `found` those of the note's signature lines.
+    The text is deliberately not attached: it must be ignored unless a trusted signature verifies.
+    """
+
+    def __init__(self, *, known: tuple[str, ...], signed_by: tuple[str, ...]) -> None:
+        super().__init__(
+            f"note has no signature by a known key: expected a signature by one of {list(known)}, "
+            f"found signatures by {list(signed_by)}"
+        )
+        self.expected = known
+        self.found = signed_by
+
+
+class InvalidSignatureError(NoteError):
+    """A signature line naming a known key (its name and key hash) whose signature does not verify over
+    the note text (c2sp.org/signed-note §Signatures: "clients SHOULD reject the whole note").
+
+    `expected` is the key (`<name>+<hash>`), `found` the signature bytes that failed (without the key hash).
+    """
+
+    def __init__(self, *, key: str, signature: bytes) -> None:
+        super().__init__(
+            f"signature line of known key {key} does not verify: expected an Ed25519 signature of the "
+            f"note text by {key}, found {len(signature)} bytes {signature.hex()}"
+        )
+        self.expected = key
+        self.found = signature
+
+
+class CheckpointError(AuditError):
+    """A checkpoint (c2sp.org/tlog-checkpoint) that is not well formed or not the one expected.
+
+    Carries the evidence: what was `expected` and what was `found`; both None when there is none to show.
+    Errors of the signed note around a checkpoint are `NoteError`s.
+    """
+
+    def __init__(self, message: str, *, expected: object = None, found: object = None) -> None:
+        if expected is not None:
+            message = f"{message}: expected {expected}, found {found!r}"
+        super().__init__(message)
+        self.expected = expected
+        self.found = found
+
+
+class MalformedCheckpointError(CheckpointError):
+    """A checkpoint body, or `Checkpoint` fields, that break c2sp.org/tlog-checkpoint §Note text: an
+    empty origin, a tree size that is not canonical decimal, a root hash that is not 32 bytes of
+    canonical base64, an empty extension line, a missing final newline."""
+
+
+class CheckpointOriginError(CheckpointError):
+    """A checkpoint from another log: its origin is not the key name, or not the origin the caller
+    expected. `expected` and `found` are the two origins."""
