@@ -41,8 +41,8 @@ def _refuse_constant(name: str) -> None:
 
 
 def check_json_text(body: bytes) -> None:
-    """Raises InvalidRequest (`duplicate_key`, `invalid_json`) for a body that is not plain JSON
-    or that repeats a key within one object."""
+    """Raises InvalidRequest (`duplicate_key`, `invalid_json`, `nesting_too_deep`) for a body that
+    is not plain JSON, repeats a key within one object, or nests deeper than the parser allows."""
     try:
         json.loads(body, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant)
     except _DuplicateKey as exc:
@@ -51,7 +51,9 @@ def check_json_text(body: bytes) -> None:
             code="duplicate_key",
             key=exc.key,
         ) from None
-    except (ValueError, RecursionError) as exc:  # includes UnicodeDecodeError (not UTF-8)
+    except RecursionError:
+        raise InvalidRequest("the JSON body is nested too deeply", code="nesting_too_deep") from None
+    except ValueError as exc:  # includes UnicodeDecodeError (not UTF-8)
         raise InvalidRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
 
 

@@ -16,7 +16,7 @@ async def test_deeply_nested_body_is_refused_not_fatal(client):
         content=body,
         headers={**bearer(world.agent_token), "Content-Type": "application/json"},
     )
-    assert 400 <= r.status_code < 500
+    assert (r.status_code, r.json()["code"]) == (400, "nesting_too_deep")
     assert r.headers["content-type"].startswith("application/problem+json")
     r = await client.post(f"/v1/agents/{world.agent}/propose", json=pay(), headers=bearer(world.agent_token))
     assert r.status_code == 201
