@@ -8,6 +8,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests check results, never speed: no per-example deadline and no "too slow" health
+# check, which would fail spuriously on a loaded CI machine (timing belongs in bench/).
+settings.register_profile("verdict", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("verdict")
 
 PG_URL_ENV = "VERDICT_TEST_DATABASE_URL"
 REQUIRE_PG_ENV = "VERDICT_REQUIRE_PG"
