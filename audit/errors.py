@@ -150,3 +150,15 @@ class MalformedCheckpointError(CheckpointError):
 class CheckpointOriginError(CheckpointError):
     """A checkpoint from another log: its origin is not the key name, or not the origin the caller
     expected. `expected` and `found` are the two origins."""
+
+
+class BundleError(AuditError):
+    """A proof bundle that does not verify. Names the failed `step` (`format`, `checkpoint`,
+    `inclusion`, `chain`, `meaning`) and, for a step about one entry, its log `index`."""
+
+    def __init__(self, step: str, message: str, *, index: int | None = None) -> None:
+        where = f"entry {index}: " if index is not None else ""
+        super().__init__(f"{step}: {where}{message}")
+        self.step = step
+        self.index = index
+        self.reason = message

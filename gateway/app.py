@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import sys
@@ -21,6 +23,7 @@ from gateway.ledger import Ledger
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.routes import ROUTES
 from gateway.services.actions import ActionService
+from gateway.services.audit import AuditService
 from gateway.services.policies import PolicyService
 from gateway.services.tenants import TenantService
 from gateway.settings import Settings
@@ -59,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         db = open_database(settings.database_url, data_dir=settings.data_dir, schema=settings.database_schema)
         await db.open()
         ledger = Ledger(db)
+        checkpoints: asyncio.Task[None] | None = None
         try:
             await install_admin_token(db, keyring.admin_token)
             policies = PolicyService(db, ledger)
@@ -67,6 +71,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.tenants = TenantService(db, ledger)
             state.policies = policies
             state.actions = ActionService(db, ledger, policies, keyring.verdict_signer)
+            state.audit = AuditService(db, keyring.log_key, settings.log_origin)
+            if settings.checkpoint_interval > 0:
+                checkpoints = asyncio.get_running_loop().create_task(
+                    state.audit.run_checkpoints(settings.checkpoint_interval), name="checkpoints"
+                )
             # Everything built so far lives as long as the process: move it out of the cyclic
             # collector's reach, so full collections walk only per-request garbage
             # (shorter pauses, which is what the p99 latency sees).
@@ -74,6 +83,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             gc.freeze()
             yield
         finally:
+            if checkpoints is not None:
+                checkpoints.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await checkpoints
             await ledger.close()
             await db.close()
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 from typing import Annotated
 
-from litestar import Request, get, post
+import msgspec
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from gateway import schemas
-from gateway.auth import ADMIN, AUDITOR, TENANT_ADMIN, authenticate, require_role, require_tenant_role
+from gateway.auth import ADMIN, AGENT, AUDITOR, TENANT_ADMIN, authenticate, require_role, require_tenant_role
 from gateway.clock import utc_now
 from gateway.errors import InvalidRequest
 from gateway.problems import PROBLEM_RESPONSES
@@ -41,6 +42,19 @@ async def create_tenant(
     principal = await authenticate(state.db, authorization)
     require_role(principal, ADMIN)
     return await state.tenants.create_tenant(principal, data)
+
+
+@get("/v1/tenants/{tenant_id:str}/keys", tags=["keys"])
+async def tenant_keys(
+    state: State, tenant_id: FromPath[str], authorization: Authorization
+) -> schemas.TenantKeys:
+    """The tenant log's verifier key (signed-note format) and the verdict signers."""
+    principal = await authenticate(state.db, authorization)
+    require_tenant_role(principal, tenant_id, ADMIN, TENANT_ADMIN, AUDITOR, AGENT)
+    await state.tenants.get_tenant(tenant_id)
+    audit = state.audit
+    log_key = schemas.LogKey(audit.origin(tenant_id), audit.vkey(tenant_id))
+    return schemas.TenantKeys(log_key, (await public_keys.fn(state)).verdict_signers)
 
 
 @get("/v1/tenants/{tenant_id:str}", tags=["tenants"])
@@ -178,6 +192,84 @@ async def audit_entries(
     return schemas.AuditEntries(views, size)
 
 
+def _text(note: str) -> Response[str]:
+    return Response(note, media_type="text/plain; charset=utf-8")
+
+
+@get(
+    "/v1/tenants/{tenant_id:str}/audit/checkpoint",
+    tags=["audit"],
+    media_type="text/plain; charset=utf-8",
+)
+async def audit_checkpoint(
+    state: State, tenant_id: FromPath[str], authorization: Authorization, size: FromQuery[int | None] = None
+) -> Response[str]:
+    """The latest signed checkpoint (C2SP tlog-checkpoint as a signed note), or the one of `size`."""
+    principal = await authenticate(state.db, authorization)
+    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR, AGENT)
+    if size is not None:
+        return _text((await state.audit.at_size(tenant_id, size)).note)
+    latest = await state.audit.latest(tenant_id)
+    return _text(latest.note if latest is not None else (await state.audit.checkpoint(tenant_id)).note)
+
+
+@post(
+    "/v1/tenants/{tenant_id:str}/audit/checkpoint",
+    tags=["audit"],
+    status_code=200,
+    media_type="text/plain; charset=utf-8",
+)
+async def new_audit_checkpoint(
+    state: State, tenant_id: FromPath[str], authorization: Authorization
+) -> Response[str]:
+    """Checkpoint now: integrate every entry appended so far and return the checkpoint covering them."""
+    principal = await authenticate(state.db, authorization)
+    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
+    return _text((await state.audit.checkpoint(tenant_id)).note)
+
+
+@get("/v1/tenants/{tenant_id:str}/audit/proof/inclusion", tags=["audit"])
+async def inclusion_proof(
+    state: State,
+    tenant_id: FromPath[str],
+    authorization: Authorization,
+    index: FromQuery[int],
+    size: FromQuery[int],
+) -> schemas.Proof:
+    """RFC 9162 inclusion proof of entry `index` in the tree of the first `size` entries."""
+    principal = await authenticate(state.db, authorization)
+    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
+    return _proof(await state.audit.inclusion_proof(tenant_id, index, size))
+
+
+@get("/v1/tenants/{tenant_id:str}/audit/proof/consistency", tags=["audit"])
+async def consistency_proof(
+    state: State,
+    tenant_id: FromPath[str],
+    authorization: Authorization,
+    old_size: Annotated[int, QueryParameter(name="from")],
+    new_size: Annotated[int, QueryParameter(name="to")],
+) -> schemas.Proof:
+    """RFC 9162 consistency proof that the tree of `to` entries extends the tree of `from` entries."""
+    principal = await authenticate(state.db, authorization)
+    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
+    return _proof(await state.audit.consistency_proof(tenant_id, old_size, new_size))
+
+
+def _proof(hashes: list[bytes]) -> schemas.Proof:
+    return schemas.Proof([base64.b64encode(h).decode() for h in hashes])
+
+
+@get("/v1/actions/{action_id:str}/proof", tags=["actions", "audit"])
+async def action_proof(
+    state: State, action_id: FromPath[str], authorization: Authorization
+) -> schemas.ProofBundle:
+    """Proof bundle of every audit entry of this action, verifiable offline
+    (`verdict audit verify BUNDLE --vkey VKEY`)."""
+    principal = await authenticate(state.db, authorization)
+    return msgspec.convert(await state.audit.action_bundle(principal, action_id), schemas.ProofBundle)
+
+
 @post("/v1/agents/{agent_id:str}/propose", status_code=201, tags=["actions"])
 async def propose(
     state: State,
@@ -249,6 +341,12 @@ ROUTES = [
     get_policy,
     activate_policy,
     audit_entries,
+    audit_checkpoint,
+    new_audit_checkpoint,
+    inclusion_proof,
+    consistency_proof,
+    action_proof,
+    tenant_keys,
     propose,
     get_action,
     list_actions,

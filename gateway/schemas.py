@@ -160,6 +160,35 @@ class Keys(msgspec.Struct, frozen=True):
     verdict_signers: list[VerdictSignerInfo]
 
 
+class LogKey(msgspec.Struct, frozen=True):
+    origin: str  # the checkpoints' origin line, also the key's name
+    vkey: str  # C2SP signed-note verifier key: <name>+<hex key hash>+<base64(0x01 ‖ Ed25519 public key)>
+
+
+class TenantKeys(msgspec.Struct, frozen=True):
+    log: LogKey
+    verdict_signers: list[VerdictSignerInfo]
+
+
+class Proof(msgspec.Struct, frozen=True):
+    proof: list[str]  # base64 hashes, RFC 9162 order
+
+
+class BundleEntry(msgspec.Struct, frozen=True):
+    index: int
+    entry: str  # base64 of the exact stored bytes
+    inclusion_proof: list[str]
+
+
+class ProofBundle(msgspec.Struct, frozen=True):
+    """`verdict-proof/v1`: verify offline with `verdict audit verify BUNDLE --vkey VKEY`."""
+
+    format: str
+    log: LogKey
+    checkpoint: str  # C2SP signed checkpoint note
+    entries: list[BundleEntry]
+
+
 class AuditEntryView(msgspec.Struct, frozen=True):
     index: int
     entry: str  # base64 of the exact stored bytes

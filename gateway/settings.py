@@ -17,6 +17,7 @@ class Settings:
     workers: int = 1
     log_origin: str = "localhost/verdict"
     max_body_bytes: int = 65536
+    checkpoint_interval: float = 2.0  # seconds between checkpoints while entries arrive; 0: only on request
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -32,6 +33,7 @@ class Settings:
             workers=int(env.get("VERDICT_WORKERS", base.workers)),
             log_origin=env.get("VERDICT_LOG_ORIGIN", base.log_origin),
             max_body_bytes=int(env.get("VERDICT_MAX_BODY_BYTES", base.max_body_bytes)),
+            checkpoint_interval=float(env.get("VERDICT_CHECKPOINT_INTERVAL", base.checkpoint_interval)),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -43,6 +45,7 @@ class Settings:
             "VERDICT_WORKERS": str(self.workers),
             "VERDICT_LOG_ORIGIN": self.log_origin,
             "VERDICT_MAX_BODY_BYTES": str(self.max_body_bytes),
+            "VERDICT_CHECKPOINT_INTERVAL": str(self.checkpoint_interval),
         }
         if self.database_url:
             env["VERDICT_DATABASE_URL"] = self.database_url

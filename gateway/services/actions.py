@@ -266,11 +266,11 @@ class ActionService:
             row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM actions WHERE id = ?", action_id)
         if row is None:
             raise NotFound(f"action {action_id!r} not found", code="action_not_found")
-        self._check_can_read(principal, row)
+        self.check_can_read(principal, row)
         return _record(row)
 
     @staticmethod
-    def _check_can_read(principal: Principal, row: dict[str, Any]) -> None:
+    def check_can_read(principal: Principal, row: dict[str, Any]) -> None:
         hidden = NotFound(f"action {row['id']!r} not found", code="action_not_found")
         if principal.role == AGENT:
             if principal.tenant_id != row["tenant_id"] or principal.agent_id != row["agent_id"]:

@@ -94,6 +94,36 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        2,
+        [
+            # The Merkle tree of each tenant's log, as the hashes of its complete subtrees
+            # (audit.tree): (level, idx) covers leaves [idx * 2**level, (idx + 1) * 2**level).
+            """CREATE TABLE audit_tree (
+                tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                level INTEGER NOT NULL,
+                idx BIGINT NOT NULL,
+                hash {blob} NOT NULL,
+                PRIMARY KEY (tenant_id, level, idx)
+            )""",
+            # How far the tree is integrated (the size of the latest checkpoint) and its root;
+            # its row is what integrating processes lock.
+            """CREATE TABLE audit_tree_heads (
+                tenant_id TEXT PRIMARY KEY REFERENCES tenants(id),
+                size BIGINT NOT NULL,
+                root {blob} NOT NULL
+            )""",
+            # Every signed checkpoint: at most one per size, so never two roots for one size.
+            """CREATE TABLE audit_checkpoints (
+                tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                size BIGINT NOT NULL,
+                root {blob} NOT NULL,
+                note TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (tenant_id, size)
+            )""",
+        ],
+    ),
 ]
 
 

@@ -1,0 +1,233 @@
+"""Proof bundles (`verdict-proof/v1`) and their offline verification.
+
+A bundle carries everything an auditor needs to check some entries of one tenant's log without the
+gateway or its database::
+
+    {"format": "verdict-proof/v1",
+     "log": {"origin": "<origin>", "vkey": "<signed-note verifier key>"},
+     "checkpoint": "<C2SP signed checkpoint>",
+     "entries": [{"index": 12, "entry": "<base64 entry bytes>", "inclusion_proof": ["<base64>", …]}, …]}
+
+`verify_bundle` trusts only the verifier key it is given (never the bundle's own `log.vkey`) and
+checks, in this order, stopping at the first failure:
+
+1. `checkpoint`: the note is signed by that key, and its origin is the key's name;
+2. `inclusion`: each entry's leaf hash is in the checkpoint's tree at its index (RFC 9162 §2.1.3.2);
+3. `chain`: each entry is a canonical v1 entry of this log's tenant with `seq` = its index, and
+   entries at consecutive indexes link (`prev` = leaf hash of the one before; entry 0 links to
+   the genesis value);
+4. `meaning`: what an entry claims holds — a proposed action's `action_hash` is the hash of its
+   action; a verdict's EIP-712 signature recovers to the signer the entry names (and, when the
+   caller gives the gateway's published verdict signers, to one of them), and it is the verdict of
+   that action, tenant and action hash.
+
+Entry types without a meaning check here are covered by steps 1-3.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import json
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from audit.checkpoint import Checkpoint, verify_checkpoint
+from audit.entry import GENESIS_PREV, Entry, parse_entry
+from audit.errors import AuditError, BundleError
+from audit.note import parse_vkey
+from audit.proof import verify_inclusion
+from audit.rfc6962 import hash_leaf
+from crypto.canonical import action_hash
+from crypto.eip712 import parse_verdict_typed_data
+from crypto.errors import CryptoError
+from crypto.signing import verify_verdict_signature
+
+__all__ = ["BUNDLE_FORMAT", "VerifiedBundle", "make_bundle", "verify_bundle"]
+
+BUNDLE_FORMAT = "verdict-proof/v1"
+_KEYS = {"format", "log", "checkpoint", "entries"}
+_ENTRY_KEYS = {"index", "entry", "inclusion_proof"}
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedBundle:
+    """What a bundle proved: these entries are in the log `checkpoint` commits to."""
+
+    checkpoint: Checkpoint
+    entries: list[Entry]
+    meaning_checked: dict[str, int]  # entry type -> how many entries of it had their meaning checked
+
+
+def make_bundle(
+    *, origin: str, vkey: str, checkpoint: str, entries: Iterable[tuple[int, bytes, Sequence[bytes]]]
+) -> dict[str, Any]:
+    """Assemble a bundle from `(index, entry bytes, inclusion proof)` triples."""
+    return {
+        "format": BUNDLE_FORMAT,
+        "log": {"origin": origin, "vkey": vkey},
+        "checkpoint": checkpoint,
+        "entries": [
+            {"index": index, "entry": _b64(raw), "inclusion_proof": [_b64(h) for h in proof]}
+            for index, raw, proof in entries
+        ],
+    }
+
+
+def verify_bundle(
+    bundle: dict[str, Any] | bytes | str, vkey: str, *, verdict_signers: Collection[str] | None = None
+) -> VerifiedBundle:
+    """Verify a bundle trusting only `vkey` (and `verdict_signers`, when given). See the module doc.
+
+    Raises `BundleError` naming the step and the entry that failed.
+    """
+    document = _load(bundle)
+    try:
+        verifier = parse_vkey(vkey)
+    except AuditError as error:
+        raise BundleError("checkpoint", f"the verifier key is not a signed-note vkey: {error}") from None
+    # (1) The checkpoint: signed by the trusted key, for the trusted key's log.
+    try:
+        checkpoint = verify_checkpoint(document["checkpoint"], verifier)
+    except AuditError as error:
+        raise BundleError("checkpoint", str(error)) from None
+    tenant = checkpoint.origin.rsplit("/", 1)[-1]
+    raws = _entries(document)
+    # (2) Inclusion of every entry in the tree the checkpoint signs.
+    for index, raw, proof in raws:
+        try:
+            verify_inclusion(index, checkpoint.size, hash_leaf(raw), proof, checkpoint.root_hash)
+        except AuditError as error:
+            raise BundleError("inclusion", str(error), index=index) from None
+    # (3) Each entry's own fields, and the links between neighbours.
+    entries: list[Entry] = []
+    previous: Entry | None = None
+    for index, raw, _ in raws:
+        try:
+            entry = parse_entry(raw)
+        except AuditError as error:
+            raise BundleError("chain", str(error), index=index) from None
+        if entry.seq != index:
+            raise BundleError("chain", f"entry says seq {entry.seq}", index=index)
+        if entry.tenant != tenant:
+            raise BundleError(
+                "chain", f"entry of tenant {entry.tenant!r} in the log of {tenant!r}", index=index
+            )
+        if index == 0 and entry.prev != GENESIS_PREV:
+            raise BundleError("chain", "the first entry does not link to the genesis value", index=index)
+        if previous is not None and previous.seq == index - 1 and entry.prev != previous.leaf_hash.hex():
+            raise BundleError("chain", f"prev is not the leaf hash of entry {index - 1}", index=index)
+        entries.append(entry)
+        previous = entry
+    # (4) What the entries claim.
+    signers = None if verdict_signers is None else {s.lower() for s in verdict_signers}
+    proposed = {e.action_id: e for e in entries if e.type == "action.proposed"}
+    checked: dict[str, int] = {}
+    for entry in entries:
+        check = _MEANING.get(entry.type)
+        if check is None:
+            continue
+        try:
+            check(entry, proposed, signers)
+        except (CryptoError, KeyError, TypeError, ValueError) as error:
+            raise BundleError("meaning", f"{entry.type}: {error}", index=entry.seq) from None
+        checked[entry.type] = checked.get(entry.type, 0) + 1
+    return VerifiedBundle(checkpoint, entries, checked)
+
+
+# ---- meaning of entries
+
+
+class _Meaningless(ValueError):
+    pass
+
+
+def _check_proposed(entry: Entry, proposed: dict, signers: set[str] | None) -> None:
+    if entry.action_id is None:
+        raise _Meaningless("a proposed action without an action id")
+    claimed = entry.data["action_hash"]
+    actual = "0x" + action_hash(entry.data["action"]).hex()
+    if claimed != actual:
+        raise _Meaningless(f"action_hash {claimed} is not the hash of the action ({actual})")
+
+
+def _check_verdict(entry: Entry, proposed: dict, signers: set[str] | None) -> None:
+    data = entry.data
+    typed_data, signature, signer = data["typed_data"], data["signature"], data["signer"]
+    verify_verdict_signature(typed_data, signature, signer)  # recovers to the signer the entry names
+    if signers is not None and signer.lower() not in signers:
+        raise _Meaningless(f"signer {signer} is not one of the gateway's published verdict signers")
+    _, message = parse_verdict_typed_data(typed_data)
+    if message.action_id != entry.action_id or message.tenant != entry.tenant:
+        raise _Meaningless("the verdict is for another action or tenant than its entry")
+    action = proposed.get(entry.action_id)
+    if action is not None:
+        if "0x" + message.action_hash.hex() != action.data["action_hash"]:
+            raise _Meaningless("the verdict signs another action hash than the proposal's")
+        if message.agent != action.data["agent"]:
+            raise _Meaningless("the verdict names another agent than the proposal's")
+        if message.policy_version != action.data["policy_version"]:
+            raise _Meaningless("the verdict names another policy version than the decision's")
+        if action.data["decision"] != "ALLOW":
+            raise _Meaningless(f"a verdict for an action decided {action.data['decision']}")
+
+
+_MEANING: dict[str, Callable[[Entry, dict, set[str] | None], None]] = {
+    "action.proposed": _check_proposed,
+    "verdict.issued": _check_verdict,
+}
+
+
+# ---- format
+
+
+def _load(bundle: dict[str, Any] | bytes | str) -> dict[str, Any]:
+    if isinstance(bundle, bytes | str):
+        try:
+            bundle = json.loads(bundle)
+        except ValueError as error:
+            raise BundleError("format", f"the bundle is not JSON: {error}") from None
+    if not isinstance(bundle, dict) or not _KEYS <= set(bundle):
+        raise BundleError("format", f"a bundle is an object with {sorted(_KEYS)}")
+    if bundle["format"] != BUNDLE_FORMAT:
+        raise BundleError("format", f"format is {bundle['format']!r}, not {BUNDLE_FORMAT!r}")
+    if not isinstance(bundle["checkpoint"], str):
+        raise BundleError("format", "checkpoint must be the signed note's text")
+    return bundle
+
+
+def _entries(bundle: dict[str, Any]) -> list[tuple[int, bytes, list[bytes]]]:
+    items = bundle["entries"]
+    if not isinstance(items, list) or not items:
+        raise BundleError("format", "entries must be a non-empty list")
+    out = []
+    for position, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) != _ENTRY_KEYS:
+            raise BundleError("format", f"entries[{position}] must have exactly {sorted(_ENTRY_KEYS)}")
+        index = item["index"]
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise BundleError("format", f"entries[{position}].index is not a non-negative int")
+        proof = item["inclusion_proof"]
+        if not isinstance(proof, list):
+            raise BundleError("format", "inclusion_proof must be a list", index=index)
+        out.append((index, _unb64(item["entry"], index), [_unb64(h, index) for h in proof]))
+    out.sort(key=lambda triple: triple[0])
+    for (a, _, _), (b, _, _) in itertools.pairwise(out):
+        if a == b:
+            raise BundleError("format", "the bundle holds this entry twice", index=a)
+    return out
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: object, index: int) -> bytes:
+    if not isinstance(text, str):
+        raise BundleError("format", "a base64 field is not a string", index=index)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise BundleError("format", "a base64 field is not valid base64", index=index) from None

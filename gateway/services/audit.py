@@ -1,0 +1,387 @@
+"""The verifiable log: integrating entries into each tenant's Merkle tree, signing checkpoints,
+serving proofs and proof bundles.
+
+Appends (gateway.ledger) only sequence entries into the hash chain. Integration runs after them,
+off the request path: a background task every few seconds, and on request (a proof bundle needs a
+checkpoint that covers its entries). One integration step, for one tenant:
+
+1. read, outside any transaction, the tree head (size m, root), the chain's size n, entries [m, n)
+   and the stored hashes the step needs (entries and stored hashes never change once written);
+2. check the new entries (seq without gaps, `prev` links, tenant), that the stored frontier folds to
+   the tree head's root, compute the new subtree hashes and root, and check that the new tree is
+   consistent with the last checkpoint (an RFC 9162 consistency proof, built from the stored hashes
+   and verified) — only then sign the checkpoint;
+3. in a short transaction, lock the tree head row; if another process integrated meanwhile, drop
+   the work; otherwise store the hashes, the checkpoint and the new head.
+
+A size has at most one checkpoint (primary key), so the log never signs two roots for one size.
+Anything wrong in step 2 refuses to sign and is logged: the log fails closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from audit.bundle import make_bundle
+from audit.checkpoint import Checkpoint, sign_checkpoint
+from audit.entry import GENESIS_PREV
+from audit.errors import AuditError
+from audit.note import NoteSigner, new_signer, vkey
+from audit.proof import verify_consistency
+from audit.rfc6962 import EMPTY_ROOT, hash_leaf
+from audit.tree import (
+    Key,
+    consistency_keys,
+    consistency_proof_from,
+    frontier_keys,
+    inclusion_keys,
+    inclusion_proof_from,
+    integrate,
+    root_from,
+)
+from gateway.auth import Principal
+from gateway.clock import rfc3339, utc_now
+from gateway.errors import AppError, InvalidRequest, NotFound
+from gateway.services.actions import ActionService
+from gateway.storage import Conn, Database
+
+log = logging.getLogger("verdict.audit")
+
+MAX_INTEGRATION_STEP = 65_536  # entries per integration transaction
+MAX_BUNDLE_ENTRIES = 1000
+_KEYS_PER_QUERY = 400
+
+
+class IntegrityError(AppError):
+    """The stored log does not check out; the gateway refuses to sign a checkpoint over it."""
+
+    status, code, title = 500, "log_integrity_error", "The audit log failed an integrity check"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    size: int
+    root: bytes
+    note: str
+
+
+class _Link(msgspec.Struct):
+    seq: int
+    tenant: str
+    prev: str
+
+
+_decode_link = msgspec.json.Decoder(_Link).decode
+
+
+class AuditService:
+    def __init__(self, db: Database, log_key: Any, origin_base: str) -> None:
+        self.db = db
+        self._log_key = log_key
+        self.origin_base = origin_base.rstrip("/")
+        self._signers: dict[str, NoteSigner] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # ---- keys
+
+    def origin(self, tenant: str) -> str:
+        return f"{self.origin_base}/{tenant}"
+
+    def signer(self, tenant: str) -> NoteSigner:
+        signer = self._signers.get(tenant)
+        if signer is None:
+            signer = self._signers[tenant] = new_signer(self.origin(tenant), self._log_key)
+        return signer
+
+    def vkey(self, tenant: str) -> str:
+        return vkey(self.origin(tenant), self._log_key.public_key())
+
+    # ---- checkpoints
+
+    async def latest(self, tenant: str) -> StoredCheckpoint | None:
+        async with self.db.read() as conn:
+            row = await conn.fetchrow(
+                "SELECT size, root, note FROM audit_checkpoints WHERE tenant_id = ? ORDER BY size DESC LIMIT 1",
+                tenant,
+            )
+        return StoredCheckpoint(int(row["size"]), bytes(row["root"]), row["note"]) if row else None
+
+    async def at_size(self, tenant: str, size: int) -> StoredCheckpoint:
+        async with self.db.read() as conn:
+            row = await conn.fetchrow(
+                "SELECT size, root, note FROM audit_checkpoints WHERE tenant_id = ? AND size = ?",
+                tenant,
+                size,
+            )
+        if row is None:
+            raise NotFound(f"no checkpoint of size {size}", code="checkpoint_not_found")
+        return StoredCheckpoint(int(row["size"]), bytes(row["root"]), row["note"])
+
+    async def checkpoint(self, tenant: str) -> StoredCheckpoint:
+        """Integrate every entry appended so far and return the checkpoint that covers them.
+
+        Raises NotFound for an unknown tenant, IntegrityError when the stored log does not check out.
+        """
+        lock = self._locks.setdefault(tenant, asyncio.Lock())
+        async with lock:
+            while True:
+                done = await self._integrate_step(tenant)
+                if done is not None:
+                    return done
+
+    async def pending_tenants(self) -> list[str]:
+        """Tenants whose chain has entries no checkpoint covers yet."""
+        async with self.db.read() as conn:
+            rows = await conn.fetch(
+                "SELECT audit_heads.tenant_id FROM audit_heads LEFT JOIN audit_tree_heads"
+                " ON audit_tree_heads.tenant_id = audit_heads.tenant_id"
+                " WHERE audit_tree_heads.size IS NULL OR audit_heads.size > audit_tree_heads.size"
+            )
+        return [row["tenant_id"] for row in rows]
+
+    async def run_checkpoints(self, interval: float) -> None:
+        """Checkpoint every tenant with new entries, every `interval` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                for tenant in await self.pending_tenants():
+                    await self.checkpoint(tenant)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database outage or a failed check: log it, try again next round
+                log.exception("checkpointing failed")
+
+    async def _integrate_step(self, tenant: str) -> StoredCheckpoint | None:
+        """One step; returns the latest checkpoint once it covers the chain, None to go on."""
+        async with self.db.read() as conn:
+            head = await conn.fetchrow("SELECT size, root FROM audit_tree_heads WHERE tenant_id = ?", tenant)
+            chain = await conn.fetchrow("SELECT size FROM audit_heads WHERE tenant_id = ?", tenant)
+            if chain is None:
+                raise NotFound(f"tenant {tenant!r} not found", code="tenant_not_found")
+            old_size, old_root = (int(head["size"]), bytes(head["root"])) if head else (0, EMPTY_ROOT)
+            chain_size = int(chain["size"])
+            if head is not None and old_size >= chain_size:
+                latest = await conn.fetchrow(
+                    "SELECT note FROM audit_checkpoints WHERE tenant_id = ? AND size = ?", tenant, old_size
+                )
+                return StoredCheckpoint(old_size, old_root, latest["note"])
+            new_size = min(chain_size, old_size + MAX_INTEGRATION_STEP)
+            rows = await conn.fetch(
+                "SELECT seq, entry FROM audit_entries WHERE tenant_id = ? AND seq >= ? AND seq < ? ORDER BY seq",
+                tenant,
+                old_size,
+                new_size,
+            )
+            wanted = set(frontier_keys(old_size)) | consistency_keys(old_size, new_size)
+            if old_size:
+                wanted.add((0, old_size - 1))
+            stored = await read_hashes(conn, tenant, {k for k in wanted if _below(k, old_size)})
+
+        leaves = self._check_entries(tenant, old_size, new_size, rows, stored)
+        if root_from(old_size, stored) != old_root:
+            raise self._fail(tenant, f"the stored tree of size {old_size} does not fold to its recorded root")
+        integrated = integrate(old_size, [stored[k] for k in frontier_keys(old_size)], leaves)
+        every = {**stored, **{(level, index): h for level, index, h in integrated.hashes}}
+        proof = consistency_proof_from(old_size, new_size, every)
+        try:  # the new tree extends the one the last checkpoint signed
+            verify_consistency(old_size, new_size, old_root, integrated.root, proof)
+        except AuditError as error:
+            message = f"tree of size {new_size} is not consistent with size {old_size}: {error}"
+            raise self._fail(tenant, message) from None
+        note = sign_checkpoint(
+            Checkpoint(self.origin(tenant), new_size, integrated.root), self.signer(tenant)
+        )
+
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO audit_tree_heads (tenant_id, size, root) VALUES (?, 0, ?) ON CONFLICT DO NOTHING",
+                tenant,
+                EMPTY_ROOT,
+            )
+            lock = " FOR UPDATE" if conn.dialect == "postgresql" else ""
+            current = await conn.fetchrow(
+                f"SELECT size FROM audit_tree_heads WHERE tenant_id = ?{lock}", tenant
+            )
+            if current is None or int(current["size"]) != old_size:
+                return None  # another process integrated meanwhile; start over from its head
+            await write_hashes(conn, tenant, integrated.hashes)
+            await conn.execute(
+                "INSERT INTO audit_checkpoints (tenant_id, size, root, note, created_at) VALUES (?, ?, ?, ?, ?)",
+                tenant,
+                new_size,
+                integrated.root,
+                note,
+                rfc3339(utc_now()),
+            )
+            await conn.execute(
+                "UPDATE audit_tree_heads SET size = ?, root = ? WHERE tenant_id = ?",
+                new_size,
+                integrated.root,
+                tenant,
+            )
+        if new_size < chain_size:
+            return None
+        return StoredCheckpoint(new_size, integrated.root, note)
+
+    def _check_entries(
+        self, tenant: str, start: int, end: int, rows: list[dict[str, Any]], stored: dict[Key, bytes]
+    ) -> list[bytes]:
+        """The leaf hashes of entries [start, end), after checking they continue the chain."""
+        prev = stored[(0, start - 1)].hex() if start else GENESIS_PREV
+        leaves = []
+        for expected, row in enumerate(rows, start):
+            raw = bytes(row["entry"])
+            try:
+                link = _decode_link(raw)
+            except msgspec.DecodeError:
+                raise self._fail(tenant, f"entry {expected} is not an entry") from None
+            if int(row["seq"]) != expected or link.seq != expected:
+                raise self._fail(tenant, f"entry {expected} is missing or says seq {link.seq}")
+            if link.tenant != tenant or link.prev != prev:
+                raise self._fail(tenant, f"entry {expected} does not link to entry {expected - 1}")
+            leaf = hash_leaf(raw)
+            leaves.append(leaf)
+            prev = leaf.hex()
+        if len(leaves) != end - start:
+            raise self._fail(tenant, f"entries {start + len(leaves)}..{end - 1} are missing")
+        return leaves
+
+    @staticmethod
+    def _fail(tenant: str, message: str) -> IntegrityError:
+        log.error("audit log of tenant %s: %s; no checkpoint signed", tenant, message)
+        return IntegrityError(f"the audit log failed an integrity check: {message}")
+
+    # ---- proofs
+
+    async def _covering(self, tenant: str, size: int) -> None:
+        """Make sure the tree covers `size`: integrate when it does not yet."""
+        latest = await self.latest(tenant)
+        if latest is None or latest.size < size:
+            await self.checkpoint(tenant)
+
+    async def inclusion_proof(self, tenant: str, index: int, size: int) -> list[bytes]:
+        """Raises InvalidRequest unless 0 <= index < size <= the log's size."""
+        await self._check_size(tenant, size)
+        if not 0 <= index < size:
+            raise InvalidRequest(f"need 0 <= index < size ({size})", code="invalid_range")
+        await self._covering(tenant, size)
+        async with self.db.read() as conn:
+            stored = await read_hashes(conn, tenant, inclusion_keys(index, size))
+        return inclusion_proof_from(index, size, stored)
+
+    async def consistency_proof(self, tenant: str, old_size: int, new_size: int) -> list[bytes]:
+        """Raises InvalidRequest unless 0 <= old_size <= new_size <= the log's size."""
+        await self._check_size(tenant, new_size)
+        if not 0 <= old_size <= new_size:
+            raise InvalidRequest(f"need 0 <= from <= to ({new_size})", code="invalid_range")
+        await self._covering(tenant, new_size)
+        async with self.db.read() as conn:
+            stored = await read_hashes(conn, tenant, consistency_keys(old_size, new_size))
+        return consistency_proof_from(old_size, new_size, stored)
+
+    async def _check_size(self, tenant: str, size: int) -> None:
+        async with self.db.read() as conn:
+            chain = await conn.fetchrow("SELECT size FROM audit_heads WHERE tenant_id = ?", tenant)
+        if chain is None:
+            raise NotFound(f"tenant {tenant!r} not found", code="tenant_not_found")
+        if not 0 <= size <= int(chain["size"]):
+            raise InvalidRequest(
+                f"tree size {size} is not in 0..{chain['size']} (the log's size)", code="invalid_range"
+            )
+
+    # ---- bundles
+
+    async def bundle(self, tenant: str, indexes: Iterable[int]) -> dict[str, Any]:
+        """A `verdict-proof/v1` bundle of the entries at `indexes`, against a checkpoint covering them."""
+        wanted = sorted(set(indexes))
+        if not wanted:
+            raise InvalidRequest("a bundle needs at least one entry", code="invalid_range")
+        if len(wanted) > MAX_BUNDLE_ENTRIES:
+            raise InvalidRequest(f"at most {MAX_BUNDLE_ENTRIES} entries per bundle", code="invalid_range")
+        await self._check_size(tenant, wanted[-1] + 1)
+        checkpoint = await self.latest(tenant)
+        if checkpoint is None or checkpoint.size <= wanted[-1]:
+            checkpoint = await self.checkpoint(tenant)
+        keys: set[Key] = set()
+        for index in wanted:
+            keys |= inclusion_keys(index, checkpoint.size)
+        async with self.db.read() as conn:
+            stored = await read_hashes(conn, tenant, keys)
+            raws = await read_entries(conn, tenant, wanted)
+        return make_bundle(
+            origin=self.origin(tenant),
+            vkey=self.vkey(tenant),
+            checkpoint=checkpoint.note,
+            entries=[(i, raws[i], inclusion_proof_from(i, checkpoint.size, stored)) for i in wanted],
+        )
+
+    async def action_bundle(self, principal: Principal, action_id: str) -> dict[str, Any]:
+        """The bundle of every entry of one action. Raises NotFound for an action the principal
+        may not read."""
+        async with self.db.read() as conn:
+            row = await conn.fetchrow(
+                "SELECT id, tenant_id, agent_id, audit_event_ids FROM actions WHERE id = ?", action_id
+            )
+        if row is None:
+            raise NotFound(f"action {action_id!r} not found", code="action_not_found")
+        ActionService.check_can_read(principal, row)
+        return await self.bundle(row["tenant_id"], msgspec.json.decode(row["audit_event_ids"]))
+
+
+async def read_hashes(conn: Conn, tenant: str, keys: Iterable[Key]) -> dict[Key, bytes]:
+    """The stored subtree hashes at `keys` (those that exist)."""
+    keys = sorted(keys)
+    found: dict[Key, bytes] = {}
+    for at in range(0, len(keys), _KEYS_PER_QUERY):
+        chunk = keys[at : at + _KEYS_PER_QUERY]
+        where = " OR ".join(["(level = ? AND idx = ?)"] * len(chunk))
+        args = [value for key in chunk for value in key]
+        rows = await conn.fetch(
+            f"SELECT level, idx, hash FROM audit_tree WHERE tenant_id = ? AND ({where})", tenant, *args
+        )
+        found.update({(int(r["level"]), int(r["idx"])): bytes(r["hash"]) for r in rows})
+    return found
+
+
+async def write_hashes(conn: Conn, tenant: str, hashes: Sequence[tuple[int, int, bytes]]) -> None:
+    if not hashes:
+        return
+    if conn.dialect == "postgresql":  # one statement, whatever the count
+        await conn.execute(
+            "INSERT INTO audit_tree (tenant_id, level, idx, hash)"
+            " SELECT ?, l, i, h FROM unnest(?::int[], ?::bigint[], ?::bytea[]) AS t(l, i, h)",
+            tenant,
+            [h[0] for h in hashes],
+            [h[1] for h in hashes],
+            [h[2] for h in hashes],
+        )
+    else:
+        await conn.executemany(
+            "INSERT INTO audit_tree (tenant_id, level, idx, hash) VALUES (?, ?, ?, ?)",
+            [(tenant, level, index, digest) for level, index, digest in hashes],
+        )
+
+
+async def read_entries(conn: Conn, tenant: str, indexes: Sequence[int]) -> dict[int, bytes]:
+    found: dict[int, bytes] = {}
+    for at in range(0, len(indexes), _KEYS_PER_QUERY):
+        chunk = indexes[at : at + _KEYS_PER_QUERY]
+        rows = await conn.fetch(
+            f"SELECT seq, entry FROM audit_entries WHERE tenant_id = ? AND seq IN ({', '.join('?' * len(chunk))})",
+            tenant,
+            *chunk,
+        )
+        found.update({int(r["seq"]): bytes(r["entry"]) for r in rows})
+    return found
+
+
+def _below(key: Key, size: int) -> bool:
+    """Whether the complete subtree `key` lies within the first `size` leaves."""
+    level, index = key
+    return (index + 1) << level <= size
