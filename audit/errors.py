@@ -162,3 +162,7 @@ class BundleError(AuditError):
         self.step = step
         self.index = index
         self.reason = message
+
+
+class LogCheckError(AuditError):
+    """A whole-log check found the log and its checkpoints or stored hashes disagreeing."""

@@ -45,6 +45,7 @@ class Integrated:
     size: int
     hashes: list[tuple[int, int, bytes]]  # (level, index, hash)
     root: bytes
+    frontier: list[bytes]  # the new size's frontier hashes, in `frontier_keys` order
 
 
 def frontier_keys(size: int) -> list[Key]:
@@ -78,7 +79,7 @@ def integrate(size: int, frontier: Sequence[bytes], leaf_hashes: Sequence[bytes]
             merged >>= 1
             stored.append((level, index >> level, node))
         stack.append(node)
-    return Integrated(size + len(leaf_hashes), stored, _fold(stack))
+    return Integrated(size + len(leaf_hashes), stored, _fold(stack), stack)
 
 
 def root_from(size: int, hashes: Mapping[Key, bytes]) -> bytes:

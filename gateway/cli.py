@@ -102,5 +102,134 @@ def _run(settings: Settings, *, demo: bool) -> None:
     ).serve()
 
 
+@main.group()
+def audit() -> None:
+    """Audit log tools: verify a proof bundle offline, export bundles, re-check a whole log."""
+
+
+@audit.command("verify")
+@click.argument("bundle")
+@click.option("--vkey", required=True, help="The log's verifier key, or @FILE holding it.")
+@click.option("--keys", "keys_path", default=None, help="Keys JSON naming the verdict signers (optional).")
+def audit_verify(bundle: str, vkey: str, keys_path: str | None) -> None:
+    """Verify a proof bundle offline (no server, no database): the checkpoint's signature, each
+    entry's inclusion, the chain links, and what each entry claims. Exit 0 only if all hold."""
+    from audit.cli import verify
+
+    sys.exit(verify(bundle, vkey, keys_path))
+
+
+def _database_options(command):
+    return click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Keys and SQLite [env VERDICT_DATA_DIR]; VERDICT_DATABASE_URL selects PostgreSQL.",
+    )(command)
+
+
+@audit.command("export")
+@click.option("--tenant", required=True)
+@click.option("--from", "start", type=int, default=0, show_default=True, help="First entry index.")
+@click.option("--to", "end", type=int, default=None, help="End of the range (exclusive) [the log's size].")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@_database_options
+def audit_export(
+    tenant: str, start: int, end: int | None, output: Path | None, data_dir: Path | None
+) -> None:
+    """Write a proof bundle of entries [--from, --to) of a tenant's log (checkpointing first if needed)."""
+    import json
+
+    async def export(service, db) -> dict:
+        async with db.read() as conn:
+            row = await conn.fetchrow("SELECT size FROM audit_heads WHERE tenant_id = ?", tenant)
+        if row is None:
+            raise click.ClickException(f"tenant {tenant!r} not found")
+        stop = int(row["size"]) if end is None else end
+        if not 0 <= start < stop <= int(row["size"]):
+            raise click.ClickException(f"need 0 <= --from < --to <= {row['size']} (the log's size)")
+        return await service.bundle(tenant, range(start, stop), limit=None)
+
+    bundle = _with_audit_service(data_dir, export)
+    text = json.dumps(bundle, indent=1) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        click.echo(
+            f"wrote {len(bundle['entries'])} entries of {bundle['log']['origin']} to {output}", err=True
+        )
+
+
+@audit.command("check")
+@click.option("--tenant", default=None, help="One tenant [every tenant].")
+@_database_options
+def audit_check(tenant: str | None, data_dir: Path | None) -> None:
+    """Re-verify whole logs from the database: every entry and link, every checkpoint's signature and
+    root, every stored subtree hash, the chain head. Exit 1 at the first failure."""
+    import time
+
+    from audit.errors import AuditError
+
+    async def check(service, db) -> bool:
+        if tenant is None:
+            async with db.read() as conn:
+                tenants = [
+                    r["tenant_id"]
+                    for r in await conn.fetch("SELECT tenant_id FROM audit_heads ORDER BY tenant_id")
+                ]
+        else:
+            tenants = [tenant]
+        ok = True
+        for name in tenants:
+            began = time.perf_counter()
+            try:
+                report = await service.check_log(name)
+            except AuditError as error:
+                click.echo(f"FAILED {name}: {error}", err=True)
+                ok = False
+                continue
+            click.echo(
+                f"OK  {name}: {report.size} entries, {report.checkpoints} checkpoints verified,"
+                f" root {report.root.hex()} ({time.perf_counter() - began:.1f} s)"
+            )
+        return ok
+
+    if not _with_audit_service(data_dir, check):
+        sys.exit(1)
+
+
+def _with_audit_service(data_dir: Path | None, work):
+    """Run `work(AuditService, Database)` against the configured database, with the log key."""
+    from gateway.errors import AppError
+    from gateway.keyring import LOG_KEY_FILE, load_keyring
+    from gateway.services.audit import AuditService
+    from gateway.storage import open_database
+
+    settings = Settings.from_env()
+    if data_dir is not None:
+        settings = dataclasses.replace(settings, data_dir=data_dir)
+    if not (settings.data_dir / LOG_KEY_FILE).exists():
+        raise click.ClickException(
+            f"no log key in {settings.data_dir}; pass --data-dir or set VERDICT_DATA_DIR"
+        )
+    try:
+        keyring = load_keyring(settings.data_dir)
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    async def run():
+        db = open_database(settings.database_url, data_dir=settings.data_dir, schema=settings.database_schema)
+        await db.open()
+        try:
+            return await work(AuditService(db, keyring.log_key, settings.log_origin), db)
+        except AppError as exc:
+            raise click.ClickException(str(exc)) from exc
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

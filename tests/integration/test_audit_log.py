@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -299,3 +300,52 @@ async def test_concurrent_integrators_sign_one_checkpoint_per_size(client, backe
     leaves = [hash_leaf(raw) for raw in log]
     for tree in trees:
         assert tree.root_hash == root_hash(leaves[: tree.size])
+
+
+def verdict_cli(backend, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, **backend.env()}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "audit", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+
+
+async def test_export_check_and_verify_from_the_command_line(client, backend, tmp_path):
+    world = await make_world(client)
+    for n in range(3):
+        await propose(client, world, f"{n + 1}.00")
+    await checkpoint(client, world, new=True)
+    await propose(client, world, "4.00")  # not yet integrated: export checkpoints first
+    size = len(await read_log(client, world))
+    vkey = await vkey_of(client, world)
+
+    run = verdict_cli(backend, "check")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(f"OK  acme: {size} entries")
+    out = tmp_path / "acme.json"
+    run = verdict_cli(backend, "export", "--tenant", "acme", "--from", "2", "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    bundle = json.loads(out.read_text())
+    assert [e["index"] for e in bundle["entries"]] == list(range(2, size))
+    run = verdict_cli(backend, "verify", str(out), "--vkey", vkey)
+    assert run.returncode == 0, run.stderr
+    run = verdict_cli(backend, "export", "--tenant", "acme", "--from", "3", "--to", str(size + 1))
+    assert run.returncode != 0 and "--to" in run.stderr
+
+    # the operator drops the last entry and rewinds the chain head: the checkpoints give it away
+    async with database(backend) as db, db.transaction() as conn:
+        last = await conn.fetchrow(
+            "SELECT entry FROM audit_entries WHERE tenant_id = 'acme' AND seq = ?", size - 2
+        )
+        await conn.execute("DELETE FROM audit_entries WHERE tenant_id = 'acme' AND seq = ?", size - 1)
+        await conn.execute(
+            "UPDATE audit_heads SET size = ?, head = ? WHERE tenant_id = 'acme'",
+            size - 1,
+            hash_leaf(bytes(last["entry"])).hex(),
+        )
+    run = verdict_cli(backend, "check", "--tenant", "acme")
+    assert run.returncode == 1
+    assert "FAILED acme" in run.stderr and "entries were dropped" in run.stderr
