@@ -8,12 +8,14 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from gateway.auth import Authenticator, KeyUsage
+from gateway.authz import authorize, bind_access
 from gateway.bodies import check_request_body
 from gateway.clock import hash_token, rfc3339, utc_now
 from gateway.keyring import load_keyring
@@ -21,6 +23,7 @@ from gateway.ledger import Ledger
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.routes import ROUTES
 from gateway.services.actions import ActionService
+from gateway.services.credentials import CredentialService
 from gateway.services.policies import PolicyService
 from gateway.services.tenants import TenantService
 from gateway.settings import Settings
@@ -46,6 +49,12 @@ async def install_admin_token(db: Database, token: str) -> None:
 SAFE_RECURSION_LIMIT = 1000
 
 
+async def before_request(request: Request) -> None:
+    """Before any handler: who is calling and may they (`gateway.authz`), then the body checks."""
+    await authorize(request)
+    await check_request_body(request)
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     # Any earlier import of eth-account raised the limit to 100000 (see crypto/__init__.py);
@@ -59,12 +68,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         db = open_database(settings.database_url, data_dir=settings.data_dir, schema=settings.database_schema)
         await db.open()
         ledger = Ledger(db)
+        usage = KeyUsage(db)
         try:
             await install_admin_token(db, keyring.admin_token)
             policies = PolicyService(db, ledger)
             state = app.state
             state.settings, state.keyring, state.db, state.ledger = settings, keyring, db, ledger
+            state.authenticator = authenticator = Authenticator(db, usage)
             state.tenants = TenantService(db, ledger)
+            state.credentials = CredentialService(db, ledger, authenticator)
             state.policies = policies
             state.actions = ActionService(db, ledger, policies, keyring.verdict_signer)
             # Everything built so far lives as long as the process: move it out of the cyclic
@@ -74,14 +86,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
             gc.freeze()
             yield
         finally:
+            await usage.flush()
             await ledger.close()
             await db.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=ROUTES,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
-        before_request=check_request_body,
+        before_request=before_request,
         state=State(),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -97,6 +110,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
         ),
     )
+    bind_access(app)  # refuses to build an app with a route missing from the access table
+    return app
 
 
 def create_app_from_env() -> Litestar:

@@ -1,22 +1,22 @@
-"""API v1 routes. Controllers stay thin: authenticate, call a service, return its result."""
+"""API v1 routes. Controllers stay thin: call a service with the caller `gateway.authz`
+admitted (by its table, before the handler runs), return the result."""
 
 from __future__ import annotations
 
 import base64
 from typing import Annotated
 
-from litestar import Request, get, post
+from litestar import Request, delete, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from gateway import schemas
-from gateway.auth import ADMIN, AUDITOR, TENANT_ADMIN, authenticate, require_role, require_tenant_role
+from gateway.authz import is_public, principal_of
 from gateway.clock import utc_now
 from gateway.errors import InvalidRequest
 from gateway.problems import PROBLEM_RESPONSES
 from gateway.services.actions import MAX_PAGE
 
-Authorization = Annotated[str | None, HeaderParameter(name="Authorization", required=False)]
 MAX_ENTRIES_PAGE = 1000
 
 
@@ -36,65 +36,72 @@ async def public_keys(state: State) -> schemas.Keys:
 
 @post("/v1/tenants", status_code=201, tags=["tenants"])
 async def create_tenant(
-    state: State, data: JSONBody[schemas.CreateTenant], authorization: Authorization
+    state: State, request: Request, data: JSONBody[schemas.CreateTenant]
 ) -> schemas.Tenant:
-    principal = await authenticate(state.db, authorization)
-    require_role(principal, ADMIN)
-    return await state.tenants.create_tenant(principal, data)
+    return await state.tenants.create_tenant(principal_of(request), data)
 
 
 @get("/v1/tenants/{tenant_id:str}", tags=["tenants"])
-async def get_tenant(state: State, tenant_id: FromPath[str], authorization: Authorization) -> schemas.Tenant:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, ADMIN, TENANT_ADMIN, AUDITOR)
+async def get_tenant(state: State, tenant_id: FromPath[str]) -> schemas.Tenant:
     return await state.tenants.get_tenant(tenant_id)
 
 
-@post("/v1/tenants/{tenant_id:str}/api-keys", status_code=201, tags=["tenants"])
+@post("/v1/tenants/{tenant_id:str}/api-keys", status_code=201, tags=["credentials"])
 async def create_api_key(
-    state: State, tenant_id: FromPath[str], data: JSONBody[schemas.CreateApiKey], authorization: Authorization
+    state: State, request: Request, tenant_id: FromPath[str], data: JSONBody[schemas.CreateApiKey]
 ) -> schemas.CreatedCredential:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, ADMIN, TENANT_ADMIN)
-    return await state.tenants.create_api_key(principal, tenant_id, data)
+    """A tenant admin's or an auditor's key. The token is shown this once."""
+    return await state.credentials.create_api_key(principal_of(request), tenant_id, data)
+
+
+@get("/v1/tenants/{tenant_id:str}/api-keys", tags=["credentials"])
+async def list_api_keys(state: State, tenant_id: FromPath[str]) -> list[schemas.ApiKey]:
+    """Every key of the tenant, revoked ones too; never a token or its hash."""
+    return await state.credentials.list_api_keys(tenant_id)
+
+
+@delete("/v1/tenants/{tenant_id:str}/api-keys/{key_id:str}", status_code=204, tags=["credentials"])
+async def revoke_api_key(
+    state: State, request: Request, tenant_id: FromPath[str], key_id: FromPath[str]
+) -> None:
+    """Revoke a key at once; revoking a revoked key changes nothing."""
+    await state.credentials.revoke(principal_of(request), tenant_id, key_id)
 
 
 @post("/v1/tenants/{tenant_id:str}/agents", status_code=201, tags=["agents"])
 async def create_agent(
-    state: State, tenant_id: FromPath[str], data: JSONBody[schemas.CreateAgent], authorization: Authorization
+    state: State, request: Request, tenant_id: FromPath[str], data: JSONBody[schemas.CreateAgent]
 ) -> schemas.CreatedAgent:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN)
-    return await state.tenants.create_agent(principal, tenant_id, data)
+    return await state.tenants.create_agent(principal_of(request), tenant_id, data)
 
 
 @get("/v1/tenants/{tenant_id:str}/agents", tags=["agents"])
-async def list_agents(
-    state: State, tenant_id: FromPath[str], authorization: Authorization
-) -> list[schemas.Agent]:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
+async def list_agents(state: State, tenant_id: FromPath[str]) -> list[schemas.Agent]:
     return await state.tenants.list_agents(tenant_id)
+
+
+@post("/v1/tenants/{tenant_id:str}/agents/{agent_id:str}/token", status_code=201, tags=["agents"])
+async def rotate_agent_token(
+    state: State,
+    request: Request,
+    tenant_id: FromPath[str],
+    agent_id: FromPath[str],
+    data: JSONBody[schemas.RotateToken | None] = None,
+) -> schemas.RotatedToken:
+    """A new token for the agent (shown once); every token it had is revoked in the same commit."""
+    body = data if data is not None else schemas.RotateToken()
+    return await state.credentials.rotate_agent_token(principal_of(request), tenant_id, agent_id, body)
 
 
 @post("/v1/tenants/{tenant_id:str}/approvers", status_code=201, tags=["approvers"])
 async def create_approver(
-    state: State,
-    tenant_id: FromPath[str],
-    data: JSONBody[schemas.CreateApprover],
-    authorization: Authorization,
+    state: State, request: Request, tenant_id: FromPath[str], data: JSONBody[schemas.CreateApprover]
 ) -> schemas.Approver:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN)
-    return await state.tenants.create_approver(principal, tenant_id, data)
+    return await state.tenants.create_approver(principal_of(request), tenant_id, data)
 
 
 @get("/v1/tenants/{tenant_id:str}/approvers", tags=["approvers"])
-async def list_approvers(
-    state: State, tenant_id: FromPath[str], authorization: Authorization
-) -> list[schemas.Approver]:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
+async def list_approvers(state: State, tenant_id: FromPath[str]) -> list[schemas.Approver]:
     return await state.tenants.list_approvers(tenant_id)
 
 
@@ -105,58 +112,41 @@ async def list_approvers(
     description="Body: the policy document as application/json or application/yaml.",
 )
 async def publish_policy(
-    state: State,
-    request: Request,
-    tenant_id: FromPath[str],
-    authorization: Authorization,
-    activate: FromQuery[bool] = True,
+    state: State, request: Request, tenant_id: FromPath[str], activate: FromQuery[bool] = True
 ) -> schemas.PolicyVersion:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN)
     body = await request.body()
     content_type = request.headers.get("content-type", "application/json")
-    return await state.policies.publish(principal, tenant_id, body, content_type, activate=activate)
+    return await state.policies.publish(
+        principal_of(request), tenant_id, body, content_type, activate=activate
+    )
 
 
 @get("/v1/tenants/{tenant_id:str}/policies", tags=["policies"])
-async def list_policies(
-    state: State, tenant_id: FromPath[str], authorization: Authorization
-) -> list[schemas.PolicyVersion]:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
+async def list_policies(state: State, tenant_id: FromPath[str]) -> list[schemas.PolicyVersion]:
     return await state.policies.list_versions(tenant_id)
 
 
 @get("/v1/tenants/{tenant_id:str}/policies/{version:int}", tags=["policies"])
-async def get_policy(
-    state: State, tenant_id: FromPath[str], version: FromPath[int], authorization: Authorization
-) -> schemas.PolicyDetail:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
+async def get_policy(state: State, tenant_id: FromPath[str], version: FromPath[int]) -> schemas.PolicyDetail:
     return await state.policies.get_version(tenant_id, version)
 
 
 @post("/v1/tenants/{tenant_id:str}/policies/{version:int}/activate", status_code=200, tags=["policies"])
 async def activate_policy(
-    state: State, tenant_id: FromPath[str], version: FromPath[int], authorization: Authorization
+    state: State, request: Request, tenant_id: FromPath[str], version: FromPath[int]
 ) -> schemas.PolicyVersion:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN)
-    return await state.policies.activate(principal, tenant_id, version)
+    return await state.policies.activate(principal_of(request), tenant_id, version)
 
 
 @get("/v1/tenants/{tenant_id:str}/audit/entries", tags=["audit"])
 async def audit_entries(
     state: State,
     tenant_id: FromPath[str],
-    authorization: Authorization,
     start: FromQuery[int] = 0,
     end: FromQuery[int | None] = None,
 ) -> schemas.AuditEntries:
     """The exact stored entry bytes (base64) of `[start, end)`, at most 1000 at a time
     (`end` defaults to the log size or start + 1000)."""
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
     async with state.db.read() as conn:
         head = await conn.fetchrow("SELECT size FROM audit_heads WHERE tenant_id = ?", tenant_id)
         size = int(head["size"]) if head else 0
@@ -180,26 +170,20 @@ async def audit_entries(
 
 @post("/v1/agents/{agent_id:str}/propose", status_code=201, tags=["actions"])
 async def propose(
-    state: State,
-    agent_id: FromPath[str],
-    data: JSONBody[schemas.ProposeRequest],
-    authorization: Authorization,
+    state: State, request: Request, agent_id: FromPath[str], data: JSONBody[schemas.ProposeRequest]
 ) -> schemas.ProposeResponse:
-    return await state.actions.propose(authorization, agent_id, data, utc_now())
+    return await state.actions.propose(principal_of(request), agent_id, data, utc_now())
 
 
 @get("/v1/actions/{action_id:str}", tags=["actions"])
-async def get_action(
-    state: State, action_id: FromPath[str], authorization: Authorization
-) -> schemas.ActionRecord:
-    principal = await authenticate(state.db, authorization)
-    return await state.actions.get(principal, action_id)
+async def get_action(state: State, request: Request, action_id: FromPath[str]) -> schemas.ActionRecord:
+    return await state.actions.get(principal_of(request), action_id)
 
 
 @get("/v1/actions", tags=["actions"])
 async def list_actions(
     state: State,
-    authorization: Authorization,
+    request: Request,
     tenant_id: FromQuery[str | None] = None,
     agent_id: FromQuery[str | None] = None,
     decision: FromQuery[str | None] = None,
@@ -210,9 +194,8 @@ async def list_actions(
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
     cursor: FromQuery[str | None] = None,
 ) -> schemas.ActionPage:
-    principal = await authenticate(state.db, authorization)
     return await state.actions.list(
-        principal,
+        principal_of(request),
         tenant_id=tenant_id,
         agent_id=agent_id,
         decision=decision,
@@ -225,32 +208,37 @@ async def list_actions(
     )
 
 
-def _document(handlers: list, public: tuple) -> list:
-    """OpenAPI: bearer auth on every route but the public ones; problem+json errors on all."""
+def _document(handlers: list) -> list:
+    """OpenAPI: bearer auth on every route the access table does not make public;
+    problem+json errors on all."""
     for handler in handlers:
         handler.responses = {**PROBLEM_RESPONSES, **(handler.responses or {})}
-        if handler not in public:
+        if not is_public(handler):
             handler.security = [{"bearer": []}]
     return handlers
 
 
-ROUTES = [
-    health,
-    public_keys,
-    create_tenant,
-    get_tenant,
-    create_api_key,
-    create_agent,
-    list_agents,
-    create_approver,
-    list_approvers,
-    publish_policy,
-    list_policies,
-    get_policy,
-    activate_policy,
-    audit_entries,
-    propose,
-    get_action,
-    list_actions,
-]
-ROUTES = _document(ROUTES, public=(health, public_keys))
+ROUTES = _document(
+    [
+        health,
+        public_keys,
+        create_tenant,
+        get_tenant,
+        create_api_key,
+        list_api_keys,
+        revoke_api_key,
+        create_agent,
+        list_agents,
+        rotate_agent_token,
+        create_approver,
+        list_approvers,
+        publish_policy,
+        list_policies,
+        get_policy,
+        activate_policy,
+        audit_entries,
+        propose,
+        get_action,
+        list_actions,
+    ]
+)
