@@ -8,9 +8,10 @@ never re-encodes them (DESIGN invariant 4).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from audit.errors import EntryFormatError
 from audit.rfc6962 import hash_leaf
@@ -18,6 +19,7 @@ from crypto.canonical import canonicalize
 
 ENTRY_VERSION = 1
 GENESIS_PREV = "0" * 64
+_decode = msgspec.json.decode  # ~5x faster than json.loads; `verdict audit check` parses every entry
 _FIELDS = frozenset({"v", "seq", "tenant", "type", "time", "action_id", "actor", "data", "prev"})
 
 
@@ -82,8 +84,8 @@ def parse_entry(raw: bytes) -> Entry:
     valid JSON but not in canonical form (an entry is only ever its canonical encoding).
     """
     try:
-        obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        obj = _decode(raw)
+    except (msgspec.DecodeError, ValueError, UnicodeDecodeError, TypeError) as exc:
         raise EntryFormatError(f"entry is not JSON: {exc}") from exc
     if not isinstance(obj, dict) or set(obj) != _FIELDS:
         raise EntryFormatError("entry does not have exactly the v1 fields")

@@ -10,12 +10,14 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from gateway.auth import Authenticator, KeyUsage
+from gateway.authz import authorize, bind_access
 from gateway.bodies import check_request_body
 from gateway.clock import hash_token, rfc3339, utc_now
 from gateway.keyring import load_keyring
@@ -24,6 +26,7 @@ from gateway.problems import EXCEPTION_HANDLERS
 from gateway.routes import ROUTES
 from gateway.services.actions import ActionService
 from gateway.services.audit import AuditService
+from gateway.services.credentials import CredentialService
 from gateway.services.policies import PolicyService
 from gateway.services.tenants import TenantService
 from gateway.settings import Settings
@@ -49,6 +52,12 @@ async def install_admin_token(db: Database, token: str) -> None:
 SAFE_RECURSION_LIMIT = 1000
 
 
+async def before_request(request: Request) -> None:
+    """Before any handler: who is calling and may they (`gateway.authz`), then the body checks."""
+    await authorize(request)
+    await check_request_body(request)
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     # Any earlier import of eth-account raised the limit to 100000 (see crypto/__init__.py);
@@ -63,12 +72,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await db.open()
         ledger = Ledger(db)
         checkpoints: asyncio.Task[None] | None = None
+        usage = KeyUsage(db)
         try:
             await install_admin_token(db, keyring.admin_token)
             policies = PolicyService(db, ledger)
             state = app.state
             state.settings, state.keyring, state.db, state.ledger = settings, keyring, db, ledger
+            state.authenticator = authenticator = Authenticator(db, usage)
             state.tenants = TenantService(db, ledger)
+            state.credentials = CredentialService(db, ledger, authenticator)
             state.policies = policies
             state.actions = ActionService(db, ledger, policies, keyring.verdict_signer)
             state.audit = AuditService(db, keyring.log_key, settings.log_origin)
@@ -87,14 +99,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 checkpoints.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await checkpoints
+            await usage.flush()
             await ledger.close()
             await db.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=ROUTES,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
-        before_request=check_request_body,
+        before_request=before_request,
         state=State(),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -110,6 +123,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
         ),
     )
+    bind_access(app)  # refuses to build an app with a route missing from the access table
+    return app
 
 
 def create_app_from_env() -> Litestar:

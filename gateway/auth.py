@@ -1,21 +1,39 @@
-"""Bearer-token authentication and the role checks of each route.
+"""Bearer tokens: who is calling. Which role may call which route is `gateway.authz`'s table.
 
-Tokens are looked up by their SHA-256 hash (the stored form); a 256-bit random token
-cannot be guessed, and looking up a hash leaks nothing about the token's bytes.
+Tokens are `vk_` + 256 random bits (`clock.new_token`), stored only as their SHA-256 hash and
+found by looking that hash up in a unique index. The lookup is the comparison, and it is safe
+against timing: how long it takes depends only on SHA-256(presented token), and learning bits of
+a hash of one's own guess says nothing about which token hashes to a stored value (preimage
+resistance). A byte-by-byte comparison of the secret itself is what leaks, and none happens.
+A slow KDF is not needed either: 256 random bits cannot be guessed offline from a stolen hash.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from dataclasses import dataclass
 
-from gateway.clock import hash_token
-from gateway.errors import Forbidden, NotFound, Unauthenticated
+from gateway.clock import hash_token, parse_rfc3339, rfc3339, utc_now
+from gateway.errors import Unauthenticated
 from gateway.storage import Database
+
+log = logging.getLogger("verdict.auth")
 
 ADMIN = "admin"
 TENANT_ADMIN = "tenant_admin"
 AUDITOR = "auditor"
 AGENT = "agent"
+ROLES = (ADMIN, TENANT_ADMIN, AUDITOR, AGENT)
+
+# Routes that opt in (the propose path) reuse an authentication for this long. That is safe
+# because the chain writer re-checks the key of every unit at commit (ledger.Unit.credential).
+AUTH_CACHE_SECONDS = 5.0
+USAGE_INTERVAL_SECONDS = 60.0
+_MAX_CACHED = 10_000
+
+_KEY_QUERY = "SELECT id, role, tenant_id, agent_id, expires_at, revoked_at FROM api_keys WHERE token_hash = ?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +42,14 @@ class Principal:
     role: str
     tenant_id: str | None
     agent_id: str | None
+    # False only for the operator's own tools (the demo seed), which act on the database
+    # directly, with no token to revoke.
+    token_backed: bool = True
+
+    @property
+    def credential(self) -> str | None:
+        """The key that must still be live when this principal's changes commit."""
+        return self.key_id if self.token_backed else None
 
     @property
     def actor(self) -> str:
@@ -31,6 +57,13 @@ class Principal:
         if self.role == AGENT:
             return f"agent:{self.agent_id}"
         return f"{self.role}:{self.key_id}"
+
+
+def credential_error(code: str) -> Unauthenticated:
+    """The 401 for a key that may not act: `invalid_token` (unknown or revoked) or `token_expired`."""
+    if code == "token_expired":
+        return Unauthenticated("the token has expired", code="token_expired")
+    return Unauthenticated("unknown or revoked token", code="invalid_token")
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -43,35 +76,96 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-async def authenticate(db: Database, authorization: str | None) -> Principal:
-    """Raises Unauthenticated for a missing, unknown or revoked token."""
-    token = bearer_token(authorization)
-    async with db.read() as conn:
-        row = await conn.fetchrow(
-            "SELECT id, role, tenant_id, agent_id FROM api_keys WHERE token_hash = ? AND revoked_at IS NULL",
-            hash_token(token),
-        )
-    if row is None:
-        raise Unauthenticated("unknown or revoked token", code="invalid_token")
-    return Principal(key_id=row["id"], role=row["role"], tenant_id=row["tenant_id"], agent_id=row["agent_id"])
+class Authenticator:
+    """Turns an `Authorization` header into a Principal. Safe for concurrent use by the tasks
+    of one event loop. Revocations made in this process take effect at once (`forget`)."""
+
+    def __init__(self, db: Database, usage: KeyUsage) -> None:
+        self.db = db
+        self.usage = usage
+        # token hash -> (cached until, monotonic; principal; expires at, unix time or None)
+        self._cache: dict[str, tuple[float, Principal, float | None]] = {}
+
+    async def authenticate(self, authorization: str | None, *, cached: bool = False) -> Principal:
+        """Raises Unauthenticated: `missing_credentials`, `invalid_token` (unknown or revoked),
+        `token_expired`. With `cached`, a recent answer may be reused (see AUTH_CACHE_SECONDS)."""
+        token_hash = hash_token(bearer_token(authorization))
+        if cached:
+            hit = self._cache.get(token_hash)
+            if hit is not None and hit[0] > time.monotonic():
+                _, principal, expires = hit
+                if expires is not None and time.time() >= expires:
+                    raise credential_error("token_expired")
+                self.usage.touch(principal.key_id)
+                return principal
+        async with self.db.read() as conn:
+            row = await conn.fetchrow(_KEY_QUERY, token_hash)
+        if row is None or row["revoked_at"] is not None:
+            raise credential_error("invalid_token")
+        expires_at = row["expires_at"]
+        if expires_at is not None and expires_at <= rfc3339(utc_now()):
+            raise credential_error("token_expired")
+        principal = Principal(row["id"], row["role"], row["tenant_id"], row["agent_id"])
+        if cached:
+            if len(self._cache) >= _MAX_CACHED:
+                self._cache.clear()
+            expires = parse_rfc3339(expires_at).timestamp() if expires_at is not None else None
+            self._cache[token_hash] = (time.monotonic() + AUTH_CACHE_SECONDS, principal, expires)
+        self.usage.touch(principal.key_id)
+        return principal
+
+    def forget(self, key_ids: list[str]) -> None:
+        """Drop cached authentications of these keys (called after they were revoked)."""
+        gone = set(key_ids)
+        for token_hash in [h for h, (_, p, _) in self._cache.items() if p.key_id in gone]:
+            del self._cache[token_hash]
 
 
-def require_tenant_role(principal: Principal, tenant_id: str, *roles: str) -> None:
-    """Allow `roles` within `tenant_id` (the admin counts when listed).
-
-    A credential of another tenant gets 404, never 403, so a tenant's existence does not
-    leak (DESIGN invariant 8). A role never allowed here gets 403.
+class KeyUsage:
+    """Records when each key was last used, cheaply: at most once per key and
+    USAGE_INTERVAL_SECONDS in this process, written by a background task (one batch of
+    UPDATEs), never on the request's path. Best effort: a failed write is logged and dropped.
     """
-    if principal.role == ADMIN:
-        if ADMIN in roles:
+
+    def __init__(self, db: Database, interval: float = USAGE_INTERVAL_SECONDS) -> None:
+        self.db = db
+        self.interval = interval
+        self._noted: dict[str, float] = {}  # key id -> when this process last recorded it (monotonic)
+        self._pending: dict[str, str] = {}  # key id -> time to write
+        self._task: asyncio.Task[None] | None = None
+
+    def touch(self, key_id: str) -> None:
+        now = time.monotonic()
+        noted = self._noted.get(key_id)
+        if noted is not None and now - noted < self.interval:
             return
-        raise Forbidden("the admin token manages tenants; use a tenant credential", code="forbidden_role")
-    if principal.tenant_id != tenant_id:
-        raise NotFound(f"tenant {tenant_id!r} not found", code="tenant_not_found")
-    if principal.role not in roles:
-        raise Forbidden(f"role {principal.role!r} may not do this", code="forbidden_role")
+        if len(self._noted) >= 100_000:
+            self._noted.clear()
+        self._noted[key_id] = now
+        self._pending[key_id] = rfc3339(utc_now())
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._write(), name="key-usage")
 
+    async def flush(self) -> None:
+        """Wait until every use noted so far is written (or its write failed)."""
+        task = self._task
+        if task is not None:
+            await asyncio.shield(task)
 
-def require_role(principal: Principal, *roles: str) -> None:
-    if principal.role not in roles:
-        raise Forbidden(f"role {principal.role!r} may not do this", code="forbidden_role")
+    async def _write(self) -> None:
+        try:
+            while self._pending:
+                pending, self._pending = self._pending, {}
+                rows = [(used, key_id, used) for key_id, used in pending.items()]
+                try:
+                    async with self.db.transaction() as conn:
+                        await conn.executemany(
+                            "UPDATE api_keys SET last_used_at = ? WHERE id = ?"
+                            " AND (last_used_at IS NULL OR last_used_at < ?)",
+                            rows,
+                        )
+                # a last-used time is a hint for people, not state: never let it fail a request
+                except Exception:
+                    log.warning("could not record the last use of %d key(s)", len(rows), exc_info=True)
+        finally:
+            self._task = None

@@ -49,7 +49,7 @@ rules:
     match: {}
 """
 
-SYSTEM = Principal(key_id="demo", role="admin", tenant_id=None, agent_id=None)
+SYSTEM = Principal(key_id="demo", role="admin", tenant_id=None, agent_id=None, token_backed=False)
 
 
 async def seed_demo(settings: Settings) -> tuple[Path, bool]:
@@ -67,11 +67,15 @@ async def seed_demo(settings: Settings) -> tuple[Path, bool]:
         tenants, policies = TenantService(db, ledger), PolicyService(db, ledger)
         if not exists:
             await tenants.create_tenant(SYSTEM, CreateTenant(id=DEMO_TENANT, name="Demo Corp"))
-            admin = Principal(key_id="demo", role="tenant_admin", tenant_id=DEMO_TENANT, agent_id=None)
+            admin = Principal(
+                key_id="demo", role="tenant_admin", tenant_id=DEMO_TENANT, agent_id=None, token_backed=False
+            )
             await policies.publish(
                 admin, DEMO_TENANT, DEMO_POLICY.encode(), "application/yaml", activate=True
             )
-        admin = Principal(key_id="demo", role="tenant_admin", tenant_id=DEMO_TENANT, agent_id=None)
+        admin = Principal(
+            key_id="demo", role="tenant_admin", tenant_id=DEMO_TENANT, agent_id=None, token_backed=False
+        )
         agent_id = DEMO_AGENT
         async with db.read() as conn:
             taken = await conn.fetchrow(

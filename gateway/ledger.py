@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audit.entry import GENESIS_PREV, encode_entry, leaf_hash
+from gateway.auth import credential_error
 from gateway.clock import rfc3339, utc_now
 from gateway.errors import AppError, NotFound
 from gateway.storage import Conn, Database, Insert
@@ -66,6 +67,13 @@ class Unit:
     policy_version: int | None = None
     # Set (by `prepare` or the caller) when this unit makes a version the active one.
     activates_policy: int | None = None
+    # The API key of whoever asked for this unit. The unit commits only if that key is
+    # neither revoked nor expired at commit time, checked under the chain head lock (or in
+    # the fast path's compare-and-set), so no cached authentication outlives a revocation.
+    credential: str | None = None
+    # Set (by `prepare`) to the keys this unit revokes: later units of the same batch that
+    # were asked for with one of them are refused.
+    revokes: list[str] = field(default_factory=list)
     future: asyncio.Future[list[int]] | None = field(default=None, repr=False)
 
     @property
@@ -148,6 +156,7 @@ async def write_units(
         raise NotFound(f"tenant {tenant!r} not found", code="tenant_not_found")
     current, active_policy = Head(int(head["size"]), head["head"]), head["active_policy_version"]
     time = rfc3339(utc_now())
+    dead = await dead_credentials(conn, units, time)
     entry_rows: list[tuple[str, int, bytes]] = []
     results: list[list[int] | AppError] = []
     pending_sql: str | None = None
@@ -163,6 +172,9 @@ async def write_units(
         pending_sql, pending_rows = None, []
 
     for unit in units:
+        if unit.credential is not None and unit.credential in dead:
+            results.append(credential_error(dead[unit.credential]))
+            continue
         if unit.prepare is not None:
             await flush()  # a prepare may read what earlier units wrote
             try:
@@ -175,6 +187,7 @@ async def write_units(
             continue
         if unit.activates_policy is not None:
             active_policy = unit.activates_policy
+        dead.update(dict.fromkeys(unit.revokes, "invalid_token"))
         chained = chain_units(tenant, [unit], current, time)
         current = chained.head
         entry_rows.extend(chained.entry_rows)
@@ -199,6 +212,26 @@ async def write_units(
             tenant,
         )
     return results, current
+
+
+async def dead_credentials(conn: Conn, units: list[Unit], now: str) -> dict[str, str]:
+    """The credentials of `units` that may no longer act at `now`: key id -> `invalid_token`
+    (revoked or unknown) or `token_expired`."""
+    ids = sorted({unit.credential for unit in units if unit.credential is not None})
+    if not ids:
+        return {}
+    rows = await conn.fetch(
+        f"SELECT id, revoked_at, expires_at FROM api_keys WHERE id IN ({', '.join('?' * len(ids))})", *ids
+    )
+    dead = dict.fromkeys(ids, "invalid_token")
+    for row in rows:
+        if row["revoked_at"] is not None:
+            continue
+        if row["expires_at"] is not None and row["expires_at"] <= now:
+            dead[row["id"]] = "token_expired"
+        else:
+            del dead[row["id"]]
+    return dead
 
 
 async def create_chain(conn: Conn, tenant: str) -> None:
@@ -251,17 +284,20 @@ class ChainWriter:
         if len(expected) > 1:
             return False
         policy = (next(iter(expected)),) if expected else None
+        credentials = sorted({unit.credential for unit in batch if unit.credential is not None})
         for _ in range(FAST_ATTEMPTS):
             head = self._head
             if head is None:
                 return False
-            chained = chain_units(self.tenant, batch, head, rfc3339(utc_now()))
+            time = rfc3339(utc_now())
+            chained = chain_units(self.tenant, batch, head, time)
             try:
                 applied = await self.db.append_batch(
                     self.tenant,
                     expected_head=(head.size, head.hash),
                     new_head=(chained.head.size, chained.head.hash),
                     policy_version=policy,
+                    credentials=(credentials, time),
                     entry_rows=chained.entry_rows,
                     inserts=chained.inserts,
                 )
@@ -278,7 +314,7 @@ class ChainWriter:
                     _settle(unit, seqs)
                 return True
             self._head = await self._read_head()
-            if self._head == head:  # the head did not move: the active policy changed
+            if self._head == head:  # the head did not move: the active policy or a key changed
                 return False
         return False
 

@@ -1,4 +1,5 @@
-"""API v1 routes. Controllers stay thin: authenticate, call a service, return its result."""
+"""API v1 routes. Controllers stay thin: call a service with the caller `gateway.authz`
+admitted (by its table, before the handler runs), return the result."""
 
 from __future__ import annotations
 
@@ -6,18 +7,17 @@ import base64
 from typing import Annotated
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from gateway import schemas
-from gateway.auth import ADMIN, AGENT, AUDITOR, TENANT_ADMIN, authenticate, require_role, require_tenant_role
+from gateway.authz import is_public, principal_of
 from gateway.clock import utc_now
 from gateway.errors import InvalidRequest
 from gateway.problems import PROBLEM_RESPONSES
 from gateway.services.actions import MAX_PAGE
 
-Authorization = Annotated[str | None, HeaderParameter(name="Authorization", required=False)]
 MAX_ENTRIES_PAGE = 1000
 
 
@@ -37,20 +37,14 @@ async def public_keys(state: State) -> schemas.Keys:
 
 @post("/v1/tenants", status_code=201, tags=["tenants"])
 async def create_tenant(
-    state: State, data: JSONBody[schemas.CreateTenant], authorization: Authorization
+    state: State, request: Request, data: JSONBody[schemas.CreateTenant]
 ) -> schemas.Tenant:
-    principal = await authenticate(state.db, authorization)
-    require_role(principal, ADMIN)
-    return await state.tenants.create_tenant(principal, data)
+    return await state.tenants.create_tenant(principal_of(request), data)
 
 
 @get("/v1/tenants/{tenant_id:str}/keys", tags=["keys"])
-async def tenant_keys(
-    state: State, tenant_id: FromPath[str], authorization: Authorization
-) -> schemas.TenantKeys:
+async def tenant_keys(state: State, tenant_id: FromPath[str]) -> schemas.TenantKeys:
     """The tenant log's verifier key (signed-note format) and the verdict signers."""
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, ADMIN, TENANT_ADMIN, AUDITOR, AGENT)
     await state.tenants.get_tenant(tenant_id)
     audit = state.audit
     log_key = schemas.LogKey(audit.origin(tenant_id), audit.vkey(tenant_id))
@@ -58,57 +52,66 @@ async def tenant_keys(
 
 
 @get("/v1/tenants/{tenant_id:str}", tags=["tenants"])
-async def get_tenant(state: State, tenant_id: FromPath[str], authorization: Authorization) -> schemas.Tenant:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, ADMIN, TENANT_ADMIN, AUDITOR)
+async def get_tenant(state: State, tenant_id: FromPath[str]) -> schemas.Tenant:
     return await state.tenants.get_tenant(tenant_id)
 
 
-@post("/v1/tenants/{tenant_id:str}/api-keys", status_code=201, tags=["tenants"])
+@post("/v1/tenants/{tenant_id:str}/api-keys", status_code=201, tags=["credentials"])
 async def create_api_key(
-    state: State, tenant_id: FromPath[str], data: JSONBody[schemas.CreateApiKey], authorization: Authorization
+    state: State, request: Request, tenant_id: FromPath[str], data: JSONBody[schemas.CreateApiKey]
 ) -> schemas.CreatedCredential:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, ADMIN, TENANT_ADMIN)
-    return await state.tenants.create_api_key(principal, tenant_id, data)
+    """A tenant admin's or an auditor's key. The token is shown this once."""
+    return await state.credentials.create_api_key(principal_of(request), tenant_id, data)
+
+
+@get("/v1/tenants/{tenant_id:str}/api-keys", tags=["credentials"])
+async def list_api_keys(state: State, tenant_id: FromPath[str]) -> list[schemas.ApiKey]:
+    """Every key of the tenant, revoked ones too; never a token or its hash."""
+    return await state.credentials.list_api_keys(tenant_id)
+
+
+@delete("/v1/tenants/{tenant_id:str}/api-keys/{key_id:str}", status_code=204, tags=["credentials"])
+async def revoke_api_key(
+    state: State, request: Request, tenant_id: FromPath[str], key_id: FromPath[str]
+) -> None:
+    """Revoke a key at once; revoking a revoked key changes nothing."""
+    await state.credentials.revoke(principal_of(request), tenant_id, key_id)
 
 
 @post("/v1/tenants/{tenant_id:str}/agents", status_code=201, tags=["agents"])
 async def create_agent(
-    state: State, tenant_id: FromPath[str], data: JSONBody[schemas.CreateAgent], authorization: Authorization
+    state: State, request: Request, tenant_id: FromPath[str], data: JSONBody[schemas.CreateAgent]
 ) -> schemas.CreatedAgent:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN)
-    return await state.tenants.create_agent(principal, tenant_id, data)
+    return await state.tenants.create_agent(principal_of(request), tenant_id, data)
 
 
 @get("/v1/tenants/{tenant_id:str}/agents", tags=["agents"])
-async def list_agents(
-    state: State, tenant_id: FromPath[str], authorization: Authorization
-) -> list[schemas.Agent]:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
+async def list_agents(state: State, tenant_id: FromPath[str]) -> list[schemas.Agent]:
     return await state.tenants.list_agents(tenant_id)
+
+
+@post("/v1/tenants/{tenant_id:str}/agents/{agent_id:str}/token", status_code=201, tags=["agents"])
+async def rotate_agent_token(
+    state: State,
+    request: Request,
+    tenant_id: FromPath[str],
+    agent_id: FromPath[str],
+    data: JSONBody[schemas.RotateToken | None] = None,
+) -> schemas.RotatedToken:
+    """A new token for the agent (shown once); every token it had is revoked in the same commit."""
+    body = data if data is not None else schemas.RotateToken()
+    return await state.credentials.rotate_agent_token(principal_of(request), tenant_id, agent_id, body)
 
 
 @post("/v1/tenants/{tenant_id:str}/approvers", status_code=201, tags=["approvers"])
 async def create_approver(
-    state: State,
-    tenant_id: FromPath[str],
-    data: JSONBody[schemas.CreateApprover],
-    authorization: Authorization,
+    state: State, request: Request, tenant_id: FromPath[str], data: JSONBody[schemas.CreateApprover]
 ) -> schemas.Approver:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN)
-    return await state.tenants.create_approver(principal, tenant_id, data)
+    return await state.tenants.create_approver(principal_of(request), tenant_id, data)
 
 
 @get("/v1/tenants/{tenant_id:str}/approvers", tags=["approvers"])
-async def list_approvers(
-    state: State, tenant_id: FromPath[str], authorization: Authorization
-) -> list[schemas.Approver]:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
+async def list_approvers(state: State, tenant_id: FromPath[str]) -> list[schemas.Approver]:
     return await state.tenants.list_approvers(tenant_id)
 
 
@@ -119,58 +122,41 @@ async def list_approvers(
     description="Body: the policy document as application/json or application/yaml.",
 )
 async def publish_policy(
-    state: State,
-    request: Request,
-    tenant_id: FromPath[str],
-    authorization: Authorization,
-    activate: FromQuery[bool] = True,
+    state: State, request: Request, tenant_id: FromPath[str], activate: FromQuery[bool] = True
 ) -> schemas.PolicyVersion:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN)
     body = await request.body()
     content_type = request.headers.get("content-type", "application/json")
-    return await state.policies.publish(principal, tenant_id, body, content_type, activate=activate)
+    return await state.policies.publish(
+        principal_of(request), tenant_id, body, content_type, activate=activate
+    )
 
 
 @get("/v1/tenants/{tenant_id:str}/policies", tags=["policies"])
-async def list_policies(
-    state: State, tenant_id: FromPath[str], authorization: Authorization
-) -> list[schemas.PolicyVersion]:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
+async def list_policies(state: State, tenant_id: FromPath[str]) -> list[schemas.PolicyVersion]:
     return await state.policies.list_versions(tenant_id)
 
 
 @get("/v1/tenants/{tenant_id:str}/policies/{version:int}", tags=["policies"])
-async def get_policy(
-    state: State, tenant_id: FromPath[str], version: FromPath[int], authorization: Authorization
-) -> schemas.PolicyDetail:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
+async def get_policy(state: State, tenant_id: FromPath[str], version: FromPath[int]) -> schemas.PolicyDetail:
     return await state.policies.get_version(tenant_id, version)
 
 
 @post("/v1/tenants/{tenant_id:str}/policies/{version:int}/activate", status_code=200, tags=["policies"])
 async def activate_policy(
-    state: State, tenant_id: FromPath[str], version: FromPath[int], authorization: Authorization
+    state: State, request: Request, tenant_id: FromPath[str], version: FromPath[int]
 ) -> schemas.PolicyVersion:
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN)
-    return await state.policies.activate(principal, tenant_id, version)
+    return await state.policies.activate(principal_of(request), tenant_id, version)
 
 
 @get("/v1/tenants/{tenant_id:str}/audit/entries", tags=["audit"])
 async def audit_entries(
     state: State,
     tenant_id: FromPath[str],
-    authorization: Authorization,
     start: FromQuery[int] = 0,
     end: FromQuery[int | None] = None,
 ) -> schemas.AuditEntries:
     """The exact stored entry bytes (base64) of `[start, end)`, at most 1000 at a time
     (`end` defaults to the log size or start + 1000)."""
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
     async with state.db.read() as conn:
         head = await conn.fetchrow("SELECT size FROM audit_heads WHERE tenant_id = ?", tenant_id)
         size = int(head["size"]) if head else 0
@@ -202,11 +188,9 @@ def _text(note: str) -> Response[str]:
     media_type="text/plain; charset=utf-8",
 )
 async def audit_checkpoint(
-    state: State, tenant_id: FromPath[str], authorization: Authorization, size: FromQuery[int | None] = None
+    state: State, tenant_id: FromPath[str], size: FromQuery[int | None] = None
 ) -> Response[str]:
     """The latest signed checkpoint (C2SP tlog-checkpoint as a signed note), or the one of `size`."""
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR, AGENT)
     if size is not None:
         return _text((await state.audit.at_size(tenant_id, size)).note)
     latest = await state.audit.latest(tenant_id)
@@ -219,12 +203,8 @@ async def audit_checkpoint(
     status_code=200,
     media_type="text/plain; charset=utf-8",
 )
-async def new_audit_checkpoint(
-    state: State, tenant_id: FromPath[str], authorization: Authorization
-) -> Response[str]:
+async def new_audit_checkpoint(state: State, tenant_id: FromPath[str]) -> Response[str]:
     """Checkpoint now: integrate every entry appended so far and return the checkpoint covering them."""
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
     return _text((await state.audit.checkpoint(tenant_id)).note)
 
 
@@ -232,13 +212,10 @@ async def new_audit_checkpoint(
 async def inclusion_proof(
     state: State,
     tenant_id: FromPath[str],
-    authorization: Authorization,
     index: FromQuery[int],
     size: FromQuery[int],
 ) -> schemas.Proof:
     """RFC 9162 inclusion proof of entry `index` in the tree of the first `size` entries."""
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
     return _proof(await state.audit.inclusion_proof(tenant_id, index, size))
 
 
@@ -246,13 +223,10 @@ async def inclusion_proof(
 async def consistency_proof(
     state: State,
     tenant_id: FromPath[str],
-    authorization: Authorization,
     old_size: Annotated[int, QueryParameter(name="from")],
     new_size: Annotated[int, QueryParameter(name="to")],
 ) -> schemas.Proof:
     """RFC 9162 consistency proof that the tree of `to` entries extends the tree of `from` entries."""
-    principal = await authenticate(state.db, authorization)
-    require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
     return _proof(await state.audit.consistency_proof(tenant_id, old_size, new_size))
 
 
@@ -261,37 +235,29 @@ def _proof(hashes: list[bytes]) -> schemas.Proof:
 
 
 @get("/v1/actions/{action_id:str}/proof", tags=["actions", "audit"])
-async def action_proof(
-    state: State, action_id: FromPath[str], authorization: Authorization
-) -> schemas.ProofBundle:
+async def action_proof(state: State, request: Request, action_id: FromPath[str]) -> schemas.ProofBundle:
     """Proof bundle of every audit entry of this action, verifiable offline
     (`verdict audit verify BUNDLE --vkey VKEY`)."""
-    principal = await authenticate(state.db, authorization)
-    return msgspec.convert(await state.audit.action_bundle(principal, action_id), schemas.ProofBundle)
+    bundle = await state.audit.action_bundle(principal_of(request), action_id)
+    return msgspec.convert(bundle, schemas.ProofBundle)
 
 
 @post("/v1/agents/{agent_id:str}/propose", status_code=201, tags=["actions"])
 async def propose(
-    state: State,
-    agent_id: FromPath[str],
-    data: JSONBody[schemas.ProposeRequest],
-    authorization: Authorization,
+    state: State, request: Request, agent_id: FromPath[str], data: JSONBody[schemas.ProposeRequest]
 ) -> schemas.ProposeResponse:
-    return await state.actions.propose(authorization, agent_id, data, utc_now())
+    return await state.actions.propose(principal_of(request), agent_id, data, utc_now())
 
 
 @get("/v1/actions/{action_id:str}", tags=["actions"])
-async def get_action(
-    state: State, action_id: FromPath[str], authorization: Authorization
-) -> schemas.ActionRecord:
-    principal = await authenticate(state.db, authorization)
-    return await state.actions.get(principal, action_id)
+async def get_action(state: State, request: Request, action_id: FromPath[str]) -> schemas.ActionRecord:
+    return await state.actions.get(principal_of(request), action_id)
 
 
 @get("/v1/actions", tags=["actions"])
 async def list_actions(
     state: State,
-    authorization: Authorization,
+    request: Request,
     tenant_id: FromQuery[str | None] = None,
     agent_id: FromQuery[str | None] = None,
     decision: FromQuery[str | None] = None,
@@ -302,9 +268,8 @@ async def list_actions(
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
     cursor: FromQuery[str | None] = None,
 ) -> schemas.ActionPage:
-    principal = await authenticate(state.db, authorization)
     return await state.actions.list(
-        principal,
+        principal_of(request),
         tenant_id=tenant_id,
         agent_id=agent_id,
         decision=decision,
@@ -317,38 +282,43 @@ async def list_actions(
     )
 
 
-def _document(handlers: list, public: tuple) -> list:
-    """OpenAPI: bearer auth on every route but the public ones; problem+json errors on all."""
+def _document(handlers: list) -> list:
+    """OpenAPI: bearer auth on every route the access table does not make public;
+    problem+json errors on all."""
     for handler in handlers:
         handler.responses = {**PROBLEM_RESPONSES, **(handler.responses or {})}
-        if handler not in public:
+        if not is_public(handler):
             handler.security = [{"bearer": []}]
     return handlers
 
 
-ROUTES = [
-    health,
-    public_keys,
-    create_tenant,
-    get_tenant,
-    create_api_key,
-    create_agent,
-    list_agents,
-    create_approver,
-    list_approvers,
-    publish_policy,
-    list_policies,
-    get_policy,
-    activate_policy,
-    audit_entries,
-    audit_checkpoint,
-    new_audit_checkpoint,
-    inclusion_proof,
-    consistency_proof,
-    action_proof,
-    tenant_keys,
-    propose,
-    get_action,
-    list_actions,
-]
-ROUTES = _document(ROUTES, public=(health, public_keys))
+ROUTES = _document(
+    [
+        health,
+        public_keys,
+        create_tenant,
+        get_tenant,
+        create_api_key,
+        list_api_keys,
+        revoke_api_key,
+        create_agent,
+        list_agents,
+        rotate_agent_token,
+        create_approver,
+        list_approvers,
+        publish_policy,
+        list_policies,
+        get_policy,
+        activate_policy,
+        audit_entries,
+        audit_checkpoint,
+        new_audit_checkpoint,
+        inclusion_proof,
+        consistency_proof,
+        action_proof,
+        tenant_keys,
+        propose,
+        get_action,
+        list_actions,
+    ]
+)

@@ -28,19 +28,57 @@ class Tenant(msgspec.Struct, frozen=True):
 
 
 class CreateApiKey(Request):
+    """An agent's token comes with the agent (and its rotation), not from here. A token may
+    expire: at `expires_at` (RFC 3339) or after `ttl_seconds`, at most one of them."""
+
     role: Literal["tenant_admin", "auditor"]
+    expires_at: str | None = None
+    ttl_seconds: int | None = None
 
 
 class CreatedCredential(msgspec.Struct, frozen=True):
+    """`token` is shown this once; only its hash is stored."""
+
     id: str
     token: str
     role: str
     tenant_id: str
+    expires_at: str | None = None
+
+
+class ApiKey(msgspec.Struct, frozen=True):
+    """A key as listed: never its token, nor the token's hash."""
+
+    id: str
+    role: str
+    agent_id: str | None
+    created_at: str
+    expires_at: str | None
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+class RotateToken(Request):
+    expires_at: str | None = None
+    ttl_seconds: int | None = None
+
+
+class RotatedToken(msgspec.Struct, frozen=True):
+    """The agent's new token (shown once) and the keys the rotation revoked."""
+
+    id: str
+    token: str
+    agent_id: str
+    tenant_id: str
+    expires_at: str | None
+    revoked_key_ids: list[str]
 
 
 class CreateAgent(Request):
     id: str | None = None
     name: str | None = None
+    expires_at: str | None = None
+    ttl_seconds: int | None = None
 
 
 class Agent(msgspec.Struct, frozen=True):
@@ -55,6 +93,8 @@ class CreatedAgent(msgspec.Struct, frozen=True):
     tenant_id: str
     name: str
     token: str
+    key_id: str | None = None
+    expires_at: str | None = None
 
 
 class CreateApprover(Request):

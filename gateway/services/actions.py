@@ -1,14 +1,14 @@
 """Proposals and the action records they create.
 
-The propose path: authenticate the agent (one query), evaluate the tenant's active
-policy version, sign an EIP-712 verdict on ALLOW, then append the action row and its
-audit entries through the tenant's chain writer; the answer goes out after the commit.
+The propose path: the agent is authenticated before (`gateway.authz`, from a 5 s cache),
+evaluate the tenant's active policy version, sign an EIP-712 verdict on ALLOW, then append
+the action row and its audit entries through the tenant's chain writer, which commits them
+only if the agent's key is still live; the answer goes out after the commit.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,9 +20,9 @@ from crypto.eip712 import DECISION_ALLOW, Domain, VerdictMessage
 from crypto.errors import CryptoError
 from crypto.signing import DigestSigner, sign_verdict
 from gateway import schemas
-from gateway.auth import AGENT, AUDITOR, TENANT_ADMIN, Principal, bearer_token, require_tenant_role
-from gateway.clock import hash_token, new_id, parse_rfc3339, rfc3339, rfc3339_seconds
-from gateway.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated, Unavailable, Unprocessable
+from gateway.auth import AGENT, Principal
+from gateway.clock import new_id, parse_rfc3339, rfc3339, rfc3339_seconds
+from gateway.errors import InvalidRequest, NotFound, Unavailable, Unprocessable
 from gateway.ledger import EntryDraft, Ledger, PolicyVersionChanged, Unit
 from gateway.services.policies import PolicyService
 from gateway.storage import Database, Insert
@@ -30,14 +30,12 @@ from policy import Decision, EvaluationInput
 
 STATUS_OF = {"ALLOW": "allowed", "ESCALATE": "pending_approval", "DENY": "denied"}
 MAX_PAGE = 100
-AUTH_CACHE_SECONDS = 5.0
 MAX_DECISION_ATTEMPTS = 5
+MAX_CACHED_AGENTS = 10_000
 _AGENT_QUERY = (
-    "SELECT k.id AS key_id, k.role, k.agent_id, a.name AS agent_name, t.id AS tenant_id, t.name AS tenant_name,"
-    " t.chain_id, t.verifying_contract, t.active_policy_version"
-    " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
-    " LEFT JOIN agents a ON a.tenant_id = k.tenant_id AND a.id = k.agent_id"
-    " WHERE k.token_hash = ? AND k.revoked_at IS NULL"
+    "SELECT a.name AS agent_name, t.name AS tenant_name, t.chain_id, t.verifying_contract,"
+    " t.active_policy_version FROM agents a JOIN tenants t ON t.id = a.tenant_id"
+    " WHERE a.tenant_id = ? AND a.id = ?"
 )
 _COLUMNS = (
     "id, tenant_id, agent_id, type, action, action_hash, rationale, metadata, decision, status, reason,"
@@ -87,43 +85,48 @@ class ActionService:
         self.ledger = ledger
         self.policies = policies
         self.signer = signer
-        self._agents: dict[str, tuple[float, AgentContext]] = {}
+        # (tenant, agent) -> names and EIP-712 domain; none of them ever changes
+        self._agents: dict[tuple[str, str], AgentContext] = {}
         self._active: dict[str, int | None] = {}  # tenant -> active policy version, as last seen
 
-    async def _agent(self, token_hash: str) -> AgentContext:
-        """The agent behind a token, cached for AUTH_CACHE_SECONDS (agent, tenant and domain are
-        immutable; the active policy version is re-checked at commit by the chain writer)."""
-        now = time.monotonic()
-        cached = self._agents.get(token_hash)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+    async def _agent(self, tenant_id: str, agent_id: str) -> AgentContext:
+        """The agent's names and its tenant's domain, cached (immutable; the active policy
+        version is re-checked at commit by the chain writer). Raises NotFound."""
+        context = self._agents.get((tenant_id, agent_id))
+        if context is not None:
+            return context
         async with self.db.read() as conn:
-            who = await conn.fetchrow(_AGENT_QUERY, token_hash)
-        if who is None:
-            raise Unauthenticated("unknown or revoked token", code="invalid_token")
-        if who["role"] != AGENT:
-            raise Forbidden("only an agent's token may propose", code="forbidden_role")
+            row = await conn.fetchrow(_AGENT_QUERY, tenant_id, agent_id)
+        if row is None:
+            raise NotFound(f"agent {agent_id!r} not found", code="agent_not_found")
         context = AgentContext(
-            agent_id=who["agent_id"],
-            agent_name=who["agent_name"],
-            tenant_id=who["tenant_id"],
-            tenant_name=who["tenant_name"],
-            domain=Domain(int(who["chain_id"]), who["verifying_contract"]),
+            agent_id=agent_id,
+            agent_name=row["agent_name"],
+            tenant_id=tenant_id,
+            tenant_name=row["tenant_name"],
+            domain=Domain(int(row["chain_id"]), row["verifying_contract"]),
         )
-        self._active.setdefault(context.tenant_id, who["active_policy_version"])
-        if len(self._agents) > 10_000:
+        self._active.setdefault(tenant_id, row["active_policy_version"])
+        if len(self._agents) >= MAX_CACHED_AGENTS:
             self._agents.clear()
-        self._agents[token_hash] = (now + AUTH_CACHE_SECONDS, context)
+        self._agents[(tenant_id, agent_id)] = context
         return context
 
     async def propose(
-        self, authorization: str | None, agent_id: str, body: schemas.ProposeRequest, now: datetime
+        self, principal: Principal, agent_id: str, body: schemas.ProposeRequest, now: datetime
     ) -> schemas.ProposeResponse:
-        """Decide a proposal. Raises Unauthenticated, Forbidden, NotFound, Unprocessable; never
-        answers before the action and its audit entries are committed."""
-        who = await self._agent(hash_token(bearer_token(authorization)))
-        if who.agent_id != agent_id or (body.tenant_id is not None and body.tenant_id != who.tenant_id):
+        """Decide a proposal of the agent `principal` (a credential of role agent). Raises
+        NotFound for another agent, Unprocessable, Unauthenticated when the key was revoked or
+        expired before the commit; never answers before the action and its audit entries are
+        committed."""
+        tenant_id = principal.tenant_id
+        if (
+            tenant_id is None
+            or principal.agent_id != agent_id
+            or (body.tenant_id is not None and body.tenant_id != tenant_id)
+        ):
             raise NotFound(f"agent {agent_id!r} not found", code="agent_not_found")
+        who = await self._agent(tenant_id, agent_id)
         action_type = check_action(body.action)
         try:
             digest = compute_action_hash(body.action)
@@ -131,7 +134,7 @@ class ActionService:
             raise Unprocessable(f"action cannot be hashed: {exc}", code="invalid_action") from exc
         for _ in range(MAX_DECISION_ATTEMPTS):
             try:
-                return await self._decide(who, action_type, digest, body, now)
+                return await self._decide(who, principal.credential, action_type, digest, body, now)
             except PolicyVersionChanged as changed:  # activated meanwhile: decide under the new one
                 self._active[who.tenant_id] = changed.active
         raise Unavailable("the active policy keeps changing; retry", code="policy_changed")
@@ -139,6 +142,7 @@ class ActionService:
     async def _decide(
         self,
         who: AgentContext,
+        key_id: str | None,
         action_type: str,
         digest: bytes,
         body: schemas.ProposeRequest,
@@ -244,7 +248,7 @@ class ActionService:
                 )
             ]  # fmt: skip
 
-        unit = Unit(drafts, inserts=inserts, expects_policy=True, policy_version=version)
+        unit = Unit(drafts, inserts=inserts, expects_policy=True, policy_version=version, credential=key_id)
         seqs = await self.ledger.append(tenant_id, unit)
         return schemas.ProposeResponse(
             action_id=action_id,
@@ -271,15 +275,12 @@ class ActionService:
 
     @staticmethod
     def check_can_read(principal: Principal, row: dict[str, Any]) -> None:
-        hidden = NotFound(f"action {row['id']!r} not found", code="action_not_found")
-        if principal.role == AGENT:
-            if principal.tenant_id != row["tenant_id"] or principal.agent_id != row["agent_id"]:
-                raise hidden
-            return
-        try:
-            require_tenant_role(principal, row["tenant_id"], TENANT_ADMIN, AUDITOR)
-        except NotFound:
-            raise hidden from None
+        """Another tenant's action, or (for an agent) another agent's, is hidden as not found;
+        which roles may read actions at all is `gateway.authz`'s table."""
+        if principal.tenant_id != row["tenant_id"] or (
+            principal.role == AGENT and principal.agent_id != row["agent_id"]
+        ):
+            raise NotFound(f"action {row['id']!r} not found", code="action_not_found")
 
     async def list(
         self,
@@ -295,18 +296,15 @@ class ActionService:
         limit: int,
         cursor: str | None,
     ) -> schemas.ActionPage:
-        """Newest first, `limit` ≤ 100, cursor = the last id of the previous page."""
-        if principal.tenant_id is None:
-            raise Forbidden("the admin token manages tenants; use a tenant credential", code="forbidden_role")
+        """Newest first, `limit` ≤ 100, cursor = the last id of the previous page. Another
+        tenant answers NotFound; an agent sees only its own actions."""
         tenant_id = tenant_id or principal.tenant_id
+        if tenant_id is None or tenant_id != principal.tenant_id:
+            raise NotFound(f"tenant {tenant_id!r} not found", code="tenant_not_found")
         if principal.role == AGENT:
-            if tenant_id != principal.tenant_id:
-                raise NotFound(f"tenant {tenant_id!r} not found", code="tenant_not_found")
             if agent_id is not None and agent_id != principal.agent_id:
                 return schemas.ActionPage([], None)
             agent_id = principal.agent_id
-        else:
-            require_tenant_role(principal, tenant_id, TENANT_ADMIN, AUDITOR)
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}", code="invalid_limit")
         where, args = ["tenant_id = ?"], [tenant_id]

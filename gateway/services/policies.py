@@ -83,7 +83,7 @@ class PolicyService:
                 )
             return writes
 
-        unit = Unit([draft], statements, prepare=next_version)
+        unit = Unit([draft], statements, prepare=next_version, credential=principal.credential)
         await self.ledger.append(tenant_id, unit)
         self._remember(tenant_id, ActivePolicy(state["version"], loaded.hash, loaded.compiled))
         return schemas.PolicyVersion(state["version"], loaded.hash, activate, now, principal.actor)
@@ -109,6 +109,7 @@ class PolicyService:
             ],
             prepare=load_version,
             activates_policy=version,
+            credential=principal.credential,
         )
         await self.ledger.append(tenant_id, unit)
         row = found["row"]

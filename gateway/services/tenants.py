@@ -1,4 +1,4 @@
-"""Tenants, their credentials, agents and approvers."""
+"""Tenants, their agents and approvers (API keys: `services.credentials`)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import json
 
 from gateway import schemas
 from gateway.auth import AGENT, Principal
-from gateway.clock import hash_token, new_id, new_token, rfc3339, utc_now
-from gateway.errors import Conflict, NotFound, Unprocessable
+from gateway.clock import new_id, new_token, rfc3339, utc_now
+from gateway.errors import AppError, Conflict, NotFound, Unprocessable
 from gateway.ledger import EntryDraft, Ledger, Unit, create_chain, write_units
+from gateway.services.credentials import insert_key
 from gateway.services.validation import (
     AGENT_ID,
     ROLE,
@@ -16,6 +17,7 @@ from gateway.services.validation import (
     check_identifier,
     check_name,
     checksum_address,
+    resolve_expiry,
 )
 from gateway.storage import Database, IntegrityError
 
@@ -55,7 +57,10 @@ class TenantService:
                     now,
                 )
                 await create_chain(conn, body.id)
-                await write_units(conn, body.id, [Unit([draft])], lock=self.db.for_update())
+                # (no `credential`: the bootstrap admin's key is not revocable through the API)
+                results, _ = await write_units(conn, body.id, [Unit([draft])], lock=self.db.for_update())
+                if isinstance(results[0], AppError):
+                    raise results[0]
         # (the tenant's chain writer reads the new head under lock on its first batch)
         except IntegrityError as exc:
             raise Conflict(f"tenant {body.id!r} already exists", code="tenant_exists") from exc
@@ -69,34 +74,18 @@ class TenantService:
             raise NotFound(f"tenant {tenant_id!r} not found", code="tenant_not_found")
         return schemas.Tenant(**row)
 
-    async def create_api_key(
-        self, principal: Principal, tenant_id: str, body: schemas.CreateApiKey
-    ) -> schemas.CreatedCredential:
-        await self.get_tenant(tenant_id)
-        key_id, token = new_id("key"), new_token()
-        now = rfc3339(utc_now())
-        unit = Unit(
-            [EntryDraft("api_key.created", principal.actor, {"id": key_id, "role": body.role})],
-            lambda seqs: [
-                (
-                    "INSERT INTO api_keys (id, tenant_id, role, agent_id, token_hash, created_at)"
-                    " VALUES (?, ?, ?, NULL, ?, ?)",
-                    (key_id, tenant_id, body.role, hash_token(token), now),
-                )
-            ],
-        )
-        await self.ledger.append(tenant_id, unit)
-        return schemas.CreatedCredential(key_id, token, body.role, tenant_id)
-
     async def create_agent(
         self, principal: Principal, tenant_id: str, body: schemas.CreateAgent
     ) -> schemas.CreatedAgent:
-        """Register an agent and give it a token (shown once). Raises Conflict if the id is taken."""
+        """Register an agent and give it a token (shown once). Raises Conflict if the id is
+        taken, Unprocessable for a bad id, name or expiry."""
         await self.get_tenant(tenant_id)
         agent_id = check_identifier(body.id, AGENT_ID, "agent_id") if body.id else new_id("agt")
         name = check_name(body.name, "name") if body.name is not None else agent_id
+        moment = utc_now()
+        expires_at = resolve_expiry(body.expires_at, body.ttl_seconds, moment)
         key_id, token = new_id("key"), new_token()
-        now = rfc3339(utc_now())
+        now = rfc3339(moment)
 
         async def refuse_taken(conn) -> None:
             row = await conn.fetchrow(
@@ -106,22 +95,25 @@ class TenantService:
                 raise Conflict(f"agent {agent_id!r} already exists", code="agent_exists")
 
         unit = Unit(
-            [EntryDraft("agent.created", principal.actor, {"id": agent_id, "name": name, "key_id": key_id})],
+            [
+                EntryDraft(
+                    "agent.created",
+                    principal.actor,
+                    {"id": agent_id, "name": name, "key_id": key_id, "expires_at": expires_at},
+                )
+            ],
             lambda seqs: [
                 (
                     "INSERT INTO agents (tenant_id, id, name, created_at) VALUES (?, ?, ?, ?)",
                     (tenant_id, agent_id, name, now),
                 ),
-                (
-                    "INSERT INTO api_keys (id, tenant_id, role, agent_id, token_hash, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (key_id, tenant_id, AGENT, agent_id, hash_token(token), now),
-                ),
+                insert_key(key_id, tenant_id, AGENT, agent_id, token, now, expires_at),
             ],
             prepare=refuse_taken,
+            credential=principal.credential,
         )
         await self.ledger.append(tenant_id, unit)
-        return schemas.CreatedAgent(agent_id, tenant_id, name, token)
+        return schemas.CreatedAgent(agent_id, tenant_id, name, token, key_id, expires_at)
 
     async def list_agents(self, tenant_id: str) -> list[schemas.Agent]:
         async with self.db.read() as conn:
@@ -163,6 +155,7 @@ class TenantService:
                 )
             ],
             prepare=refuse_taken,
+            credential=principal.credential,
         )
         await self.ledger.append(tenant_id, unit)
         return schemas.Approver(tenant_id, address, roles, name, now)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 
 from eth_utils import is_address, is_checksum_address, to_checksum_address
 
+from gateway.clock import parse_rfc3339, rfc3339
 from gateway.errors import Unprocessable
 
 TENANT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -36,3 +38,37 @@ def check_name(value: str, field: str, *, max_length: int = 200) -> str:
     if not value.strip() or len(value) > max_length:
         raise Unprocessable(f"{field} must be 1 to {max_length} characters", code="invalid_name", field=field)
     return value
+
+
+MAX_TTL_SECONDS = 10 * 366 * 24 * 3600  # ten years
+
+
+def resolve_expiry(expires_at: str | None, ttl_seconds: int | None, now: datetime) -> str | None:
+    """When a new token expires (RFC 3339, UTC), from `expires_at` or `ttl_seconds` (at most one);
+    None: never. Raises Unprocessable (`invalid_expiry`) for both, a bad time, a time not in the
+    future, or a TTL outside 1 s to ten years."""
+    if expires_at is not None and ttl_seconds is not None:
+        raise Unprocessable("give expires_at or ttl_seconds, not both", code="invalid_expiry")
+    if ttl_seconds is not None:
+        if not 0 < ttl_seconds <= MAX_TTL_SECONDS:
+            raise Unprocessable(
+                f"ttl_seconds must be between 1 and {MAX_TTL_SECONDS}",
+                code="invalid_expiry",
+                field="ttl_seconds",
+            )
+        return rfc3339(now + timedelta(seconds=ttl_seconds))
+    if expires_at is None:
+        return None
+    try:
+        moment = parse_rfc3339(expires_at)
+    except ValueError:
+        raise Unprocessable(
+            "expires_at must be an RFC 3339 time with a zone", code="invalid_expiry", field="expires_at"
+        ) from None
+    if moment <= now or moment - now > timedelta(seconds=MAX_TTL_SECONDS):
+        raise Unprocessable(
+            "expires_at must be in the future, at most ten years away",
+            code="invalid_expiry",
+            field="expires_at",
+        )
+    return rfc3339(moment)

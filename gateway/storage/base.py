@@ -74,13 +74,15 @@ class Database(Protocol):
         expected_head: tuple[int, str],
         new_head: tuple[int, str],
         policy_version: tuple[int | None] | None,
+        credentials: tuple[list[str], str],
         entry_rows: list[tuple[str, int, bytes]],
         inserts: list[Insert],
     ) -> bool:
         """Atomically: if the tenant's head is `expected_head` (and, when given, its active
-        policy version is `policy_version[0]`), move it to `new_head` and insert the entries
-        and rows. Returns False, having written nothing, when a condition does not hold.
-        Durable when it returns True."""
+        policy version is `policy_version[0]`, and none of the API keys `credentials[0]` is
+        revoked or expired at time `credentials[1]`), move it to `new_head` and insert the
+        entries and rows. Returns False, having written nothing, when a condition does not
+        hold. Durable when it returns True."""
         ...
 
 

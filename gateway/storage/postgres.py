@@ -81,13 +81,18 @@ def _append_sql(groups: tuple[tuple[str, tuple[str, ...]], ...], check_policy: b
         if check_policy
         else " AND $6::bigint IS NULL"  # every parameter must appear for PostgreSQL to type it
     )
+    # Every unit's credential must still be live (neither revoked nor expired) at commit.
+    credentials = (
+        " AND NOT EXISTS (SELECT 1 FROM api_keys WHERE id = ANY($9::text[])"
+        " AND (revoked_at IS NOT NULL OR expires_at <= $10::text))"
+    )
     parts = [
         "WITH head AS (UPDATE audit_heads SET size = $2, head = $3"
-        f" WHERE tenant_id = $1 AND size = $4 AND head = $5{policy} RETURNING 1)",
+        f" WHERE tenant_id = $1 AND size = $4 AND head = $5{policy}{credentials} RETURNING 1)",
         "entries AS (INSERT INTO audit_entries (tenant_id, seq, entry) SELECT $1, s, e"
         " FROM unnest($7::bigint[], $8::bytea[]) AS t(s, e) WHERE EXISTS (SELECT 1 FROM head))",
     ]
-    n = 9
+    n = 11
     for index, (table, columns) in enumerate(groups):
         arrays = []
         for column in columns:
@@ -149,6 +154,7 @@ class PostgresDatabase:
         expected_head: tuple[int, str],
         new_head: tuple[int, str],
         policy_version: tuple[int | None] | None,
+        credentials: tuple[list[str], str],
         entry_rows: list[tuple[str, int, bytes]],
         inserts: list[Insert],
     ) -> bool:
@@ -165,6 +171,8 @@ class PostgresDatabase:
             policy_version[0] if policy_version else None,
             [row[1] for row in entry_rows],
             [row[2] for row in entry_rows],
+            credentials[0],
+            credentials[1],
         ]
         for rows in groups.values():
             args.extend(list(column) for column in zip(*rows, strict=True))

@@ -124,6 +124,16 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        # Credentials (issue 6): optional expiry, a coarse last-used time, and the indexes
+        # that listing a tenant's keys and rotating an agent's token read by.
+        3,
+        [
+            "ALTER TABLE api_keys ADD COLUMN expires_at TEXT",
+            "ALTER TABLE api_keys ADD COLUMN last_used_at TEXT",
+            "CREATE INDEX api_keys_tenant_agent ON api_keys (tenant_id, agent_id)",
+        ],
+    ),
 ]
 
 

@@ -63,9 +63,11 @@ class SQLiteDatabase:
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         conn.row_factory = sqlite3.Row
+        # busy_timeout first: switching to WAL needs the lock another process may hold while
+        # it migrates, and without a timeout that fails at once with "database is locked"
+        await conn.execute("PRAGMA busy_timeout=10000")
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute("PRAGMA synchronous=FULL")
-        await conn.execute("PRAGMA busy_timeout=10000")
         await conn.execute("PRAGMA foreign_keys=ON")
         return conn
 

@@ -8,7 +8,7 @@ import pytest
 
 from audit import GENESIS_PREV, verify_chain
 from gateway.auth import Principal
-from gateway.ledger import ChainWriter, EntryDraft, Head, Unit, chain_units
+from gateway.ledger import ChainWriter, EntryDraft, Head, Unit, chain_units, write_units
 from gateway.schemas import CreateTenant
 from gateway.services.tenants import TenantService
 from gateway.storage import Insert, open_database
@@ -42,6 +42,18 @@ async def stored(db) -> tuple[list[bytes], list[dict]]:
     return [bytes(row["entry"]) for row in entries], agents
 
 
+async def add_key(db, key_id: str, *, revoked_at=None, expires_at=None) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO api_keys (id, tenant_id, role, agent_id, token_hash, created_at, revoked_at, expires_at)"
+            " VALUES (?, 'acme', 'agent', NULL, ?, 't', ?, ?)",
+            key_id,
+            key_id,
+            revoked_at,
+            expires_at,
+        )
+
+
 async def head_of(db) -> Head:
     async with db.read() as conn:
         row = await conn.fetchrow("SELECT size, head FROM audit_heads WHERE tenant_id = 'acme'")
@@ -55,12 +67,13 @@ async def test_fast_append_applies_only_on_the_expected_head_and_policy(db):
     assert head.size == 1 and head.hash != GENESIS_PREV  # tenant.created
     chained = chain_units("acme", [agent_unit(1), agent_unit(2)], head, "2026-01-01T00:00:00.000000Z")
 
-    async def attempt(expected: Head, policy) -> bool:
+    async def attempt(expected: Head, policy, keys=()) -> bool:
         return await db.append_batch(
             "acme",
             expected_head=(expected.size, expected.hash),
             new_head=(chained.head.size, chained.head.hash),
             policy_version=policy,
+            credentials=(list(keys), "2026-01-01T00:00:00.000000Z"),
             entry_rows=chained.entry_rows,
             inserts=chained.inserts,
         )
@@ -68,8 +81,13 @@ async def test_fast_append_applies_only_on_the_expected_head_and_policy(db):
     assert await attempt(Head(head.size, "00" * 32), None) is False  # stale head: nothing written
     assert await attempt(Head(0, head.hash), None) is False
     assert await attempt(head, (7,)) is False  # no active policy, decision made under version 7
+    await add_key(db, "key_revoked", revoked_at="2025-12-31T00:00:00.000000Z")
+    await add_key(db, "key_expired", expires_at="2026-01-01T00:00:00.000000Z")
+    await add_key(db, "key_live", expires_at="2026-01-01T00:00:00.000001Z")
+    assert await attempt(head, (None,), ["key_live", "key_revoked"]) is False
+    assert await attempt(head, (None,), ["key_expired"]) is False
     assert (await stored(db))[0].__len__() == 1
-    assert await attempt(head, (None,)) is True
+    assert await attempt(head, (None,), ["key_live"]) is True
     entries, agents = await stored(db)
     verify_chain(entries, tenant="acme")
     assert len(entries) == 3 and [a["name"] for a in agents] == ["seq 1", "seq 2"]
@@ -106,3 +124,42 @@ async def test_a_unit_under_a_stale_policy_is_refused_not_written(db):
         await writer.close()
     entries, agents = await stored(db)
     assert len(entries) == 2 and [a["id"] for a in agents] == ["a1"]
+
+
+async def test_a_unit_asked_for_with_a_dead_key_is_refused_not_written(db):
+    """A cached authentication must not outlive a revocation: the writer re-checks each
+    unit's key at commit, on both paths (the fast path falls back to the locked one)."""
+    await add_key(db, "key_live")
+    await add_key(db, "key_revoked", revoked_at="2025-12-31T00:00:00.000000Z")
+    await add_key(db, "key_expired", expires_at="2000-01-01T00:00:00.000000Z")
+    writer = ChainWriter(db, "acme")
+    units = [agent_unit(n) for n in range(4)]
+    for unit, key in zip(units, ["key_live", "key_revoked", "key_expired", "key_unknown"], strict=True):
+        unit.credential = key
+    try:
+        assert await writer.append(units[0]) == [1]  # the writer now knows the head: fast path next
+        results = await asyncio.gather(*(writer.append(unit) for unit in units[1:]), return_exceptions=True)
+    finally:
+        await writer.close()
+    assert [getattr(r, "code", r) for r in results] == ["invalid_token", "token_expired", "invalid_token"]
+    entries, agents = await stored(db)
+    assert len(entries) == 2 and [a["id"] for a in agents] == ["a0"]
+
+
+async def test_a_revocation_refuses_later_units_of_the_same_batch(db):
+    await add_key(db, "key_agent")
+
+    async def revoke(conn) -> None:
+        revoking.revokes = ["key_agent"]
+
+    revoking = Unit(
+        [EntryDraft("api_key.revoked", "test", {"id": "key_agent"})],
+        lambda seqs: [("UPDATE api_keys SET revoked_at = 'now' WHERE id = ?", ("key_agent",))],
+        prepare=revoke,
+    )
+    before, after = agent_unit(1), agent_unit(2)
+    before.credential = after.credential = "key_agent"
+    async with db.transaction() as conn:
+        results, _ = await write_units(conn, "acme", [before, revoking, after], lock=db.for_update())
+    assert results[0] == [1] and results[1] == [2]
+    assert getattr(results[2], "code", None) == "invalid_token"

@@ -1,0 +1,169 @@
+"""Who may call which route: the API's one table of access rules, and its enforcement.
+
+`ACCESS` maps every route (method, OpenAPI path) to the roles that may call it and the scope
+of its objects. `bind_access` attaches each rule to its handler when the app is built and
+refuses to build an app with a route missing from the table (or a rule for no route), so a
+new route cannot ship unguarded. `authorize` runs before every handler (a `before_request`
+hook, cheaper than a Litestar guard, which copies its handler per call): it authenticates
+the caller and applies the rule, and handlers read the result with `principal_of`.
+
+Scopes:
+- `public`: no credential needed.
+- `global`: not about one tenant (only the admin creates tenants).
+- `tenant`: about the tenant in the path. A credential of another tenant gets 404
+  `tenant_not_found`, never 403, whatever its role: existence does not leak (DESIGN
+  invariant 8). The admin belongs to no tenant and may act on every tenant where listed.
+- `owner`: about an object named by the path or query (an action, an agent) that the
+  service looks up; another tenant's object, or another agent's, answers 404 from there.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from litestar import Litestar, Request
+from litestar.handlers import HTTPRouteHandler
+from litestar.routes import HTTPRoute
+
+from gateway.auth import ADMIN, AGENT, AUDITOR, TENANT_ADMIN, Principal
+from gateway.errors import Forbidden, NotFound
+
+PUBLIC, GLOBAL, TENANT, OWNER = "public", "global", "tenant", "owner"
+_ACCESS_OPT = "verdict_access"
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    roles: frozenset[str]
+    scope: str
+    # The authentication may come from the 5 s cache (auth.AUTH_CACHE_SECONDS): only for routes
+    # whose every write goes through the ledger with the caller's key, re-checked at commit.
+    cached: bool = False
+
+
+def _rule(scope: str, *roles: str, cached: bool = False) -> Access:
+    return Access(frozenset(roles), scope, cached)
+
+
+OPEN = _rule(PUBLIC)
+READERS = (TENANT_ADMIN, AUDITOR)
+
+ACCESS: dict[tuple[str, str], Access] = {
+    ("GET", "/health"): OPEN,
+    ("GET", "/v1/keys"): OPEN,
+    ("POST", "/v1/tenants"): _rule(GLOBAL, ADMIN),
+    ("GET", "/v1/tenants/{tenant_id}"): _rule(TENANT, ADMIN, *READERS),
+    ("POST", "/v1/tenants/{tenant_id}/api-keys"): _rule(TENANT, ADMIN, TENANT_ADMIN),
+    ("GET", "/v1/tenants/{tenant_id}/api-keys"): _rule(TENANT, ADMIN, *READERS),
+    ("DELETE", "/v1/tenants/{tenant_id}/api-keys/{key_id}"): _rule(TENANT, ADMIN, TENANT_ADMIN),
+    ("POST", "/v1/tenants/{tenant_id}/agents"): _rule(TENANT, TENANT_ADMIN),
+    ("GET", "/v1/tenants/{tenant_id}/agents"): _rule(TENANT, *READERS),
+    ("POST", "/v1/tenants/{tenant_id}/agents/{agent_id}/token"): _rule(TENANT, TENANT_ADMIN),
+    ("POST", "/v1/tenants/{tenant_id}/approvers"): _rule(TENANT, TENANT_ADMIN),
+    ("GET", "/v1/tenants/{tenant_id}/approvers"): _rule(TENANT, *READERS),
+    ("POST", "/v1/tenants/{tenant_id}/policies"): _rule(TENANT, TENANT_ADMIN),
+    ("GET", "/v1/tenants/{tenant_id}/policies"): _rule(TENANT, *READERS),
+    ("GET", "/v1/tenants/{tenant_id}/policies/{version}"): _rule(TENANT, *READERS),
+    ("POST", "/v1/tenants/{tenant_id}/policies/{version}/activate"): _rule(TENANT, TENANT_ADMIN),
+    ("GET", "/v1/tenants/{tenant_id}/audit/entries"): _rule(TENANT, *READERS),
+    ("GET", "/v1/tenants/{tenant_id}/keys"): _rule(TENANT, ADMIN, *READERS, AGENT),
+    ("GET", "/v1/tenants/{tenant_id}/audit/checkpoint"): _rule(TENANT, *READERS, AGENT),
+    ("POST", "/v1/tenants/{tenant_id}/audit/checkpoint"): _rule(TENANT, *READERS),
+    ("GET", "/v1/tenants/{tenant_id}/audit/proof/inclusion"): _rule(TENANT, *READERS),
+    ("GET", "/v1/tenants/{tenant_id}/audit/proof/consistency"): _rule(TENANT, *READERS),
+    ("GET", "/v1/actions/{action_id}/proof"): _rule(OWNER, *READERS, AGENT),
+    ("POST", "/v1/agents/{agent_id}/propose"): _rule(OWNER, AGENT, cached=True),
+    ("GET", "/v1/actions/{action_id}"): _rule(OWNER, *READERS, AGENT),
+    ("GET", "/v1/actions"): _rule(OWNER, *READERS, AGENT),
+    # the API documentation (Litestar's OpenAPI controller)
+    ("GET", "/schema"): OPEN,
+    ("GET", "/schema/openapi.json"): OPEN,
+    ("GET", "/schema/{path}"): OPEN,
+    ("GET", "/schema/scalar"): OPEN,
+    ("GET", "/schema/swagger"): OPEN,
+    ("GET", "/schema/oauth2-redirect.html"): OPEN,
+    # Litestar answers OPTIONS on every path itself (the Allow header; no data)
+    ("OPTIONS", "*"): OPEN,
+}
+
+
+class UnlistedRoute(RuntimeError):
+    """The app serves a route that `ACCESS` does not list, or `ACCESS` lists a route it does not serve."""
+
+
+def openapi_path(path: str) -> str:
+    """`/v1/tenants/{tenant_id:str}` -> `/v1/tenants/{tenant_id}`, as the OpenAPI schema writes it."""
+    return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
+
+
+def access_for(method: str, path: str) -> Access | None:
+    """The rule of a route given as in the OpenAPI schema; None when it is not listed."""
+    return ACCESS.get((method, path)) or ACCESS.get((method, "*"))
+
+
+def bind_access(app: Litestar) -> None:
+    """Attach each route's rule to its handler. Raises UnlistedRoute, so that an app with a
+    route missing from the table never starts."""
+    unused = set(ACCESS) - {("OPTIONS", "*")}
+    missing = []
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            missing.append(("?", route.path))
+            continue
+        path = openapi_path(route.path)
+        for method, (handler, _) in route.route_handler_map.items():
+            access = access_for(method, path)
+            if access is None:
+                missing.append((method, path))
+                continue
+            unused.discard((method, path))
+            handler.opt.setdefault(_ACCESS_OPT, {})[method] = access
+    if missing or unused:
+        raise UnlistedRoute(
+            f"routes without an access rule: {sorted(missing)}; rules without a route: {sorted(unused)}"
+            " (see gateway/authz.py)"
+        )
+
+
+def is_public(handler: HTTPRouteHandler) -> bool:
+    """Whether every method and path of a (not yet registered) handler is public."""
+    return all(
+        access_for(method, openapi_path(path)) == OPEN
+        for path in handler.paths
+        for method in handler.http_methods
+    )
+
+
+def check_access(principal: Principal, access: Access, tenant_id: str | None) -> None:
+    """Apply a rule to an authenticated caller. Raises NotFound (`tenant_not_found`) for a
+    credential of another tenant than the path's, Forbidden (`forbidden_role`) for a role the
+    rule does not list."""
+    other_tenant = access.scope == TENANT and principal.role != ADMIN and principal.tenant_id != tenant_id
+    if other_tenant:
+        raise NotFound(f"tenant {tenant_id!r} not found", code="tenant_not_found")
+    if principal.role not in access.roles:
+        raise Forbidden(f"role {principal.role!r} may not call this route", code="forbidden_role")
+
+
+async def authorize(request: Request) -> None:
+    """Authenticate the caller and apply the route's rule (a `before_request` hook).
+
+    Raises Unauthenticated, Forbidden, NotFound; Forbidden (`route_not_listed`) for a route
+    without a rule, which `bind_access` makes impossible (fail closed regardless)."""
+    rules = request.route_handler.opt.get(_ACCESS_OPT)
+    access = rules.get(request.method) if rules else None
+    if access is None:
+        raise Forbidden("this route has no access rule", code="route_not_listed")
+    if access.scope == PUBLIC:
+        return
+    principal = await request.app.state.authenticator.authenticate(
+        request.headers.get("authorization"), cached=access.cached
+    )
+    check_access(principal, access, request.path_params.get("tenant_id"))
+    request.state.principal = principal
+
+
+def principal_of(request: Request) -> Principal:
+    """The caller `authorize` admitted (only on routes that are not public)."""
+    return request.state.principal
