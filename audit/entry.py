@@ -11,15 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from audit.errors import EntryFormatError
 from audit.rfc6962 import hash_leaf
-from crypto.canonical import canonicalize
+from crypto.canonical import canonicalize, decode_canonical
+from crypto.errors import CanonicalizationError
 
 ENTRY_VERSION = 1
 GENESIS_PREV = "0" * 64
-_decode = msgspec.json.decode  # ~5x faster than json.loads; `verdict audit check` parses every entry
 _FIELDS = frozenset({"v", "seq", "tenant", "type", "time", "action_id", "actor", "data", "prev"})
 
 
@@ -84,8 +82,10 @@ def parse_entry(raw: bytes) -> Entry:
     valid JSON but not in canonical form (an entry is only ever its canonical encoding).
     """
     try:
-        obj = _decode(raw)
-    except (msgspec.DecodeError, ValueError, UnicodeDecodeError, TypeError) as exc:
+        obj = decode_canonical(raw)
+    except CanonicalizationError:
+        raise EntryFormatError("entry bytes are not RFC 8785 canonical") from None
+    except (ValueError, TypeError) as exc:
         raise EntryFormatError(f"entry is not JSON: {exc}") from exc
     if not isinstance(obj, dict) or set(obj) != _FIELDS:
         raise EntryFormatError("entry does not have exactly the v1 fields")
@@ -103,8 +103,6 @@ def parse_entry(raw: bytes) -> Entry:
     )
     if not all(checks):
         raise EntryFormatError("entry has a field of the wrong type")
-    if canonicalize(obj) != raw:
-        raise EntryFormatError("entry bytes are not RFC 8785 canonical")
     return Entry(
         seq=obj["seq"],
         tenant=obj["tenant"],

@@ -314,20 +314,29 @@ class AuditService:
             )
         integrated = int(head["size"]) if head else 0
         checker = LogChecker(tenant, [row["note"] for row in notes], parse_vkey(self.vkey(tenant)))
-        position = 0
-        while True:
+
+        async def read_page(start: int) -> list[dict[str, Any]]:
             async with self.db.read() as conn:
-                rows = await conn.fetch(
+                return await conn.fetch(
                     "SELECT seq, entry FROM audit_entries WHERE tenant_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
                     tenant,
-                    position,
+                    start,
                     page,
                 )
-            if not rows:
-                break
-            computed = checker.add([bytes(row["entry"]) for row in rows])
+
+        position = 0
+        rows = await read_page(0)
+        while rows:
             position += len(rows)
-            await self._compare_stored(tenant, [h for h in computed if _below(h[:2], integrated)])
+            # read the next page while this one is checked
+            following = asyncio.get_running_loop().create_task(read_page(position))
+            try:
+                computed = checker.add([bytes(row["entry"]) for row in rows])
+                await self._compare_stored(tenant, [h for h in computed if _below(h[:2], integrated)])
+            except BaseException:
+                following.cancel()
+                raise
+            rows = await following
         report = checker.finish()
         if report.size != int(chain["size"]) or (report.size and chain["head"] != checker.last_leaf_hex):
             raise LogCheckError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import math
 import struct
 import sys
@@ -15,7 +16,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from crypto import CanonicalizationError, CryptoError, action_hash, canonicalize, keccak256, sha256
-from crypto.canonical import _is_fast_path_exact
+from crypto.canonical import _is_fast_path_exact, decode_canonical
 
 # ---- RFC 8785 example vectors
 
@@ -280,3 +281,64 @@ def test_action_hash_is_keccak_of_canonical_bytes_and_ignores_key_order() -> Non
     assert len(action_hash(first)) == 32
     with pytest.raises(CanonicalizationError):
         action_hash({"amount": math.nan})
+
+
+def _serializations(value: object) -> list[bytes]:
+    """The same value written by several serializers: canonical, and the usual near misses."""
+    out = []
+    for kwargs in (
+        {"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False},
+        {"sort_keys": True, "separators": (",", ":"), "ensure_ascii": True},
+        {"sort_keys": False, "separators": (", ", ": "), "ensure_ascii": False},
+    ):
+        try:
+            out.append(json.dumps(value, **kwargs).encode("utf-8", "surrogatepass"))
+        except (ValueError, TypeError):
+            pass
+    try:
+        out.append(rfc8785.dumps(value))
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError):
+        pass
+    return out
+
+
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
+@given(json_trees)
+def test_decode_canonical_accepts_exactly_the_rfc8785_bytes(value: object) -> None:
+    for raw in _serializations(value):
+        try:
+            decoded = json.loads(raw)
+            expected = rfc8785.dumps(decoded)
+        except (ValueError, rfc8785.CanonicalizationError, UnicodeEncodeError):
+            with pytest.raises((ValueError, CanonicalizationError)):
+                decode_canonical(raw)
+            continue
+        if raw == expected:
+            assert rfc8785.dumps(decode_canonical(raw)) == raw
+        else:
+            with pytest.raises((CanonicalizationError, ValueError)):
+                decode_canonical(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a":1.5}',  # a float: msgspec and RFC 8785 may print it differently
+        b'{"a":9007199254740993}',  # beyond 2**53
+        b'{"\xef\xac\xb3":1,"\xf0\x9f\x98\x80":2}',  # U+FB33 sorts after U+1F600 in UTF-16
+        b'{"a":"\\u0041"}',  # an escape RFC 8785 does not use
+        b'{"a":1,"a":2}',  # a duplicate key
+        b'{"b":1,"a":2}',  # unsorted
+        b'{"a": 1}',  # whitespace
+    ],
+)
+def test_decode_canonical_edge_cases_agree_with_rfc8785(raw: bytes) -> None:
+    try:
+        canonical = rfc8785.dumps(json.loads(raw)) == raw
+    except rfc8785.CanonicalizationError:
+        canonical = False
+    if canonical:
+        assert decode_canonical(raw) == json.loads(raw)
+    else:
+        with pytest.raises(CanonicalizationError):
+            decode_canonical(raw)
