@@ -21,8 +21,9 @@ Anything wrong in step 2 refuses to sign and is logged: the log fails closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +55,8 @@ from gateway.storage import Conn, Database
 
 log = logging.getLogger("verdict.audit")
 
-MAX_INTEGRATION_STEP = 65_536  # entries per integration transaction
+MAX_INTEGRATION_STEP = 65_536  # entries per checkpoint (one transaction)
+SLICE = 512  # entries read and hashed between two awaits
 MAX_BUNDLE_ENTRIES = 1000
 _KEYS_PER_QUERY = 400
 
@@ -147,19 +149,45 @@ class AuditService:
         return [row["tenant_id"] for row in rows]
 
     async def run_checkpoints(self, interval: float) -> None:
-        """Checkpoint every tenant with new entries, every `interval` seconds, until cancelled."""
+        """Checkpoint every tenant with new entries, every `interval` seconds, until cancelled.
+
+        Every gateway process runs this. On PostgreSQL a tenant's integration is claimed with a
+        session advisory lock (tried, never waited for), so one process does the work and the
+        others skip that tenant for the round instead of repeating it.
+        """
         while True:
             await asyncio.sleep(interval)
             try:
                 for tenant in await self.pending_tenants():
-                    await self.checkpoint(tenant)
+                    async with self._claim(tenant) as claimed:
+                        if claimed:
+                            await self.checkpoint(tenant)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a database outage or a failed check: log it, try again next round
                 log.exception("checkpointing failed")
 
+    @contextlib.asynccontextmanager
+    async def _claim(self, tenant: str) -> AsyncIterator[bool]:
+        if self.db.dialect != "postgresql":
+            yield True
+            return
+        key = "SELECT hashtextextended(current_schema() || '/verdict-tree/' || ?, 0) AS k"
+        async with self.db.read() as conn:
+            lock_key = (await conn.fetchrow(key, tenant))["k"]
+            row = await conn.fetchrow("SELECT pg_try_advisory_lock(?) AS ok", lock_key)
+            try:
+                yield bool(row["ok"])
+            finally:
+                if row["ok"]:
+                    await conn.fetchrow("SELECT pg_advisory_unlock(?) AS ok", lock_key)
+
     async def _integrate_step(self, tenant: str) -> StoredCheckpoint | None:
-        """One step; returns the latest checkpoint once it covers the chain, None to go on."""
+        """One step; returns the latest checkpoint once it covers the chain, None to go on.
+
+        Entries are read and hashed in slices of `SLICE` with an await in between, so that a
+        large step never holds the event loop for long: requests keep flowing meanwhile.
+        """
         async with self.db.read() as conn:
             head = await conn.fetchrow("SELECT size, root FROM audit_tree_heads WHERE tenant_id = ?", tenant)
             chain = await conn.fetchrow("SELECT size FROM audit_heads WHERE tenant_id = ?", tenant)
@@ -173,31 +201,39 @@ class AuditService:
                 )
                 return StoredCheckpoint(old_size, old_root, latest["note"])
             new_size = min(chain_size, old_size + MAX_INTEGRATION_STEP)
-            rows = await conn.fetch(
-                "SELECT seq, entry FROM audit_entries WHERE tenant_id = ? AND seq >= ? AND seq < ? ORDER BY seq",
-                tenant,
-                old_size,
-                new_size,
-            )
-            wanted = set(frontier_keys(old_size)) | consistency_keys(old_size, new_size)
+            proof_keys = consistency_keys(old_size, new_size)
+            wanted = set(frontier_keys(old_size)) | proof_keys
             if old_size:
                 wanted.add((0, old_size - 1))
             stored = await read_hashes(conn, tenant, {k for k in wanted if _below(k, old_size)})
 
-        leaves = self._check_entries(tenant, old_size, new_size, rows, stored)
         if root_from(old_size, stored) != old_root:
             raise self._fail(tenant, f"the stored tree of size {old_size} does not fold to its recorded root")
-        integrated = integrate(old_size, [stored[k] for k in frontier_keys(old_size)], leaves)
-        every = {**stored, **{(level, index): h for level, index, h in integrated.hashes}}
-        proof = consistency_proof_from(old_size, new_size, every)
+        prev = stored[(0, old_size - 1)].hex() if old_size else GENESIS_PREV
+        size, frontier, root = old_size, [stored[k] for k in frontier_keys(old_size)], old_root
+        new_hashes: list[tuple[int, int, bytes]] = []
+        for start in range(old_size, new_size, SLICE):
+            end = min(new_size, start + SLICE)
+            async with self.db.read() as conn:
+                rows = await conn.fetch(
+                    "SELECT seq, entry FROM audit_entries WHERE tenant_id = ? AND seq >= ? AND seq < ? ORDER BY seq",
+                    tenant,
+                    start,
+                    end,
+                )
+            leaves, prev = self._check_entries(tenant, start, end, rows, prev)
+            integrated = integrate(size, frontier, leaves)
+            size, frontier, root = integrated.size, integrated.frontier, integrated.root
+            new_hashes.extend(integrated.hashes)
+            await asyncio.sleep(0)
+        proof_hashes = {**stored, **{(lv, ix): h for lv, ix, h in new_hashes if (lv, ix) in proof_keys}}
+        proof = consistency_proof_from(old_size, new_size, proof_hashes)
         try:  # the new tree extends the one the last checkpoint signed
-            verify_consistency(old_size, new_size, old_root, integrated.root, proof)
+            verify_consistency(old_size, new_size, old_root, root, proof)
         except AuditError as error:
             message = f"tree of size {new_size} is not consistent with size {old_size}: {error}"
             raise self._fail(tenant, message) from None
-        note = sign_checkpoint(
-            Checkpoint(self.origin(tenant), new_size, integrated.root), self.signer(tenant)
-        )
+        note = sign_checkpoint(Checkpoint(self.origin(tenant), new_size, root), self.signer(tenant))
 
         async with self.db.transaction() as conn:
             await conn.execute(
@@ -211,30 +247,28 @@ class AuditService:
             )
             if current is None or int(current["size"]) != old_size:
                 return None  # another process integrated meanwhile; start over from its head
-            await write_hashes(conn, tenant, integrated.hashes)
+            for at in range(0, len(new_hashes), 2 * SLICE):
+                await write_hashes(conn, tenant, new_hashes[at : at + 2 * SLICE])
             await conn.execute(
                 "INSERT INTO audit_checkpoints (tenant_id, size, root, note, created_at) VALUES (?, ?, ?, ?, ?)",
                 tenant,
                 new_size,
-                integrated.root,
+                root,
                 note,
                 rfc3339(utc_now()),
             )
             await conn.execute(
-                "UPDATE audit_tree_heads SET size = ?, root = ? WHERE tenant_id = ?",
-                new_size,
-                integrated.root,
-                tenant,
+                "UPDATE audit_tree_heads SET size = ?, root = ? WHERE tenant_id = ?", new_size, root, tenant
             )
         if new_size < chain_size:
             return None
-        return StoredCheckpoint(new_size, integrated.root, note)
+        return StoredCheckpoint(new_size, root, note)
 
     def _check_entries(
-        self, tenant: str, start: int, end: int, rows: list[dict[str, Any]], stored: dict[Key, bytes]
-    ) -> list[bytes]:
-        """The leaf hashes of entries [start, end), after checking they continue the chain."""
-        prev = stored[(0, start - 1)].hex() if start else GENESIS_PREV
+        self, tenant: str, start: int, end: int, rows: list[dict[str, Any]], prev: str
+    ) -> tuple[list[bytes], str]:
+        """The leaf hashes of entries [start, end), after checking they continue the chain from
+        `prev`; and the new `prev`."""
         leaves = []
         for expected, row in enumerate(rows, start):
             raw = bytes(row["entry"])
@@ -251,7 +285,7 @@ class AuditService:
             prev = leaf.hex()
         if len(leaves) != end - start:
             raise self._fail(tenant, f"entries {start + len(leaves)}..{end - 1} are missing")
-        return leaves
+        return leaves, prev
 
     @staticmethod
     def _fail(tenant: str, message: str) -> IntegrityError:
