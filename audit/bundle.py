@@ -77,22 +77,37 @@ def make_bundle(
 
 
 def verify_bundle(
-    bundle: dict[str, Any] | bytes | str, vkey: str, *, verdict_signers: Collection[str] | None = None
+    bundle: dict[str, Any] | bytes | str,
+    vkey: str | Sequence[str],
+    *,
+    verdict_signers: Collection[str] | None = None,
 ) -> VerifiedBundle:
     """Verify a bundle trusting only `vkey` (and `verdict_signers`, when given). See the module doc.
+
+    `vkey` may be several keys of the same log (the current one and retired ones, after a log key
+    rotation): the checkpoint must verify under one of them.
 
     Raises `BundleError` naming the step and the entry that failed.
     """
     document = _load(bundle)
-    try:
-        verifier = parse_vkey(vkey)
-    except AuditError as error:
-        raise BundleError("checkpoint", f"the verifier key is not a signed-note vkey: {error}") from None
-    # (1) The checkpoint: signed by the trusted key, for the trusted key's log.
-    try:
-        checkpoint = verify_checkpoint(document["checkpoint"], verifier)
-    except AuditError as error:
-        raise BundleError("checkpoint", str(error)) from None
+    verifiers = []
+    for text in [vkey] if isinstance(vkey, str) else list(vkey):
+        try:
+            verifiers.append(parse_vkey(text))
+        except AuditError as error:
+            raise BundleError("checkpoint", f"the verifier key is not a signed-note vkey: {error}") from None
+    if not verifiers:
+        raise BundleError("checkpoint", "no verifier key given")
+    # (1) The checkpoint: signed by a trusted key, for the trusted key's log.
+    failure = ""
+    for verifier in verifiers:
+        try:
+            checkpoint = verify_checkpoint(document["checkpoint"], verifier)
+            break
+        except AuditError as error:
+            failure = str(error)
+    else:
+        raise BundleError("checkpoint", failure)
     tenant = checkpoint.origin.rsplit("/", 1)[-1]
     raws = _entries(document)
     # (2) Inclusion of every entry in the tree the checkpoint signs.

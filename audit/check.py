@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from audit.checkpoint import verify_checkpoint
+from audit.checkpoint import Checkpoint, verify_checkpoint
 from audit.entry import GENESIS_PREV, parse_entry
-from audit.errors import ChainError, LogCheckError
+from audit.errors import AuditError, ChainError, LogCheckError
 from audit.note import NoteVerifier
 from audit.rfc6962 import EMPTY_ROOT, hash_leaf
 from audit.tree import integrate
@@ -34,13 +34,18 @@ class LogCheckReport:
 
 
 class LogChecker:
-    def __init__(self, tenant: str, checkpoints: Iterable[str], verifier: NoteVerifier) -> None:
-        """Raises the `NoteError`/`CheckpointError` of the first checkpoint that does not verify, and
+    def __init__(
+        self, tenant: str, checkpoints: Iterable[str], verifiers: NoteVerifier | Sequence[NoteVerifier]
+    ) -> None:
+        """`verifiers`: the log's keys, current and retired (a checkpoint needs one of them).
+
+        Raises the `NoteError`/`CheckpointError` of the first checkpoint that does not verify, and
         `LogCheckError` for two checkpoints of one size with different roots."""
         self.tenant = tenant
         self._roots: dict[int, bytes] = {}
+        keys = [verifiers] if isinstance(verifiers, NoteVerifier) else list(verifiers)
         for note in checkpoints:
-            checkpoint = verify_checkpoint(note, verifier)  # (2)
+            checkpoint = _verify_with_any(note, keys)  # (2)
             known = self._roots.setdefault(checkpoint.size, checkpoint.root_hash)
             if known != checkpoint.root_hash:
                 raise LogCheckError(f"two checkpoints of size {checkpoint.size} sign different roots")
@@ -112,3 +117,14 @@ class LogChecker:
                 )
             self._verified += 1
         return result.hashes
+
+
+def _verify_with_any(note: str, verifiers: list[NoteVerifier]) -> Checkpoint:
+    """The checkpoint, verified by the first of `verifiers` that signed it; the last error if none."""
+    error: AuditError = LogCheckError("no log key to verify checkpoints with")
+    for verifier in verifiers:
+        try:
+            return verify_checkpoint(note, verifier)
+        except AuditError as failure:
+            error = failure
+    raise error

@@ -16,10 +16,11 @@ from audit.bundle import verify_bundle
 from audit.errors import BundleError
 
 
-def verify(bundle_path: str, vkey: str, keys_path: str | None = None) -> int:
-    """Verify the bundle at `bundle_path` (`-` reads standard input) and print the outcome."""
+def verify(bundle_path: str, vkey: str | list[str], keys_path: str | None = None) -> int:
+    """Verify the bundle at `bundle_path` (`-` reads standard input) and print the outcome.
+    `vkey`: one or several keys of the log (each a vkey or @FILE)."""
     try:
-        vkey = _vkey(vkey)
+        vkey = [_vkey(v) for v in ([vkey] if isinstance(vkey, str) else vkey)]
         signers = _verdict_signers(keys_path) if keys_path else None
         data = sys.stdin.buffer.read() if bundle_path == "-" else Path(bundle_path).read_bytes()
     except (OSError, ValueError) as error:
@@ -75,7 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("verify", help="verify a proof bundle offline")
     check.add_argument("bundle", help="the bundle file (verdict-proof/v1 JSON), or - for standard input")
-    check.add_argument("--vkey", required=True, help="the log's verifier key, or @FILE holding it")
+    check.add_argument(
+        "--vkey",
+        required=True,
+        action="append",
+        help="the log's verifier key, or @FILE holding it; repeat for retired keys after a rotation",
+    )
     check.add_argument("--keys", help="keys JSON naming the gateway's verdict signers (optional)")
     return parser
 

@@ -20,7 +20,7 @@ from gateway.auth import Authenticator, KeyUsage
 from gateway.authz import authorize, bind_access
 from gateway.bodies import check_request_body
 from gateway.clock import hash_token, rfc3339, utc_now
-from gateway.keyring import load_keyring
+from gateway.keyring import LOG, Keyring, load_keyring, manifest_stamp
 from gateway.ledger import Ledger
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.routes import ROUTES
@@ -49,6 +49,40 @@ async def install_admin_token(db: Database, token: str) -> None:
         )
 
 
+KEY_RELOAD_SECONDS = 1.0
+
+
+def retired_log_keys(keyring: Keyring) -> list:
+    return [r.log_public_key() for r in keyring.of_kind(LOG) if r.not_after is not None]
+
+
+async def watch_keys(state: State) -> None:
+    """Pick up a key rotation (`verdict keys rotate`, which rewrites the manifest) without a
+    restart: from the next proposal on, verdicts are signed with the new key; from the next
+    checkpoint on, checkpoints with the new log key."""
+    data_dir = state.settings.data_dir
+    stamp = manifest_stamp(data_dir)
+    while True:
+        await asyncio.sleep(KEY_RELOAD_SECONDS)
+        current = manifest_stamp(data_dir)
+        if current == stamp:
+            continue
+        try:
+            keyring = load_keyring(data_dir)
+        except Exception:  # a half-done rotation or a bad file: keep the keys in use, say so
+            log.exception("could not reload the signing keys; still using the previous ones")
+            continue
+        stamp = current
+        state.keyring = keyring
+        state.actions.signer = keyring.verdict_signer
+        state.audit.set_log_key(keyring.log_key, retired_log_keys(keyring))
+        log.warning(
+            "signing keys reloaded: verdict signer %s, log key %s",
+            keyring.verdict_signer.address,
+            keyring.active(LOG).public,
+        )
+
+
 SAFE_RECURSION_LIMIT = 1000
 
 
@@ -71,7 +105,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         db = open_database(settings.database_url, data_dir=settings.data_dir, schema=settings.database_schema)
         await db.open()
         ledger = Ledger(db)
-        checkpoints: asyncio.Task[None] | None = None
+        background: list[asyncio.Task[None]] = []
         usage = KeyUsage(db)
         try:
             await install_admin_token(db, keyring.admin_token)
@@ -84,9 +118,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.policies = policies
             state.actions = ActionService(db, ledger, policies, keyring.verdict_signer)
             state.audit = AuditService(db, keyring.log_key, settings.log_origin)
+            state.audit.set_log_key(keyring.log_key, retired_log_keys(keyring))
+            background.append(asyncio.get_running_loop().create_task(watch_keys(state), name="keys"))
             if settings.checkpoint_interval > 0:
-                checkpoints = asyncio.get_running_loop().create_task(
-                    state.audit.run_checkpoints(settings.checkpoint_interval), name="checkpoints"
+                background.append(
+                    asyncio.get_running_loop().create_task(
+                        state.audit.run_checkpoints(settings.checkpoint_interval), name="checkpoints"
+                    )
                 )
             # Everything built so far lives as long as the process: move it out of the cyclic
             # collector's reach, so full collections walk only per-request garbage
@@ -95,10 +133,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             gc.freeze()
             yield
         finally:
-            if checkpoints is not None:
-                checkpoints.cancel()
+            for task in background:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await checkpoints
+                    await task
             await usage.flush()
             await ledger.close()
             await db.close()

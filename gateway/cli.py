@@ -109,14 +109,19 @@ def audit() -> None:
 
 @audit.command("verify")
 @click.argument("bundle")
-@click.option("--vkey", required=True, help="The log's verifier key, or @FILE holding it.")
+@click.option(
+    "--vkey",
+    required=True,
+    multiple=True,
+    help="The log's verifier key, or @FILE holding it; repeat for retired keys after a rotation.",
+)
 @click.option("--keys", "keys_path", default=None, help="Keys JSON naming the verdict signers (optional).")
-def audit_verify(bundle: str, vkey: str, keys_path: str | None) -> None:
+def audit_verify(bundle: str, vkey: tuple[str, ...], keys_path: str | None) -> None:
     """Verify a proof bundle offline (no server, no database): the checkpoint's signature, each
     entry's inclusion, the chain links, and what each entry claims. Exit 0 only if all hold."""
     from audit.cli import verify
 
-    sys.exit(verify(bundle, vkey, keys_path))
+    sys.exit(verify(bundle, list(vkey), keys_path))
 
 
 def _database_options(command):
@@ -140,7 +145,7 @@ def audit_export(
     """Write a proof bundle of entries [--from, --to) of a tenant's log (checkpointing first if needed)."""
     import json
 
-    async def export(service, db) -> dict:
+    async def export(service, db, _settings) -> dict:
         async with db.read() as conn:
             row = await conn.fetchrow("SELECT size FROM audit_heads WHERE tenant_id = ?", tenant)
         if row is None:
@@ -171,7 +176,7 @@ def audit_check(tenant: str | None, data_dir: Path | None) -> None:
 
     from audit.errors import AuditError
 
-    async def check(service, db) -> bool:
+    async def check(service, db, _settings) -> bool:
         if tenant is None:
             async with db.read() as conn:
                 tenants = [
@@ -199,17 +204,44 @@ def audit_check(tenant: str | None, data_dir: Path | None) -> None:
         sys.exit(1)
 
 
+@main.group()
+def keys() -> None:
+    """Signing keys: rotate the verdict signer or the log key."""
+
+
+@keys.command("rotate")
+@click.option("--verdict", "kind", flag_value="verdict", help="Rotate the EIP-712 verdict signer.")
+@click.option("--log", "kind", flag_value="log", help="Rotate the Ed25519 checkpoint (log) key.")
+@_database_options
+def keys_rotate(kind: str | None, data_dir: Path | None) -> None:
+    """Make a new key active; the old one stays published as retired (with not_after), so what it
+    signed still verifies. Every tenant's log records the rotation; running gateways switch within
+    a second."""
+    from gateway.services.keys import rotate_key
+
+    if kind is None:
+        raise click.UsageError("say which key: --verdict or --log")
+
+    async def rotate(service, db, settings):
+        return await rotate_key(db, settings.data_dir, kind, settings.log_origin)
+
+    rotation = _with_audit_service(data_dir, rotate)
+    click.echo(f"rotated the {kind} key; recorded in the logs of {len(rotation.tenants)} tenant(s)")
+    click.echo(f"  retired {rotation.retired.public} (not_after {rotation.active.not_before})")
+    click.echo(f"  active  {rotation.active.public} (file {rotation.active.file}, mode 0600)")
+
+
 def _with_audit_service(data_dir: Path | None, work):
-    """Run `work(AuditService, Database)` against the configured database, with the log key."""
+    """Run `work(AuditService, Database, Settings)` against the configured database, with the log keys."""
     from gateway.errors import AppError
-    from gateway.keyring import LOG_KEY_FILE, load_keyring
+    from gateway.keyring import LOG_KEY_FILE, MANIFEST_FILE, load_keyring
     from gateway.services.audit import AuditService
     from gateway.storage import open_database
 
     settings = Settings.from_env()
     if data_dir is not None:
         settings = dataclasses.replace(settings, data_dir=data_dir)
-    if not (settings.data_dir / LOG_KEY_FILE).exists():
+    if not (settings.data_dir / MANIFEST_FILE).exists() and not (settings.data_dir / LOG_KEY_FILE).exists():
         raise click.ClickException(
             f"no log key in {settings.data_dir}; pass --data-dir or set VERDICT_DATA_DIR"
         )
@@ -221,8 +253,12 @@ def _with_audit_service(data_dir: Path | None, work):
     async def run():
         db = open_database(settings.database_url, data_dir=settings.data_dir, schema=settings.database_schema)
         await db.open()
+        service = AuditService(db, keyring.log_key, settings.log_origin)
+        service.set_log_key(
+            keyring.log_key, [r.log_public_key() for r in keyring.of_kind("log") if r.not_after]
+        )
         try:
-            return await work(AuditService(db, keyring.log_key, settings.log_origin), db)
+            return await work(service, db, settings)
         except AppError as exc:
             raise click.ClickException(str(exc)) from exc
         finally:

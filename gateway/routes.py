@@ -15,6 +15,7 @@ from gateway import schemas
 from gateway.authz import is_public, principal_of
 from gateway.clock import utc_now
 from gateway.errors import InvalidRequest
+from gateway.keyring import LOG, VERDICT
 from gateway.problems import PROBLEM_RESPONSES
 from gateway.services.actions import MAX_PAGE
 
@@ -30,9 +31,14 @@ async def health(state: State) -> dict[str, str]:
 
 @get("/v1/keys", tags=["keys"])
 async def public_keys(state: State) -> schemas.Keys:
-    signer = state.keyring.verdict_signer
-    since = state.keyring.verdict_signer_since.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return schemas.Keys([schemas.VerdictSignerInfo(signer.address, "active", since, None)])
+    """Every verdict signer, oldest first: the active one, and retired ones (with `not_after`) that
+    verdicts issued before a rotation were signed by."""
+    return schemas.Keys(
+        [
+            schemas.VerdictSignerInfo(r.public, r.status, r.not_before, r.not_after)
+            for r in state.keyring.of_kind(VERDICT)
+        ]
+    )
 
 
 @post("/v1/tenants", status_code=201, tags=["tenants"])
@@ -47,7 +53,11 @@ async def tenant_keys(state: State, tenant_id: FromPath[str]) -> schemas.TenantK
     """The tenant log's verifier key (signed-note format) and the verdict signers."""
     await state.tenants.get_tenant(tenant_id)
     audit = state.audit
-    log_key = schemas.LogKey(audit.origin(tenant_id), audit.vkey(tenant_id))
+    history = [
+        schemas.LogKeyInfo(audit.vkey(tenant_id, r.log_public_key()), r.status, r.not_before, r.not_after)
+        for r in state.keyring.of_kind(LOG)
+    ]
+    log_key = schemas.TenantLogKey(audit.origin(tenant_id), audit.vkey(tenant_id), history)
     return schemas.TenantKeys(log_key, (await public_keys.fn(state)).verdict_signers)
 
 

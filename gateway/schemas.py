@@ -205,8 +205,21 @@ class LogKey(msgspec.Struct, frozen=True):
     vkey: str  # C2SP signed-note verifier key: <name>+<hex key hash>+<base64(0x01 ‖ Ed25519 public key)>
 
 
+class LogKeyInfo(msgspec.Struct, frozen=True):
+    vkey: str
+    status: str  # active | retired
+    not_before: str
+    not_after: str | None
+
+
+class TenantLogKey(msgspec.Struct, frozen=True):
+    origin: str  # the checkpoints' origin line, also the key's name
+    vkey: str  # the active key: checkpoints from now on are signed by it
+    history: list[LogKeyInfo]  # every log key, oldest first; retired ones verify older checkpoints
+
+
 class TenantKeys(msgspec.Struct, frozen=True):
-    log: LogKey
+    log: TenantLogKey
     verdict_signers: list[VerdictSignerInfo]
 
 

@@ -87,6 +87,7 @@ class AuditService:
     def __init__(self, db: Database, log_key: Any, origin_base: str) -> None:
         self.db = db
         self._log_key = log_key
+        self._retired: list[Any] = []
         self.origin_base = origin_base.rstrip("/")
         self._signers: dict[str, NoteSigner] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -102,8 +103,16 @@ class AuditService:
             signer = self._signers[tenant] = new_signer(self.origin(tenant), self._log_key)
         return signer
 
-    def vkey(self, tenant: str) -> str:
-        return vkey(self.origin(tenant), self._log_key.public_key())
+    def vkey(self, tenant: str, public_key: Any = None) -> str:
+        """The signed-note verifier key of the tenant's log: of the active key, or of `public_key`."""
+        return vkey(self.origin(tenant), public_key or self._log_key.public_key())
+
+    def set_log_key(self, log_key: Any, retired: list[Any] | None = None) -> None:
+        """Sign checkpoints with `log_key` from now on (after a rotation); `retired` are the public
+        keys of earlier log keys, which still verify older checkpoints (`check_log`)."""
+        self._log_key = log_key
+        self._retired = list(retired or [])
+        self._signers.clear()
 
     # ---- checkpoints
 
@@ -347,7 +356,10 @@ class AuditService:
                 "SELECT note FROM audit_checkpoints WHERE tenant_id = ? ORDER BY size", tenant
             )
         integrated = int(head["size"]) if head else 0
-        checker = LogChecker(tenant, [row["note"] for row in notes], parse_vkey(self.vkey(tenant)))
+        verifiers = [
+            parse_vkey(self.vkey(tenant, key)) for key in [self._log_key.public_key(), *self._retired]
+        ]
+        checker = LogChecker(tenant, [row["note"] for row in notes], verifiers)
 
         async def read_page(start: int) -> list[dict[str, Any]]:
             async with self.db.read() as conn:
