@@ -97,44 +97,33 @@ def _is_fast_path_exact(value: Any) -> bool:
         node, depth = pop()
         node_type = type(node)
         if node_type is dict:
-            if depth == _FAST_PATH_MAX_DEPTH:
-                return False
-            depth += 1
-            for key, item in node.items():
+            for key in node:
                 if type(key) is not str or (not key.isascii() and _UTF16_ORDER_HAZARD.search(key)):
                     return False
-                item_type = type(item)
-                if item_type is str or item is None or item_type is bool:
-                    continue
-                if item_type is int:
-                    if not -limit < item < limit:
-                        return False
-                    continue
-                if item_type is dict or item_type is list:
-                    push((item, depth))
-                    continue
-                return False
+            items = node.values()
         elif node_type is list:
-            if depth == _FAST_PATH_MAX_DEPTH:
-                return False
-            depth += 1
-            for item in node:
-                item_type = type(item)
-                if item_type is str or item is None or item_type is bool:
-                    continue
-                if item_type is int:
-                    if not -limit < item < limit:
-                        return False
-                    continue
-                if item_type is dict or item_type is list:
-                    push((item, depth))
-                    continue
-                return False
+            items = node
         elif node_type is int:
             if not -limit < node < limit:
                 return False
-        elif not (node_type is str or node is None or node_type is bool):
+            continue
+        elif node_type is str or node is None or node_type is bool:
+            continue
+        else:
             return False
+        if depth == _FAST_PATH_MAX_DEPTH:
+            return False
+        for item in items:
+            item_type = type(item)
+            if item_type is str or item is None or item_type is bool:
+                continue
+            if item_type is int:
+                if not -limit < item < limit:
+                    return False
+            elif item_type is dict or item_type is list:
+                push((item, depth + 1))
+            else:
+                return False
     return True
 
 
