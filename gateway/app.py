@@ -23,11 +23,13 @@ from gateway.clock import hash_token, rfc3339, utc_now
 from gateway.keyring import load_keyring
 from gateway.ledger import Ledger
 from gateway.problems import EXCEPTION_HANDLERS
+from gateway.ratelimit import AddressLimiter
 from gateway.routes import ROUTES
-from gateway.services.actions import ActionService
+from gateway.services.actions import ActionService, purge_idempotency_keys
 from gateway.services.audit import AuditService
 from gateway.services.credentials import CredentialService
 from gateway.services.policies import PolicyService
+from gateway.services.rate_limits import RateLimitService
 from gateway.services.tenants import TenantService
 from gateway.settings import Settings
 from gateway.storage import Database, open_database
@@ -50,6 +52,18 @@ async def install_admin_token(db: Database, token: str) -> None:
 
 
 SAFE_RECURSION_LIMIT = 1000
+PURGE_INTERVAL_SECONDS = 900.0
+
+
+async def purge_periodically(db: Database, interval: float = PURGE_INTERVAL_SECONDS) -> None:
+    """Delete expired idempotency records now and every `interval` seconds (best effort: a
+    failed purge is logged and retried next time; expired records are ignored regardless)."""
+    while True:
+        try:
+            await purge_idempotency_keys(db, utc_now())
+        except Exception:
+            log.warning("could not purge expired idempotency keys", exc_info=True)
+        await asyncio.sleep(interval)
 
 
 async def before_request(request: Request) -> None:
@@ -72,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await db.open()
         ledger = Ledger(db)
         checkpoints: asyncio.Task[None] | None = None
+        purge: asyncio.Task[None] | None = None
         usage = KeyUsage(db)
         try:
             await install_admin_token(db, keyring.admin_token)
@@ -84,6 +99,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.policies = policies
             state.actions = ActionService(db, ledger, policies, keyring.verdict_signer)
             state.audit = AuditService(db, keyring.log_key, settings.log_origin)
+            state.rate_limits = RateLimitService(db, ledger)
+            state.address_limiter = AddressLimiter(settings.public_rate_per_second, settings.public_burst)
+            purge = asyncio.get_running_loop().create_task(purge_periodically(db), name="purge")
             if settings.checkpoint_interval > 0:
                 checkpoints = asyncio.get_running_loop().create_task(
                     state.audit.run_checkpoints(settings.checkpoint_interval), name="checkpoints"
@@ -95,10 +113,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             gc.freeze()
             yield
         finally:
-            if checkpoints is not None:
-                checkpoints.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await checkpoints
+            for task in (checkpoints, purge):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await usage.flush()
             await ledger.close()
             await db.close()
