@@ -23,11 +23,13 @@ from gateway.clock import hash_token, rfc3339, utc_now
 from gateway.keyring import LOG, Keyring, load_keyring, manifest_stamp
 from gateway.ledger import Ledger
 from gateway.problems import EXCEPTION_HANDLERS
+from gateway.ratelimit import AddressLimiter
 from gateway.routes import ROUTES
-from gateway.services.actions import ActionService
+from gateway.services.actions import ActionService, purge_idempotency_keys
 from gateway.services.audit import AuditService
 from gateway.services.credentials import CredentialService
 from gateway.services.policies import PolicyService
+from gateway.services.rate_limits import RateLimitService
 from gateway.services.tenants import TenantService
 from gateway.settings import Settings
 from gateway.storage import Database, open_database
@@ -84,6 +86,18 @@ async def watch_keys(state: State) -> None:
 
 
 SAFE_RECURSION_LIMIT = 1000
+PURGE_INTERVAL_SECONDS = 900.0
+
+
+async def purge_periodically(db: Database, interval: float = PURGE_INTERVAL_SECONDS) -> None:
+    """Delete expired idempotency records now and every `interval` seconds (best effort: a
+    failed purge is logged and retried next time; expired records are ignored regardless)."""
+    while True:
+        try:
+            await purge_idempotency_keys(db, utc_now())
+        except Exception:
+            log.warning("could not purge expired idempotency keys", exc_info=True)
+        await asyncio.sleep(interval)
 
 
 async def before_request(request: Request) -> None:
@@ -120,6 +134,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.audit = AuditService(db, keyring.log_key, settings.log_origin)
             state.audit.set_log_key(keyring.log_key, retired_log_keys(keyring))
             background.append(asyncio.get_running_loop().create_task(watch_keys(state), name="keys"))
+            state.rate_limits = RateLimitService(db, ledger)
+            state.address_limiter = AddressLimiter(settings.public_rate_per_second, settings.public_burst)
+            background.append(asyncio.get_running_loop().create_task(purge_periodically(db), name="purge"))
             if settings.checkpoint_interval > 0:
                 background.append(
                     asyncio.get_running_loop().create_task(

@@ -8,7 +8,10 @@ hook, cheaper than a Litestar guard, which copies its handler per call): it auth
 the caller and applies the rule, and handlers read the result with `principal_of`.
 
 Scopes:
-- `public`: no credential needed.
+- `public`: no credential needed. Those marked `per_address` are rate limited per client
+  address (`gateway.ratelimit.AddressLimiter`, in each process's memory): anyone can call them,
+  so nothing but the address tells callers apart. `/health` is not, because load balancers and
+  orchestrators probe it often from one address.
 - `global`: not about one tenant (only the admin creates tenants).
 - `tenant`: about the tenant in the path. A credential of another tenant gets 404
   `tenant_not_found`, never 403, whatever its role: existence does not leak (DESIGN
@@ -40,18 +43,21 @@ class Access:
     # The authentication may come from the 5 s cache (auth.AUTH_CACHE_SECONDS): only for routes
     # whose every write goes through the ledger with the caller's key, re-checked at commit.
     cached: bool = False
+    # Public routes only: each client address may call them at most so often (429 `rate_limited`).
+    per_address: bool = False
 
 
-def _rule(scope: str, *roles: str, cached: bool = False) -> Access:
-    return Access(frozenset(roles), scope, cached)
+def _rule(scope: str, *roles: str, cached: bool = False, per_address: bool = False) -> Access:
+    return Access(frozenset(roles), scope, cached, per_address)
 
 
 OPEN = _rule(PUBLIC)
+OPEN_PER_ADDRESS = _rule(PUBLIC, per_address=True)
 READERS = (TENANT_ADMIN, AUDITOR)
 
 ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/health"): OPEN,
-    ("GET", "/v1/keys"): OPEN,
+    ("GET", "/v1/keys"): OPEN_PER_ADDRESS,
     ("POST", "/v1/tenants"): _rule(GLOBAL, ADMIN),
     ("GET", "/v1/tenants/{tenant_id}"): _rule(TENANT, ADMIN, *READERS),
     ("POST", "/v1/tenants/{tenant_id}/api-keys"): _rule(TENANT, ADMIN, TENANT_ADMIN),
@@ -74,15 +80,18 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/v1/tenants/{tenant_id}/audit/proof/consistency"): _rule(TENANT, *READERS),
     ("GET", "/v1/actions/{action_id}/proof"): _rule(OWNER, *READERS, AGENT),
     ("POST", "/v1/agents/{agent_id}/propose"): _rule(OWNER, AGENT, cached=True),
+    ("GET", "/v1/tenants/{tenant_id}/rate-limits"): _rule(TENANT, *READERS),
+    ("PUT", "/v1/tenants/{tenant_id}/rate-limits"): _rule(TENANT, TENANT_ADMIN),
+    ("PUT", "/v1/tenants/{tenant_id}/agents/{agent_id}/rate-limits"): _rule(TENANT, TENANT_ADMIN),
     ("GET", "/v1/actions/{action_id}"): _rule(OWNER, *READERS, AGENT),
     ("GET", "/v1/actions"): _rule(OWNER, *READERS, AGENT),
     # the API documentation (Litestar's OpenAPI controller)
-    ("GET", "/schema"): OPEN,
-    ("GET", "/schema/openapi.json"): OPEN,
-    ("GET", "/schema/{path}"): OPEN,
-    ("GET", "/schema/scalar"): OPEN,
-    ("GET", "/schema/swagger"): OPEN,
-    ("GET", "/schema/oauth2-redirect.html"): OPEN,
+    ("GET", "/schema"): OPEN_PER_ADDRESS,
+    ("GET", "/schema/openapi.json"): OPEN_PER_ADDRESS,
+    ("GET", "/schema/{path}"): OPEN_PER_ADDRESS,
+    ("GET", "/schema/scalar"): OPEN_PER_ADDRESS,
+    ("GET", "/schema/swagger"): OPEN_PER_ADDRESS,
+    ("GET", "/schema/oauth2-redirect.html"): OPEN_PER_ADDRESS,
     # Litestar answers OPTIONS on every path itself (the Allow header; no data)
     ("OPTIONS", "*"): OPEN,
 }
@@ -129,7 +138,7 @@ def bind_access(app: Litestar) -> None:
 def is_public(handler: HTTPRouteHandler) -> bool:
     """Whether every method and path of a (not yet registered) handler is public."""
     return all(
-        access_for(method, openapi_path(path)) == OPEN
+        access_for(method, openapi_path(path)) in (OPEN, OPEN_PER_ADDRESS)
         for path in handler.paths
         for method in handler.http_methods
     )
@@ -149,13 +158,17 @@ def check_access(principal: Principal, access: Access, tenant_id: str | None) ->
 async def authorize(request: Request) -> None:
     """Authenticate the caller and apply the route's rule (a `before_request` hook).
 
-    Raises Unauthenticated, Forbidden, NotFound; Forbidden (`route_not_listed`) for a route
+    Raises Unauthenticated, Forbidden, NotFound, RateLimited (a public route's per-address
+    limit); Forbidden (`route_not_listed`) for a route
     without a rule, which `bind_access` makes impossible (fail closed regardless)."""
     rules = request.route_handler.opt.get(_ACCESS_OPT)
     access = rules.get(request.method) if rules else None
     if access is None:
         raise Forbidden("this route has no access rule", code="route_not_listed")
     if access.scope == PUBLIC:
+        if access.per_address:
+            client = request.client
+            request.app.state.address_limiter.check(client.host if client is not None else "unknown")
         return
     principal = await request.app.state.authenticator.authenticate(
         request.headers.get("authorization"), cached=access.cached

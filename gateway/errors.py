@@ -14,6 +14,8 @@ class AppError(Exception):
     status: int = 400
     code: str = "bad_request"
     title: str = "Bad request"
+    # When set, the answer carries `Retry-After` with this many seconds (RFC 9110 §10.2.3).
+    retry_after_seconds: int | None = None
 
     def __init__(self, detail: str, *, code: str | None = None, **extra: Any) -> None:
         super().__init__(detail)
@@ -45,6 +47,16 @@ class Conflict(AppError):
 
 class Unprocessable(AppError):
     status, code, title = 422, "unprocessable", "The request cannot be processed"
+
+
+class RateLimited(AppError):
+    """Too many requests; retry after `retry_after_seconds` (the answer carries `Retry-After`)."""
+
+    status, code, title = 429, "rate_limited", "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after_seconds: int) -> None:
+        super().__init__(detail, retry_after_seconds=retry_after_seconds)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class Unavailable(AppError):

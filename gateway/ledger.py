@@ -14,20 +14,34 @@ Two ways to write a batch, both atomic:
   and inserts entries and rows only if that succeeded. When another process moved the
   head meanwhile, nothing is written and the batch takes the locked path.
 Either way the head row serializes writers, so several processes keep one chain.
+
+The same serialization makes two per-unit checks hold across processes: an agent's
+proposals per minute (`Unit.rate_agent`, counted in `rate_windows`) and idempotency keys
+(`Unit.idempotency`): a unit whose key already has a record is not written; it gets the
+record's answer (`Unit.replay`) or, for another request, 409 `idempotency_conflict`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from audit.entry import GENESIS_PREV, encode_entry, leaf_hash
 from gateway.auth import credential_error
 from gateway.clock import rfc3339, utc_now
-from gateway.errors import AppError, NotFound
+from gateway.errors import AppError, Conflict, NotFound
+from gateway.ratelimit import (
+    DEFAULT_PROPOSALS_PER_MINUTE,
+    TENANT_DEFAULT,
+    ProposalsLimited,
+    proposals_limited,
+    window_of,
+)
 from gateway.storage import Conn, Database, Insert
 
 log = logging.getLogger("verdict.ledger")
@@ -35,6 +49,24 @@ log = logging.getLogger("verdict.ledger")
 Statement = tuple[str, tuple[Any, ...]]
 MAX_BATCH = 512
 FAST_ATTEMPTS = 3
+# An idempotency key's record answers repeats for at least this long; after it, the key is new.
+IDEMPOTENCY_KEEP_SECONDS = 24 * 3600
+
+
+@dataclass(slots=True)
+class IdempotencyClaim:
+    """A unit made for a request with an `Idempotency-Key`: at most one unit per agent and key
+    is ever written. `response` is the answer to store; the unit's `inserts` set it (it may
+    name the seqs) and insert the `idempotency_keys` row."""
+
+    agent_id: str
+    key: str
+    request_hash: str
+    response: str | None = None
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
 
 
 @dataclass(slots=True)
@@ -74,6 +106,12 @@ class Unit:
     # Set (by `prepare`) to the keys this unit revokes: later units of the same batch that
     # were asked for with one of them are refused.
     revokes: list[str] = field(default_factory=list)
+    # The agent whose proposals per minute this unit spends; refused with 429 when spent.
+    rate_agent: str | None = None
+    idempotency: IdempotencyClaim | None = None
+    # Set by the writer, instead of writing, when `idempotency`'s key already has a record of
+    # the same request: the stored answer (the unit's result is then an empty list of seqs).
+    replay: str | None = None
     future: asyncio.Future[list[int]] | None = field(default=None, repr=False)
 
     @property
@@ -155,8 +193,12 @@ async def write_units(
     if head is None:
         raise NotFound(f"tenant {tenant!r} not found", code="tenant_not_found")
     current, active_policy = Head(int(head["size"]), head["head"]), head["active_policy_version"]
-    time = rfc3339(utc_now())
+    moment = utc_now()
+    time, unix_time = rfc3339(moment), moment.timestamp()
+    window = window_of(unix_time)
     dead = await dead_credentials(conn, units, time)
+    budgets = await rate_budgets(conn, tenant, units, window)
+    claimed, stale = await idempotency_records(conn, tenant, units, unix_time)
     entry_rows: list[tuple[str, int, bytes]] = []
     results: list[list[int] | AppError] = []
     pending_sql: str | None = None
@@ -175,6 +217,15 @@ async def write_units(
         if unit.credential is not None and unit.credential in dead:
             results.append(credential_error(dead[unit.credential]))
             continue
+        claim = unit.idempotency
+        if claim is not None and (claim.agent_id, claim.key) in claimed:
+            request_hash, response = claimed[(claim.agent_id, claim.key)]
+            if request_hash != claim.request_hash:
+                results.append(_conflict(claim))
+            else:
+                unit.replay = response
+                results.append([])
+            continue
         if unit.prepare is not None:
             await flush()  # a prepare may read what earlier units wrote
             try:
@@ -185,13 +236,24 @@ async def write_units(
         if unit.expects_policy and unit.policy_version != active_policy:
             results.append(PolicyVersionChanged(active_policy))
             continue
+        if unit.rate_agent is not None:
+            budget = budgets[unit.rate_agent]
+            if budget[1] >= budget[0]:
+                results.append(proposals_limited(unit.rate_agent, budget[0], unix_time, window))
+                continue
+            budget[1] += 1
         if unit.activates_policy is not None:
             active_policy = unit.activates_policy
         dead.update(dict.fromkeys(unit.revokes, "invalid_token"))
         chained = chain_units(tenant, [unit], current, time)
         current = chained.head
         entry_rows.extend(chained.entry_rows)
-        writes = [insert.statement() for insert in chained.inserts]
+        writes = []
+        if claim is not None:
+            claimed[(claim.agent_id, claim.key)] = (claim.request_hash, claim.response or "")
+            if (claim.agent_id, claim.key) in stale:  # an expired record: the key is new again
+                writes.append((_DELETE_IDEMPOTENCY, (tenant, claim.agent_id, claim.key)))
+        writes.extend(insert.statement() for insert in chained.inserts)
         if unit.statements is not None:
             writes.extend(unit.statements(chained.seqs[0]))
         for sql, args in writes:
@@ -201,6 +263,9 @@ async def write_units(
             pending_rows.append(args)
         results.append(chained.seqs[0])
     await flush()
+    spent = [(tenant, agent, window, used) for agent, (_, used, start) in budgets.items() if used > start]
+    if spent:
+        await conn.executemany(_UPSERT_RATE_WINDOW, spent)
     if entry_rows:
         await conn.executemany(
             "INSERT INTO audit_entries (tenant_id, seq, entry) VALUES (?, ?, ?)", entry_rows
@@ -212,6 +277,83 @@ async def write_units(
             tenant,
         )
     return results, current
+
+
+_DELETE_IDEMPOTENCY = (
+    "DELETE FROM idempotency_keys WHERE tenant_id = ? AND agent_id = ? AND idempotency_key = ?"
+)
+_UPSERT_RATE_WINDOW = (
+    "INSERT INTO rate_windows (tenant_id, agent_id, window_start, proposals) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (tenant_id, agent_id) DO UPDATE SET window_start = excluded.window_start,"
+    " proposals = excluded.proposals"
+)
+
+
+def _conflict(claim: IdempotencyClaim) -> IdempotencyConflict:
+    return IdempotencyConflict(
+        f"idempotency key {claim.key!r} was already used for a different request by this agent"
+    )
+
+
+def _placeholders(values: list[Any]) -> str:
+    return ", ".join("?" * len(values))
+
+
+async def rate_budgets(conn: Conn, tenant: str, units: list[Unit], window: int) -> dict[str, list[int]]:
+    """Per agent that `units` spend proposals of: [its limit, proposals used in `window`,
+    the same as read]. The limit is the agent's, else the tenant's, else the default."""
+    agents = sorted({unit.rate_agent for unit in units if unit.rate_agent is not None})
+    if not agents:
+        return {}
+    limits = {
+        row["agent_id"]: int(row["propose_per_minute"])
+        for row in await conn.fetch(
+            "SELECT agent_id, propose_per_minute FROM rate_limits WHERE tenant_id = ?"
+            f" AND agent_id IN ({_placeholders(agents)}, ?)",
+            tenant,
+            *agents,
+            TENANT_DEFAULT,
+        )
+    }
+    used = {
+        row["agent_id"]: int(row["proposals"])
+        for row in await conn.fetch(
+            "SELECT agent_id, proposals FROM rate_windows WHERE tenant_id = ? AND window_start >= ?"
+            f" AND agent_id IN ({_placeholders(agents)})",
+            tenant,
+            window,
+            *agents,
+        )
+    }
+    default = limits.get(TENANT_DEFAULT, DEFAULT_PROPOSALS_PER_MINUTE)
+    return {agent: [limits.get(agent, default), used.get(agent, 0), used.get(agent, 0)] for agent in agents}
+
+
+async def idempotency_records(
+    conn: Conn, tenant: str, units: list[Unit], unix_time: float
+) -> tuple[dict[tuple[str, str], tuple[str, str]], set[tuple[str, str]]]:
+    """The stored records of the idempotency keys of `units`: (agent, key) -> (request hash,
+    response) for live ones, and the set of expired ones (older than IDEMPOTENCY_KEEP_SECONDS)."""
+    claims = [unit.idempotency for unit in units if unit.idempotency is not None]
+    if not claims:
+        return {}, set()
+    keys = sorted({claim.key for claim in claims})
+    rows = await conn.fetch(
+        "SELECT agent_id, idempotency_key, request_hash, response, created_at FROM idempotency_keys"
+        f" WHERE tenant_id = ? AND idempotency_key IN ({_placeholders(keys)})",
+        tenant,
+        *keys,
+    )
+    cutoff = rfc3339(datetime.fromtimestamp(unix_time - IDEMPOTENCY_KEEP_SECONDS, UTC))
+    live: dict[tuple[str, str], tuple[str, str]] = {}
+    stale: set[tuple[str, str]] = set()
+    for row in rows:
+        pair = (row["agent_id"], row["idempotency_key"])
+        if row["created_at"] < cutoff:
+            stale.add(pair)
+        else:
+            live[pair] = (row["request_hash"], row["response"])
+    return live, stale
 
 
 async def dead_credentials(conn: Conn, units: list[Unit], now: str) -> dict[str, str]:
@@ -249,8 +391,16 @@ class ChainWriter:
         self.tenant = tenant
         self._head: Head | None = None  # as this writer last wrote it; None: read it under lock
         self.batches = {"fast": 0, "locked": 0}  # committed batches per path, for tests and metrics
+        # agent -> the window in which the database refused it for its rate limit. Proposals
+        # only add to a window's count, so it stays refused for the rest of that window (only a
+        # raised limit could change that: `forget_rate_limited`).
+        self.rate_limited: dict[str, int] = {}
         self._queue: asyncio.Queue[Unit] = asyncio.Queue()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"chain-writer:{tenant}")
+
+    def is_rate_limited(self, agent_id: str, unix_time: float) -> bool:
+        """Whether the database already refused this agent's proposals in the current window."""
+        return self.rate_limited.get(agent_id) == window_of(unix_time)
 
     async def append(self, unit: Unit) -> list[int]:
         unit.future = asyncio.get_running_loop().create_future()
@@ -285,11 +435,17 @@ class ChainWriter:
             return False
         policy = (next(iter(expected)),) if expected else None
         credentials = sorted({unit.credential for unit in batch if unit.credential is not None})
+        proposals = Counter(unit.rate_agent for unit in batch if unit.rate_agent is not None)
+        rate_agents = sorted(proposals)
+        claims = [(unit.idempotency.agent_id, unit.idempotency.key) for unit in batch if unit.idempotency]
+        if len(set(claims)) < len(claims):  # one key twice in a batch: the locked path answers both
+            return False
         for _ in range(FAST_ATTEMPTS):
             head = self._head
             if head is None:
                 return False
-            time = rfc3339(utc_now())
+            moment = utc_now()
+            time = rfc3339(moment)
             chained = chain_units(self.tenant, batch, head, time)
             try:
                 applied = await self.db.append_batch(
@@ -298,6 +454,8 @@ class ChainWriter:
                     new_head=(chained.head.size, chained.head.hash),
                     policy_version=policy,
                     credentials=(credentials, time),
+                    rate=(window_of(moment.timestamp()), rate_agents, [proposals[a] for a in rate_agents]),
+                    idempotency=([agent for agent, _ in claims], [key for _, key in claims]),
                     entry_rows=chained.entry_rows,
                     inserts=chained.inserts,
                 )
@@ -314,7 +472,7 @@ class ChainWriter:
                     _settle(unit, seqs)
                 return True
             self._head = await self._read_head()
-            if self._head == head:  # the head did not move: the active policy or a key changed
+            if self._head == head:  # the head did not move: the policy, a key, a rate or a record
                 return False
         return False
 
@@ -340,6 +498,8 @@ class ChainWriter:
         self._head = head
         self.batches["locked"] += 1
         for unit, result in zip(batch, results, strict=True):
+            if isinstance(result, ProposalsLimited):
+                self.rate_limited[result.agent_id] = result.window
             _settle(unit, result)
 
 
@@ -368,6 +528,17 @@ class Ledger:
 
     def writer(self, tenant: str) -> ChainWriter | None:
         return self._writers.get(tenant)
+
+    def is_rate_limited(self, tenant: str, agent_id: str, unix_time: float) -> bool:
+        """Whether this process already saw the agent refused for its rate limit in this window."""
+        writer = self._writers.get(tenant)
+        return writer is not None and writer.is_rate_limited(agent_id, unix_time)
+
+    def forget_rate_limited(self, tenant: str) -> None:
+        """Drop what this process remembers of refused agents (after a limit changed)."""
+        writer = self._writers.get(tenant)
+        if writer is not None:
+            writer.rate_limited.clear()
 
     async def close(self) -> None:
         for writer in self._writers.values():

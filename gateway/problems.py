@@ -11,7 +11,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
-from gateway.errors import AppError, Unavailable
+from gateway.errors import AppError
 
 log = logging.getLogger("verdict.http")
 PROBLEM_JSON = "application/problem+json"
@@ -58,7 +58,8 @@ def problem(
 
 
 def app_error_handler(_: Request, exc: AppError) -> Response:
-    headers = {"Retry-After": str(exc.retry_after_seconds)} if isinstance(exc, Unavailable) else None
+    retry = exc.retry_after_seconds
+    headers = {"Retry-After": str(retry)} if retry is not None else None
     return problem(exc.status, exc.code, exc.detail, exc.title, headers=headers, **exc.extra)
 
 
@@ -99,6 +100,7 @@ _ERROR_DESCRIPTIONS = {
     413: "Body too large",
     415: "Unsupported media type",
     422: "The request cannot be processed",
+    429: "Too many requests; retry after `Retry-After` seconds",
     503: "Temporarily unavailable; retry after `Retry-After` seconds",
 }
 PROBLEM_RESPONSES = {

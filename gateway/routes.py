@@ -7,7 +7,7 @@ import base64
 from typing import Annotated
 
 import msgspec
-from litestar import Request, Response, delete, get, post
+from litestar import Request, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
@@ -252,11 +252,50 @@ async def action_proof(state: State, request: Request, action_id: FromPath[str])
     return msgspec.convert(bundle, schemas.ProofBundle)
 
 
-@post("/v1/agents/{agent_id:str}/propose", status_code=201, tags=["actions"])
+@post(
+    "/v1/agents/{agent_id:str}/propose",
+    status_code=201,
+    tags=["actions"],
+    description=(
+        "With an `Idempotency-Key` header (1-255 visible ASCII characters, kept 24 h per agent),"
+        " repeating the same request returns the original answer (marked `Idempotent-Replayed: true`)"
+        " and creates nothing; another request with the same key answers 409 `idempotency_conflict`."
+        " Each agent may make a limited number of proposals per minute (429 `rate_limited`)."
+    ),
+)
 async def propose(
     state: State, request: Request, agent_id: FromPath[str], data: JSONBody[schemas.ProposeRequest]
-) -> schemas.ProposeResponse:
-    return await state.actions.propose(principal_of(request), agent_id, data, utc_now())
+) -> Response[schemas.ProposeResponse]:
+    proposed = await state.actions.propose(
+        principal_of(request), agent_id, data, utc_now(), request.headers.get("idempotency-key")
+    )
+    headers = {"Idempotent-Replayed": "true"} if proposed.replayed else None
+    return Response(proposed.response, status_code=201, headers=headers)
+
+
+@get("/v1/tenants/{tenant_id:str}/rate-limits", tags=["rate limits"])
+async def get_rate_limits(state: State, tenant_id: FromPath[str]) -> schemas.RateLimits:
+    return await state.rate_limits.get(tenant_id)
+
+
+@put("/v1/tenants/{tenant_id:str}/rate-limits", tags=["rate limits"])
+async def set_tenant_rate_limit(
+    state: State, request: Request, tenant_id: FromPath[str], data: JSONBody[schemas.SetRateLimit]
+) -> schemas.RateLimits:
+    """The proposals per minute each agent of the tenant may make, unless it has its own limit."""
+    return await state.rate_limits.set(principal_of(request), tenant_id, None, data)
+
+
+@put("/v1/tenants/{tenant_id:str}/agents/{agent_id:str}/rate-limits", tags=["rate limits"])
+async def set_agent_rate_limit(
+    state: State,
+    request: Request,
+    tenant_id: FromPath[str],
+    agent_id: FromPath[str],
+    data: JSONBody[schemas.SetRateLimit],
+) -> schemas.RateLimits:
+    """The proposals per minute this agent may make (null: the tenant's limit)."""
+    return await state.rate_limits.set(principal_of(request), tenant_id, agent_id, data)
 
 
 @get("/v1/actions/{action_id:str}", tags=["actions"])
@@ -328,6 +367,9 @@ ROUTES = _document(
         action_proof,
         tenant_keys,
         propose,
+        get_rate_limits,
+        set_tenant_rate_limit,
+        set_agent_rate_limit,
         get_action,
         list_actions,
     ]

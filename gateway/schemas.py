@@ -250,3 +250,25 @@ class AuditEntryView(msgspec.Struct, frozen=True):
 class AuditEntries(msgspec.Struct, frozen=True):
     entries: list[AuditEntryView]
     size: int
+
+
+class SetRateLimit(Request):
+    """Proposals per minute (1 to 1,000,000), or null to fall back to the tenant's (for an
+    agent) or the default (for the tenant)."""
+
+    propose_per_minute: int | None
+
+
+class AgentRateLimit(msgspec.Struct, frozen=True):
+    agent_id: str
+    propose_per_minute: int
+
+
+class RateLimits(msgspec.Struct, frozen=True):
+    """A tenant's proposal rate limits: its own (null: the default), the one its agents get
+    unless they have their own, and the agents that have their own."""
+
+    default_propose_per_minute: int
+    propose_per_minute: int | None
+    effective_propose_per_minute: int
+    agents: list[AgentRateLimit]

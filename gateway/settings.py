@@ -18,6 +18,9 @@ class Settings:
     log_origin: str = "localhost/verdict"
     max_body_bytes: int = 65536
     checkpoint_interval: float = 2.0  # seconds between checkpoints while entries arrive; 0: only on request
+    # per client address and process, on the public routes that are rate limited (gateway.authz)
+    public_rate_per_second: float = 20.0
+    public_burst: int = 100
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -34,6 +37,10 @@ class Settings:
             log_origin=env.get("VERDICT_LOG_ORIGIN", base.log_origin),
             max_body_bytes=int(env.get("VERDICT_MAX_BODY_BYTES", base.max_body_bytes)),
             checkpoint_interval=float(env.get("VERDICT_CHECKPOINT_INTERVAL", base.checkpoint_interval)),
+            public_rate_per_second=float(
+                env.get("VERDICT_PUBLIC_RATE_PER_SECOND", base.public_rate_per_second)
+            ),
+            public_burst=int(env.get("VERDICT_PUBLIC_BURST", base.public_burst)),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -46,6 +53,8 @@ class Settings:
             "VERDICT_LOG_ORIGIN": self.log_origin,
             "VERDICT_MAX_BODY_BYTES": str(self.max_body_bytes),
             "VERDICT_CHECKPOINT_INTERVAL": str(self.checkpoint_interval),
+            "VERDICT_PUBLIC_RATE_PER_SECOND": str(self.public_rate_per_second),
+            "VERDICT_PUBLIC_BURST": str(self.public_burst),
         }
         if self.database_url:
             env["VERDICT_DATABASE_URL"] = self.database_url

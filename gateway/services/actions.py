@@ -3,27 +3,45 @@
 The propose path: the agent is authenticated before (`gateway.authz`, from a 5 s cache),
 evaluate the tenant's active policy version, sign an EIP-712 verdict on ALLOW, then append
 the action row and its audit entries through the tenant's chain writer, which commits them
-only if the agent's key is still live; the answer goes out after the commit.
+only if the agent's key is still live and the agent has proposals left this minute
+(`gateway.ratelimit`); the answer goes out after the commit.
+
+Idempotency: a proposal made with an `Idempotency-Key` stores its answer in the same commit
+(`idempotency_keys`, per tenant, agent and key). The chain writer, which serializes every
+commit of the tenant in every process, writes at most one unit per key: a repeat of the same
+request gets the stored answer and creates nothing, another request with that key gets 409
+`idempotency_conflict`. Records are kept IDEMPOTENCY_KEEP_SECONDS (24 h), then purged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from crypto.canonical import action_hash as compute_action_hash
+from crypto.canonical import canonicalize
 from crypto.eip712 import DECISION_ALLOW, Domain, VerdictMessage
 from crypto.errors import CryptoError
 from crypto.signing import DigestSigner, sign_verdict
 from gateway import schemas
 from gateway.auth import AGENT, Principal
 from gateway.clock import new_id, parse_rfc3339, rfc3339, rfc3339_seconds
-from gateway.errors import InvalidRequest, NotFound, Unavailable, Unprocessable
-from gateway.ledger import EntryDraft, Ledger, PolicyVersionChanged, Unit
+from gateway.errors import InvalidRequest, NotFound, RateLimited, Unavailable, Unprocessable
+from gateway.ledger import (
+    IDEMPOTENCY_KEEP_SECONDS,
+    EntryDraft,
+    IdempotencyClaim,
+    Ledger,
+    PolicyVersionChanged,
+    Unit,
+)
+from gateway.ratelimit import seconds_until_next_window
 from gateway.services.policies import PolicyService
 from gateway.storage import Database, Insert
 from policy import Decision, EvaluationInput
@@ -44,6 +62,41 @@ _COLUMNS = (
 )
 _ACTION_COLUMNS = tuple(column.strip() for column in _COLUMNS.split(","))
 _encode = msgspec.json.Encoder()
+_decode_response = msgspec.json.Decoder(schemas.ProposeResponse)
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_IDEMPOTENCY_COLUMNS = (
+    "tenant_id", "agent_id", "idempotency_key", "request_hash", "action_id", "response", "created_at"
+)  # fmt: skip
+
+
+def check_idempotency_key(key: str) -> str:
+    """Raises InvalidRequest (`invalid_idempotency_key`) unless `key` is 1-255 visible ASCII
+    characters (a UUID is the usual choice)."""
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidRequest(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters", code="invalid_idempotency_key"
+        )
+    return key
+
+
+def request_hash(body: schemas.ProposeRequest) -> str:
+    """What "the same request" means for an idempotency key: the SHA-256 of the body's RFC 8785
+    form, so key order and whitespace do not matter."""
+    plain = msgspec.to_builtins(body)
+    try:
+        raw = canonicalize(plain)
+    except CryptoError:  # e.g. an integer beyond 2**53 in metadata: compare its JSON as sent
+        raw = _encode.encode(plain)
+    return hashlib.sha256(raw).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Proposed:
+    """The answer to a proposal; `replayed` when it is the stored answer to an earlier request
+    with the same idempotency key."""
+
+    response: schemas.ProposeResponse
+    replayed: bool = False
 
 
 def check_action(action: dict[str, Any]) -> str:
@@ -113,12 +166,18 @@ class ActionService:
         return context
 
     async def propose(
-        self, principal: Principal, agent_id: str, body: schemas.ProposeRequest, now: datetime
-    ) -> schemas.ProposeResponse:
+        self,
+        principal: Principal,
+        agent_id: str,
+        body: schemas.ProposeRequest,
+        now: datetime,
+        idempotency_key: str | None = None,
+    ) -> Proposed:
         """Decide a proposal of the agent `principal` (a credential of role agent). Raises
         NotFound for another agent, Unprocessable, Unauthenticated when the key was revoked or
-        expired before the commit; never answers before the action and its audit entries are
-        committed."""
+        expired before the commit, RateLimited when the agent has no proposals left this
+        minute, InvalidRequest and Conflict (`idempotency_conflict`) for idempotency keys;
+        never answers before the action and its audit entries are committed."""
         tenant_id = principal.tenant_id
         if (
             tenant_id is None
@@ -127,6 +186,15 @@ class ActionService:
         ):
             raise NotFound(f"agent {agent_id!r} not found", code="agent_not_found")
         who = await self._agent(tenant_id, agent_id)
+        claim = None
+        if idempotency_key is not None:
+            claim = IdempotencyClaim(agent_id, check_idempotency_key(idempotency_key), request_hash(body))
+        elif self.ledger.is_rate_limited(tenant_id, agent_id, now.timestamp()):
+            # refused already in this window (counts only grow): spare the policy and signing
+            raise RateLimited(
+                f"agent {agent_id!r} has no proposals left this minute",
+                retry_after_seconds=seconds_until_next_window(now.timestamp()),
+            )
         action_type = check_action(body.action)
         try:
             digest = compute_action_hash(body.action)
@@ -134,7 +202,7 @@ class ActionService:
             raise Unprocessable(f"action cannot be hashed: {exc}", code="invalid_action") from exc
         for _ in range(MAX_DECISION_ATTEMPTS):
             try:
-                return await self._decide(who, principal.credential, action_type, digest, body, now)
+                return await self._decide(who, principal.credential, action_type, digest, body, now, claim)
             except PolicyVersionChanged as changed:  # activated meanwhile: decide under the new one
                 self._active[who.tenant_id] = changed.active
         raise Unavailable("the active policy keeps changing; retry", code="policy_changed")
@@ -147,7 +215,8 @@ class ActionService:
         digest: bytes,
         body: schemas.ProposeRequest,
         now: datetime,
-    ) -> schemas.ProposeResponse:
+        claim: IdempotencyClaim | None,
+    ) -> Proposed:
         tenant_id, agent_id = who.tenant_id, who.agent_id
         action_hash = "0x" + digest.hex()
         version = self._active.get(tenant_id)
@@ -231,8 +300,23 @@ class ActionService:
             )
         verdict_json = _encode.encode(signed).decode() if signed is not None else None
 
+        def respond(seqs: list[int]) -> schemas.ProposeResponse:
+            return schemas.ProposeResponse(
+                action_id=action_id,
+                decision=decision.decision,
+                status=status,
+                reason=decision.reason,
+                matched_rules=list(decision.matched_rules),
+                policy_version=version,
+                policy_hash=policy_hash,
+                approvals_required=approvals,
+                signed_verdict=signed,
+                audit_event_id=seqs[0],
+                action_hash=action_hash,
+            )
+
         def inserts(seqs: list[int]) -> list[Insert]:
-            return [
+            rows = [
                 Insert(
                     "actions",
                     _ACTION_COLUMNS,
@@ -247,22 +331,31 @@ class ActionService:
                     ),
                 )
             ]  # fmt: skip
+            if claim is not None:
+                claim.response = _encode.encode(respond(seqs)).decode()
+                rows.append(
+                    Insert(
+                        "idempotency_keys",
+                        _IDEMPOTENCY_COLUMNS,
+                        (tenant_id, agent_id, claim.key, claim.request_hash, action_id, claim.response,
+                         created_at),
+                    )
+                )  # fmt: skip
+            return rows
 
-        unit = Unit(drafts, inserts=inserts, expects_policy=True, policy_version=version, credential=key_id)
-        seqs = await self.ledger.append(tenant_id, unit)
-        return schemas.ProposeResponse(
-            action_id=action_id,
-            decision=decision.decision,
-            status=status,
-            reason=decision.reason,
-            matched_rules=list(decision.matched_rules),
+        unit = Unit(
+            drafts,
+            inserts=inserts,
+            expects_policy=True,
             policy_version=version,
-            policy_hash=policy_hash,
-            approvals_required=approvals,
-            signed_verdict=signed,
-            audit_event_id=seqs[0],
-            action_hash=action_hash,
+            credential=key_id,
+            rate_agent=agent_id,
+            idempotency=claim,
         )
+        seqs = await self.ledger.append(tenant_id, unit)
+        if unit.replay is not None:
+            return Proposed(_decode_response.decode(unit.replay), replayed=True)
+        return Proposed(respond(seqs))
 
     async def get(self, principal: Principal, action_id: str) -> schemas.ActionRecord:
         """Raises NotFound for a missing action or one this principal may not see."""
@@ -334,6 +427,14 @@ class ActionService:
             rows = await conn.fetch(sql, *args, limit + 1)
         page = [_record(row) for row in rows[:limit]]
         return schemas.ActionPage(page, page[-1].action_id if len(rows) > limit else None)
+
+
+async def purge_idempotency_keys(db: Database, now: datetime) -> None:
+    """Delete idempotency records older than IDEMPOTENCY_KEEP_SECONDS. (The chain writer treats
+    an older record as absent anyway; this only keeps the table small.)"""
+    cutoff = rfc3339(now.astimezone(UTC) - timedelta(seconds=IDEMPOTENCY_KEEP_SECONDS))
+    async with db.transaction() as conn:
+        await conn.execute("DELETE FROM idempotency_keys WHERE created_at < ?", cutoff)
 
 
 def _loads(text: str | None) -> Any:

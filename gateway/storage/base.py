@@ -77,12 +77,16 @@ class Database(Protocol):
         credentials: tuple[list[str], str],
         entry_rows: list[tuple[str, int, bytes]],
         inserts: list[Insert],
+        rate: tuple[int, list[str], list[int]] = (0, [], []),
+        idempotency: tuple[list[str], list[str]] = ([], []),
     ) -> bool:
         """Atomically: if the tenant's head is `expected_head` (and, when given, its active
         policy version is `policy_version[0]`, and none of the API keys `credentials[0]` is
-        revoked or expired at time `credentials[1]`), move it to `new_head` and insert the
-        entries and rows. Returns False, having written nothing, when a condition does not
-        hold. Durable when it returns True."""
+        revoked or expired at time `credentials[1]`, and no agent `rate[1][i]` goes over its
+        proposals per minute by adding `rate[2][i]` in window `rate[0]`, and no idempotency key
+        `idempotency[1][i]` of agent `idempotency[0][i]` has a record), move it to `new_head`,
+        insert the entries and rows and count the proposals. Returns False, having written
+        nothing, when a condition does not hold. Durable when it returns True."""
         ...
 
 

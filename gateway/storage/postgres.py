@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from gateway.errors import DatabaseUnavailable
+from gateway.ratelimit import DEFAULT_PROPOSALS_PER_MINUTE, TENANT_DEFAULT
 from gateway.storage.base import Insert, IntegrityError
 from gateway.storage.schema import COLUMN_TYPES, apply_migrations
 
@@ -86,13 +87,33 @@ def _append_sql(groups: tuple[tuple[str, tuple[str, ...]], ...], check_policy: b
         " AND NOT EXISTS (SELECT 1 FROM api_keys WHERE id = ANY($9::text[])"
         " AND (revoked_at IS NOT NULL OR expires_at <= $10::text))"
     )
+    # No agent may go over its proposals per minute ($12 agents spend $13 proposals in window
+    # $11; gateway.ratelimit), and no idempotency key ($14 agents, $15 keys) may have a record.
+    # When either fails, nothing is written and the locked path refuses (or answers) the units.
+    limits = (
+        " AND NOT EXISTS (SELECT 1 FROM unnest($12::text[], $13::bigint[]) AS r(agent, n)"
+        " LEFT JOIN rate_windows w ON w.tenant_id = $1 AND w.agent_id = r.agent AND w.window_start >= $11::bigint"
+        " WHERE COALESCE(w.proposals, 0) + r.n > COALESCE("
+        "(SELECT l.propose_per_minute FROM rate_limits l WHERE l.tenant_id = $1 AND l.agent_id = r.agent),"
+        f" (SELECT l.propose_per_minute FROM rate_limits l WHERE l.tenant_id = $1 AND l.agent_id = '{TENANT_DEFAULT}'),"
+        f" {int(DEFAULT_PROPOSALS_PER_MINUTE)}))"
+        " AND NOT EXISTS (SELECT 1 FROM unnest($14::text[], $15::text[]) AS k(agent, key)"
+        " JOIN idempotency_keys i ON i.tenant_id = $1 AND i.agent_id = k.agent AND i.idempotency_key = k.key)"
+    )
     parts = [
         "WITH head AS (UPDATE audit_heads SET size = $2, head = $3"
-        f" WHERE tenant_id = $1 AND size = $4 AND head = $5{policy}{credentials} RETURNING 1)",
+        f" WHERE tenant_id = $1 AND size = $4 AND head = $5{policy}{credentials}{limits} RETURNING 1)",
         "entries AS (INSERT INTO audit_entries (tenant_id, seq, entry) SELECT $1, s, e"
         " FROM unnest($7::bigint[], $8::bytea[]) AS t(s, e) WHERE EXISTS (SELECT 1 FROM head))",
+        # count the proposals into the agents' windows (a newer window starts again from zero)
+        "rate AS (INSERT INTO rate_windows AS w (tenant_id, agent_id, window_start, proposals)"
+        " SELECT $1, agent, $11::bigint, n FROM unnest($12::text[], $13::bigint[]) AS r(agent, n)"
+        " WHERE EXISTS (SELECT 1 FROM head) ON CONFLICT (tenant_id, agent_id) DO UPDATE SET"
+        " proposals = CASE WHEN w.window_start >= excluded.window_start"
+        " THEN w.proposals + excluded.proposals ELSE excluded.proposals END,"
+        " window_start = GREATEST(w.window_start, excluded.window_start))",
     ]
-    n = 11
+    n = 16
     for index, (table, columns) in enumerate(groups):
         arrays = []
         for column in columns:
@@ -157,6 +178,8 @@ class PostgresDatabase:
         credentials: tuple[list[str], str],
         entry_rows: list[tuple[str, int, bytes]],
         inserts: list[Insert],
+        rate: tuple[int, list[str], list[int]] = (0, [], []),
+        idempotency: tuple[list[str], list[str]] = ([], []),
     ) -> bool:
         assert self._pool is not None, "database is not open"
         groups: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
@@ -173,6 +196,11 @@ class PostgresDatabase:
             [row[2] for row in entry_rows],
             credentials[0],
             credentials[1],
+            rate[0],
+            rate[1],
+            rate[2],
+            idempotency[0],
+            idempotency[1],
         ]
         for rows in groups.values():
             args.extend(list(column) for column in zip(*rows, strict=True))

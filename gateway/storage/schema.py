@@ -134,6 +134,40 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX api_keys_tenant_agent ON api_keys (tenant_id, agent_id)",
         ],
     ),
+    (
+        # Rate limits and idempotency keys (issue 6). See gateway/ratelimit.py and
+        # gateway/services/actions.py. Only the chain writer writes these three tables.
+        4,
+        [
+            # Proposals per minute: an agent's own limit, or its tenant's (agent_id '').
+            """CREATE TABLE rate_limits (
+                tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                agent_id TEXT NOT NULL,
+                propose_per_minute BIGINT NOT NULL,
+                PRIMARY KEY (tenant_id, agent_id)
+            )""",
+            # Proposals committed in the agent's current one-minute window (Unix time // 60).
+            """CREATE TABLE rate_windows (
+                tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                agent_id TEXT NOT NULL,
+                window_start BIGINT NOT NULL,
+                proposals BIGINT NOT NULL,
+                PRIMARY KEY (tenant_id, agent_id)
+            )""",
+            # The answer to a proposal made with an `Idempotency-Key`, per agent and key.
+            """CREATE TABLE idempotency_keys (
+                tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                agent_id TEXT NOT NULL,
+                idempotency_key TEXT NOT NULL,
+                request_hash TEXT NOT NULL,
+                action_id TEXT NOT NULL,
+                response TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (tenant_id, agent_id, idempotency_key)
+            )""",
+            "CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at)",
+        ],
+    ),
 ]
 
 

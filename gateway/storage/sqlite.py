@@ -8,6 +8,8 @@ one reader connection; WAL lets reads proceed while a write is in progress.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -49,6 +51,17 @@ class SQLiteConn:
         return [dict(row) for row in rows]
 
 
+def _exclusive(path: Path) -> int:
+    """Open `path` and wait for an exclusive flock on it; returns the descriptor holding it."""
+    descriptor = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
 class SQLiteDatabase:
     dialect = "sqlite"
     # Every SQLite call is a hop to aiosqlite's thread; the locked path is already cheap.
@@ -72,10 +85,20 @@ class SQLiteDatabase:
         return conn
 
     async def open(self) -> None:
+        """Connect and migrate. Processes that open one file at the same moment take turns
+        (an flock on `<file>.lock`): switching to WAL and migrating need the file to
+        themselves, and SQLite's busy timeout does not cover every lock they take."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await self._connect()
-        await self._migrate()
-        self._reader = await self._connect()
+        lock = await asyncio.to_thread(_exclusive, self.path.with_name(self.path.name + ".lock"))
+        try:
+            self._writer = await self._connect()
+            await self._migrate()
+            self._reader = await self._connect()
+        except BaseException:
+            await self.close()
+            raise
+        finally:
+            os.close(lock)  # closing the descriptor releases the flock
 
     async def close(self) -> None:
         for conn in (self._reader, self._writer):

@@ -26,8 +26,17 @@ class World:
     agent_token: str
 
 
+# make_world's tenant limit: high, so that tests about something else may propose freely.
+# Tests of the default limit pass `propose_per_minute=None`.
+TEST_PROPOSALS_PER_MINUTE = 1_000_000
+
+
 async def make_world(
-    client: Any, tenant: str = "acme", policy: str = EXAMPLE_POLICY, **tenant_fields: Any
+    client: Any,
+    tenant: str = "acme",
+    policy: str = EXAMPLE_POLICY,
+    propose_per_minute: int | None = TEST_PROPOSALS_PER_MINUTE,
+    **tenant_fields: Any,
 ) -> World:
     admin = client.app_state.keyring.admin_token
     r = await client.post(
@@ -56,6 +65,13 @@ async def make_world(
             headers={**bearer(tenant_admin), "Content-Type": "application/yaml"},
         )
         assert r.status_code == 201, r.text
+    if propose_per_minute is not None:
+        r = await client.put(
+            f"/v1/tenants/{tenant}/rate-limits",
+            json={"propose_per_minute": propose_per_minute},
+            headers=bearer(tenant_admin),
+        )
+        assert r.status_code == 200, r.text
     return World(tenant, admin, tenant_admin, auditor, "ap-bot", agent_token)
 
 

@@ -68,7 +68,7 @@ async def test_create_tenant(client):
 
 
 async def test_tenant_log_starts_with_its_creation(client):
-    world = await make_world(client)
+    world = await make_world(client, propose_per_minute=None)
     entries = await verified_log(client, world)
     assert [e.type for e in entries] == [
         "tenant.created",

@@ -37,6 +37,12 @@ async def seed(url: str, admin: str) -> World:
             headers={**bearer(tenant_admin), "Content-Type": "application/yaml"},
         )
         assert r.status_code == 201
+        r = await http.put(  # this test counts what load commits, not the default rate limit
+            "/v1/tenants/acme/rate-limits",
+            json={"propose_per_minute": 1_000_000},
+            headers=bearer(tenant_admin),
+        )
+        assert r.status_code == 200, r.text
     return World("acme", admin, tenant_admin, auditor, "ap-bot", agent)
 
 
