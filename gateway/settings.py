@@ -7,6 +7,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 
+def _flag(value: str | None, default: bool) -> bool:
+    """`1/true/yes/on` and `0/false/no/off` (any case); unset or empty: the default."""
+    if not value:
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected 0 or 1, not {value!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = Path(".verdict")
@@ -18,6 +30,7 @@ class Settings:
     log_origin: str = "localhost/verdict"
     max_body_bytes: int = 65536
     checkpoint_interval: float = 2.0  # seconds between checkpoints while entries arrive; 0: only on request
+    access_log: bool = True  # one JSON line per request on the `verdict.access` logger
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -34,6 +47,7 @@ class Settings:
             log_origin=env.get("VERDICT_LOG_ORIGIN", base.log_origin),
             max_body_bytes=int(env.get("VERDICT_MAX_BODY_BYTES", base.max_body_bytes)),
             checkpoint_interval=float(env.get("VERDICT_CHECKPOINT_INTERVAL", base.checkpoint_interval)),
+            access_log=_flag(env.get("VERDICT_ACCESS_LOG"), base.access_log),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -46,6 +60,7 @@ class Settings:
             "VERDICT_LOG_ORIGIN": self.log_origin,
             "VERDICT_MAX_BODY_BYTES": str(self.max_body_bytes),
             "VERDICT_CHECKPOINT_INTERVAL": str(self.checkpoint_interval),
+            "VERDICT_ACCESS_LOG": "1" if self.access_log else "0",
         }
         if self.database_url:
             env["VERDICT_DATABASE_URL"] = self.database_url
