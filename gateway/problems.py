@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -15,6 +16,7 @@ from gateway.errors import AppError, Unavailable
 from gateway.tracing import request_id_of
 
 log = logging.getLogger("verdict.http")
+_QUOTED_VALUE = re.compile(r"'[^']*'")
 PROBLEM_JSON = "application/problem+json"
 
 _HTTP_CODES = {
@@ -69,8 +71,14 @@ def app_error_handler(request: Request, exc: AppError) -> Response:
 def validation_handler(request: Request, exc: ValidationException) -> Response:
     # Litestar's own detail names the full URL (query string included, which may hold
     # something secret): answer with the field-level messages only.
+    # Nor does it repeat the offending values (msgspec's "Invalid enum value 'x'"): a caller
+    # that pasted a token into the wrong field should not find it echoed into its own logs.
     errors = [
-        {"field": item.get("key"), "message": item.get("message"), "source": item.get("source")}
+        {
+            "field": item.get("key"),
+            "message": _QUOTED_VALUE.sub("(value not shown)", str(item.get("message"))),
+            "source": item.get("source"),
+        }
         for item in (exc.extra or [])
         if isinstance(item, dict)
     ]

@@ -35,7 +35,7 @@ class GatewayProcess:
         self._output_file: typing.IO[str] | None = None
 
     def start(self, timeout: float = 30.0) -> GatewayProcess:
-        self._output_file = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
+        self._output_file = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", *self.args],
             env=self.env,

@@ -118,9 +118,7 @@ async def test_keys_and_strings_over_the_limits_are_refused(client):
     for body, code in cases:
         r = await client.post(url, json=body, headers=bearer(world.agent_token))
         assert (r.status_code, r.json()["code"]) == (400, code), r.text
-    r = await client.post(
-        "/v1/tenants", json={"id": "t", "name": long}, headers=bearer(world.admin_token)
-    )
+    r = await client.post("/v1/tenants", json={"id": "t", "name": long}, headers=bearer(world.admin_token))
     assert (r.status_code, r.json()["code"]) == (400, "string_too_long")
     # at the limits exactly: accepted
     at_limit = pay(note="x" * MAX_STRING_CHARS, **{"k" * MAX_KEY_CHARS: "v"})
