@@ -15,7 +15,7 @@ from gateway.tracing import ACCESS_LOGGER, Tracing, context_of
 from tests.integration.helpers import bearer, make_world, pay
 from tests.integration.process import GatewayProcess
 
-GENERATED_ID = re.compile(r"[A-Za-z0-9_-]{16}")
+GENERATED_ID = re.compile(r"[A-Za-z0-9_-]{16,32}")
 ACCESS_FIELDS = {"time", "request_id", "method", "path", "status", "duration_ms", "client"}
 
 
