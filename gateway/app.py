@@ -33,6 +33,7 @@ from gateway.services.rate_limits import RateLimitService
 from gateway.services.tenants import TenantService
 from gateway.settings import Settings
 from gateway.storage import Database, open_database
+from gateway.tracing import Tracing, configure_access_log
 
 log = logging.getLogger("verdict")
 ADMIN_KEY_ID = "key_admin"
@@ -179,9 +180,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
     )
     bind_access(app)  # refuses to build an app with a route missing from the access table
+    # Outermost layer, around Litestar's exception handling: every answer gets its request id.
+    app.asgi_handler = Tracing(app.asgi_handler, log_requests=settings.access_log)
     return app
 
 
 def create_app_from_env() -> Litestar:
-    """Factory for `uvicorn --factory` worker processes."""
-    return create_app(Settings.from_env())
+    """Factory for `verdict serve`'s worker processes (granian); the access log goes to stderr."""
+    settings = Settings.from_env()
+    configure_access_log(settings.access_log)
+    return create_app(settings)

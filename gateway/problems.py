@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -12,8 +13,10 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
 from gateway.errors import AppError
+from gateway.tracing import request_id_of
 
 log = logging.getLogger("verdict.http")
+_QUOTED_VALUE = re.compile(r"'[^']*'")
 PROBLEM_JSON = "application/problem+json"
 
 _HTTP_CODES = {
@@ -36,9 +39,11 @@ class Problem(msgspec.Struct, frozen=True):
     status: int
     detail: str
     code: str
+    request_id: str | None = None  # the X-Request-ID of the request, to quote when asking about it
 
 
 def problem(
+    request: Request | None,
     status: int,
     code: str,
     detail: str,
@@ -52,43 +57,71 @@ def problem(
         "status": status,
         "detail": detail,
         "code": code,
+        "request_id": request_id_of(request) if request is not None else None,
         **extra,
     }
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def app_error_handler(_: Request, exc: AppError) -> Response:
+def app_error_handler(request: Request, exc: AppError) -> Response:
     retry = exc.retry_after_seconds
     headers = {"Retry-After": str(retry)} if retry is not None else None
-    return problem(exc.status, exc.code, exc.detail, exc.title, headers=headers, **exc.extra)
+    return problem(request, exc.status, exc.code, exc.detail, exc.title, headers=headers, **exc.extra)
 
 
-def validation_handler(_: Request, exc: ValidationException) -> Response:
+def validation_handler(request: Request, exc: ValidationException) -> Response:
+    # Litestar's own detail names the full URL (query string included, which may hold
+    # something secret): answer with the field-level messages only.
+    # Nor does it repeat the offending values (msgspec's "Invalid enum value 'x'"): a caller
+    # that pasted a token into the wrong field should not find it echoed into its own logs.
     errors = [
-        {"field": item.get("key"), "message": item.get("message")}
+        {
+            "field": item.get("key"),
+            "message": _QUOTED_VALUE.sub("(value not shown)", str(item.get("message"))),
+            "source": item.get("source"),
+        }
         for item in (exc.extra or [])
         if isinstance(item, dict)
     ]
-    detail = exc.detail if exc.detail and exc.detail != "Bad Request" else "the request is not valid"
-    return problem(400, "invalid_request", detail, "Invalid request", errors=errors)
+    unknown = [e for e in errors if "unknown field" in str(e["message"])]
+    if unknown:
+        return problem(
+            request,
+            400,
+            "unknown_field",
+            f"the body has a field this request does not take: {unknown[0]['message']}",
+            "Invalid request",
+            errors=errors,
+        )
+    return problem(
+        request, 400, "invalid_request", "the request is not valid", "Invalid request", errors=errors
+    )
 
 
-def http_error_handler(_: Request, exc: HTTPException) -> Response:
+def http_error_handler(request: Request, exc: HTTPException) -> Response:
     status = exc.status_code
     code = _HTTP_CODES.get(status, "http_error" if status < 500 else "internal_error")
     detail = exc.detail if status < 500 else "internal error"
     # keep protocol headers such as Allow on 405 (RFC 9110 §15.5.6)
-    return problem(status, code, detail, headers=dict(exc.headers or {}) or None)
+    return problem(request, status, code, detail, headers=dict(exc.headers or {}) or None)
 
 
-def nesting_handler(_: Request, exc: RecursionError) -> Response:
-    return problem(400, "nesting_too_deep", "the JSON body is nested too deeply", "Invalid request")
+def nesting_handler(request: Request, exc: RecursionError) -> Response:
+    return problem(request, 400, "nesting_too_deep", "the JSON body is nested too deeply", "Invalid request")
 
 
 def internal_error_handler(request: Request, exc: Exception) -> Response:
-    # Never leak internals: the client gets a generic problem, the log gets the traceback.
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem(500, "internal_error", "internal error")
+    # Never leak internals: the client gets a generic problem with the request id; the log gets
+    # the traceback under the same id and the route's template (not the raw path or query).
+    template = request.scope.get("path_template") or "<unmatched>"
+    log.error(
+        "unhandled error, request_id=%s %s %s",
+        request_id_of(request),
+        request.method,
+        template,
+        exc_info=exc,
+    )
+    return problem(request, 500, "internal_error", "internal error")
 
 
 _ERROR_DESCRIPTIONS = {

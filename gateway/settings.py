@@ -7,6 +7,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 
+def _flag(value: str | None, default: bool) -> bool:
+    """`1/true/yes/on` and `0/false/no/off` (any case); unset or empty: the default."""
+    if not value:
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected 0 or 1, not {value!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = Path(".verdict")
@@ -21,6 +33,7 @@ class Settings:
     # per client address and process, on the public routes that are rate limited (gateway.authz)
     public_rate_per_second: float = 20.0
     public_burst: int = 100
+    access_log: bool = True  # one JSON line per request on the `verdict.access` logger
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -41,6 +54,7 @@ class Settings:
                 env.get("VERDICT_PUBLIC_RATE_PER_SECOND", base.public_rate_per_second)
             ),
             public_burst=int(env.get("VERDICT_PUBLIC_BURST", base.public_burst)),
+            access_log=_flag(env.get("VERDICT_ACCESS_LOG"), base.access_log),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -55,6 +69,7 @@ class Settings:
             "VERDICT_CHECKPOINT_INTERVAL": str(self.checkpoint_interval),
             "VERDICT_PUBLIC_RATE_PER_SECOND": str(self.public_rate_per_second),
             "VERDICT_PUBLIC_BURST": str(self.public_burst),
+            "VERDICT_ACCESS_LOG": "1" if self.access_log else "0",
         }
         if self.database_url:
             env["VERDICT_DATABASE_URL"] = self.database_url

@@ -7,7 +7,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import typing
 from pathlib import Path
 
 import httpx
@@ -28,13 +30,17 @@ class GatewayProcess:
         self.cwd = cwd
         self.proc: subprocess.Popen[str] | None = None
         self.output = ""
+        # A file, not a pipe: the access log writes a line per request, and a pipe nobody reads
+        # until the end fills up (64 KiB) and then blocks the gateway.
+        self._output_file: typing.IO[str] | None = None
 
     def start(self, timeout: float = 30.0) -> GatewayProcess:
+        self._output_file = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", *self.args],
             env=self.env,
             cwd=self.cwd,
-            stdout=subprocess.PIPE,
+            stdout=self._output_file,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
@@ -68,8 +74,9 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        if self.proc.stdout is None or self.proc.stdout.closed:
+        if self._output_file is None or self._output_file.closed:
             return self.output
-        with self.proc.stdout:
-            self.output = self.proc.stdout.read()
+        with self._output_file:
+            self._output_file.seek(0)
+            self.output = self._output_file.read()
         return self.output

@@ -124,7 +124,7 @@ async def test_bad_bodies_are_problems(client):
         r = await propose(client, world, body)
         assert (r.status_code, r.json()["code"]) == (422, code), r.text
     r = await propose(client, world, {"action": {"type": "x"}, "surprise": 1})
-    assert (r.status_code, r.json()["code"]) == (400, "invalid_request")
+    assert (r.status_code, r.json()["code"]) == (400, "unknown_field")
     r = await client.post(
         f"/v1/agents/{world.agent}/propose",
         content=b"{not json",
