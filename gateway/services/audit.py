@@ -56,7 +56,7 @@ from gateway.storage import Conn, Database
 log = logging.getLogger("verdict.audit")
 
 MAX_INTEGRATION_STEP = 65_536  # entries per checkpoint (one transaction)
-SLICE = 512  # entries read and hashed between two awaits
+SLICE = 128  # entries read and hashed between two awaits (a few ms of event-loop time each)
 MAX_BUNDLE_ENTRIES = 1000
 _KEYS_PER_QUERY = 400
 
