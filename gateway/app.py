@@ -20,7 +20,7 @@ from gateway.auth import Authenticator, KeyUsage
 from gateway.authz import authorize, bind_access
 from gateway.bodies import check_request_body
 from gateway.clock import hash_token, rfc3339, utc_now
-from gateway.keyring import LOG, Keyring, load_keyring, manifest_stamp
+from gateway.keyring import LOG, load_keyring, manifest_stamp
 from gateway.ledger import Ledger
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.ratelimit import AddressLimiter
@@ -55,10 +55,6 @@ async def install_admin_token(db: Database, token: str) -> None:
 KEY_RELOAD_SECONDS = 1.0
 
 
-def retired_log_keys(keyring: Keyring) -> list:
-    return [r.log_public_key() for r in keyring.of_kind(LOG) if r.not_after is not None]
-
-
 async def watch_keys(state: State) -> None:
     """Pick up a key rotation (`verdict keys rotate`, which rewrites the manifest) without a
     restart: from the next proposal on, verdicts are signed with the new key; from the next
@@ -78,7 +74,7 @@ async def watch_keys(state: State) -> None:
         stamp = current
         state.keyring = keyring
         state.actions.signer = keyring.verdict_signer
-        state.audit.set_log_key(keyring.log_key, retired_log_keys(keyring))
+        state.audit.set_log_key(keyring.log_key, keyring.retired_log_keys())
         log.warning(
             "signing keys reloaded: verdict signer %s, log key %s",
             keyring.verdict_signer.address,
@@ -132,8 +128,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.credentials = CredentialService(db, ledger, authenticator)
             state.policies = policies
             state.actions = ActionService(db, ledger, policies, keyring.verdict_signer)
-            state.audit = AuditService(db, keyring.log_key, settings.log_origin)
-            state.audit.set_log_key(keyring.log_key, retired_log_keys(keyring))
+            state.audit = AuditService(db, keyring.log_key, settings.log_origin, keyring.retired_log_keys())
             background.append(asyncio.get_running_loop().create_task(watch_keys(state), name="keys"))
             state.rate_limits = RateLimitService(db, ledger)
             state.address_limiter = AddressLimiter(settings.public_rate_per_second, settings.public_burst)

@@ -253,10 +253,7 @@ def _with_audit_service(data_dir: Path | None, work):
     async def run():
         db = open_database(settings.database_url, data_dir=settings.data_dir, schema=settings.database_schema)
         await db.open()
-        service = AuditService(db, keyring.log_key, settings.log_origin)
-        service.set_log_key(
-            keyring.log_key, [r.log_public_key() for r in keyring.of_kind("log") if r.not_after]
-        )
+        service = AuditService(db, keyring.log_key, settings.log_origin, keyring.retired_log_keys())
         try:
             return await work(service, db, settings)
         except AppError as exc:

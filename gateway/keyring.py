@@ -71,15 +71,15 @@ class Keyring:
     created: tuple[str, ...]
     history: tuple[KeyRecord, ...]
 
-    @property
-    def verdict_signer_since(self) -> datetime:
-        return _parse_time(self.active(VERDICT).not_before)
-
     def active(self, kind: str) -> KeyRecord:
         return _active(self.history, kind)
 
     def of_kind(self, kind: str) -> list[KeyRecord]:
         return [r for r in self.history if r.kind == kind]
+
+    def retired_log_keys(self) -> list[Ed25519PublicKey]:
+        """Public keys of the log keys rotated out: they still verify older checkpoints."""
+        return [r.log_public_key() for r in self.of_kind(LOG) if r.not_after is not None]
 
 
 def load_keyring(data_dir: Path, environ: dict[str, str] | None = None) -> Keyring:
@@ -235,10 +235,6 @@ def _public_b64(key: Ed25519PrivateKey) -> str:
 
 def _format_time(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def _read_secret(path: Path) -> str:

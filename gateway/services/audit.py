@@ -84,10 +84,12 @@ _decode_link = msgspec.json.Decoder(_Link).decode
 
 
 class AuditService:
-    def __init__(self, db: Database, log_key: Any, origin_base: str) -> None:
+    def __init__(
+        self, db: Database, log_key: Any, origin_base: str, retired: list[Any] | None = None
+    ) -> None:
         self.db = db
         self._log_key = log_key
-        self._retired: list[Any] = []
+        self._retired: list[Any] = list(retired or [])  # public keys of rotated-out log keys
         self.origin_base = origin_base.rstrip("/")
         self._signers: dict[str, NoteSigner] = {}
         self._locks: dict[str, asyncio.Lock] = {}
