@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 import msgspec
 
+import policy
+
 
 class Request(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Base of request bodies."""
@@ -135,10 +137,9 @@ class ProposeRequest(Request):
     metadata: dict[str, Any] | None = None
 
 
-class ApprovalRequirement(msgspec.Struct, frozen=True):
-    rule: str
-    threshold: int
-    roles: list[str]
+# What one matched ESCALATE rule asks for: {rule, threshold, roles} or {rule, all_of}.
+ApprovalRequirement = policy.ApprovalRequirement
+RoleQuota = policy.RoleQuota
 
 
 class SignedVerdict(msgspec.Struct, frozen=True):

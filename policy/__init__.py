@@ -11,7 +11,7 @@ Evaluation never raises; an error in a rule denies (``policy_error:<rule id>``).
 from __future__ import annotations
 
 from policy.errors import PolicyError, PolicyInvalid, Problem, UnsupportedMediaType
-from policy.evaluate import ApprovalRequirement, Check, CompiledPolicy, Decision, EvaluationInput
+from policy.evaluate import ApprovalRequirement, Check, CompiledPolicy, Decision, EvaluationInput, RoleQuota
 from policy.load import LoadedPolicy, compile_document, load_policy
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "PolicyError",
     "PolicyInvalid",
     "Problem",
+    "RoleQuota",
     "UnsupportedMediaType",
     "compile_document",
     "load_policy",

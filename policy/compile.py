@@ -29,7 +29,7 @@ from policy.document import (
     parse_field_path,
 )
 from policy.errors import PolicyInvalid, Problem, RuleEvaluationError
-from policy.evaluate import CompiledPolicy, CompiledRule, Condition
+from policy.evaluate import ApprovalRequirement, CompiledPolicy, CompiledRule, Condition, RoleQuota
 
 __all__ = ["compile_policy", "render_value"]
 
@@ -87,10 +87,16 @@ def _compile_rule(rule: dict[str, Any], when: Expression | None, lists: dict[str
         reason=rule.get("reason", rule["id"]),
         conditions=tuple(conditions),
         when=when,
-        threshold=approvals.get("threshold", 0),
-        roles=tuple(approvals.get("roles", ())),
+        requirement=_requirement(rule["id"], approvals) if escalates else None,
         timeout_minutes=rule.get("timeout_minutes", TIMEOUT_MINUTES[2]) if escalates else 0,
     )
+
+
+def _requirement(rule_id: str, approvals: dict[str, Any]) -> ApprovalRequirement:
+    if "all_of" in approvals:
+        quotas = tuple(RoleQuota(quota["role"], quota["min"]) for quota in approvals["all_of"])
+        return ApprovalRequirement(rule_id, all_of=quotas)
+    return ApprovalRequirement(rule_id, threshold=approvals["threshold"], roles=tuple(approvals["roles"]))
 
 
 def _compile_condition(field: FieldPath, name: str, operand: Any, lists: dict[str, list[Any]]) -> Condition:

@@ -9,7 +9,9 @@ A document is a plain JSON object (see ``examples/policy.yaml``)::
     rules: [rule, ...]                 # at least one, evaluated in order
 
 and a rule is ``{id, decision, reason?, match?, when?, approvals?, timeout_minutes?}``
-with at least one of ``match`` and ``when``. This module names the parts;
+with at least one of ``match`` and ``when``. ``approvals`` is either
+``{threshold: M, roles: [...]}`` (M distinct signers, each in one of the roles) or
+``{all_of: [{role, min}, ...]}`` (at least ``min`` signers in each role). This module names the parts;
 :mod:`policy.load` checks a document against them and :mod:`policy.compile`
 turns a valid one into closures.
 
@@ -47,10 +49,12 @@ DEFAULT_DECISION = DENY  # fail closed (DESIGN.md, invariant 1)
 
 DOCUMENT_FIELDS = ("schema", "default", "verdict_ttl_seconds", "lists", "rules")
 RULE_FIELDS = ("id", "decision", "reason", "match", "when", "approvals", "timeout_minutes")
-APPROVAL_FIELDS = ("threshold", "roles")
+APPROVAL_FIELDS = ("threshold", "roles", "all_of")
+ROLE_QUOTA_FIELDS = ("role", "min")
+MAX_APPROVERS = 32  # the most signers one requirement may ask for
 
 VERDICT_TTL_SECONDS = (1, 3600, 60)  # (min, max, default)
-TIMEOUT_MINUTES = (1, 43200, 60)  # (min, max, default): up to 30 days
+TIMEOUT_MINUTES = (1, 43200, 1440)  # (min, max, default): up to 30 days, 24 h when absent
 
 RULE_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 ROLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")

@@ -32,7 +32,15 @@ from policy.cel_env import CelScope, Expression, run_expression
 from policy.document import ALLOW, DENY, ESCALATE
 from policy.errors import RuleEvaluationError
 
-__all__ = ["ApprovalRequirement", "Check", "CompiledPolicy", "CompiledRule", "Decision", "EvaluationInput"]
+__all__ = [
+    "ApprovalRequirement",
+    "Check",
+    "CompiledPolicy",
+    "CompiledRule",
+    "Decision",
+    "EvaluationInput",
+    "RoleQuota",
+]
 
 NO_RULE_MATCHED = "no_rule_matched"
 POLICY_ERROR_PREFIX = "policy_error:"
@@ -52,12 +60,24 @@ class EvaluationInput:
     now: datetime.datetime
 
 
-class ApprovalRequirement(msgspec.Struct, frozen=True):
-    """``threshold`` distinct approvers holding any of ``roles`` must approve, because of ``rule``."""
+class RoleQuota(msgspec.Struct, frozen=True):
+    """At least ``min`` distinct signers approving in ``role``."""
+
+    role: str
+    min: int
+
+
+class ApprovalRequirement(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What one matched ESCALATE rule asks for (see :mod:`policy.approvals` for the counting).
+
+    Either ``threshold`` distinct signers approving in any of ``roles``, or every quota of
+    ``all_of``; exactly one of the two forms is set.
+    """
 
     rule: str
-    threshold: int
-    roles: list[str]
+    threshold: int | None = None
+    roles: tuple[str, ...] | None = None
+    all_of: tuple[RoleQuota, ...] | None = None
 
 
 class Check(msgspec.Struct, frozen=True):
@@ -97,8 +117,7 @@ class CompiledRule:
     reason: str
     conditions: tuple[Condition, ...]
     when: Expression | None
-    threshold: int
-    roles: tuple[str, ...]
+    requirement: ApprovalRequirement | None
     timeout_minutes: int
 
 
@@ -177,7 +196,7 @@ class CompiledPolicy:
         if winner != ESCALATE:
             return Decision(winner, reason, matched_rules, None, None, checks)
         escalations = [rule for rule, decision, _ in outcomes if decision == ESCALATE]  # (4)
-        approvals = [ApprovalRequirement(rule.id, rule.threshold, list(rule.roles)) for rule in escalations]
+        approvals = [rule.requirement for rule in escalations if rule.requirement is not None]
         timeout = min(rule.timeout_minutes for rule in escalations)
         return Decision(winner, reason, matched_rules, approvals, timeout, checks)
 

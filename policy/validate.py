@@ -11,8 +11,9 @@ the rule it sits in, so an author can fix a document in one round. Checked:
     and/or ``when``;
 (4) ``match`` keys are known field paths and operators; operands fit them;
 (5) ``when`` compiles and refers only to known variables, functions, lists and time zones;
-(6) ESCALATE rules, and only they, have ``approvals`` (threshold 1..len(roles),
-    unique roles ``[a-z][a-z0-9_-]{0,31}``) and may set ``timeout_minutes`` (1..43200).
+(6) ESCALATE rules, and only they, have ``approvals``: ``{threshold, roles}`` (threshold
+    1..32, unique roles ``[a-z][a-z0-9_-]{0,31}``) or ``{all_of: [{role, min}]}``
+    (unique roles, min 1..32), never both; and may set ``timeout_minutes`` (1..43200).
 
 Everywhere, values must be JSON that canonicalizes exactly: no floats (quote
 amounts), no YAML dates or binary, integers within ±(2**53 - 1).
@@ -31,11 +32,13 @@ from policy.document import (
     DOCUMENT_FIELDS,
     ESCALATE,
     LIST_NAME,
+    MAX_APPROVERS,
     MEMBERSHIP_OPERATORS,
     OPERATORS,
     ORDERING_OPERATORS,
     REASON,
     ROLE,
+    ROLE_QUOTA_FIELDS,
     RULE_FIELDS,
     RULE_ID,
     SCHEMA_ID,
@@ -191,7 +194,9 @@ class _Report:
                     f"{path}.approvals", f"only ESCALATE rules take approvals; this rule is {decision}", label
                 )
         elif decision == ESCALATE:
-            self.add(f"{path}.approvals", "an ESCALATE rule needs approvals: {threshold, roles}", label)
+            self.add(
+                f"{path}.approvals", "an ESCALATE rule needs approvals: {threshold, roles} or {all_of}", label
+            )
         if "timeout_minutes" in rule:
             self.check_integer(rule["timeout_minutes"], f"{path}.timeout_minutes", TIMEOUT_MINUTES, label)
             if decision in DECISIONS and decision != ESCALATE:
@@ -263,9 +268,15 @@ class _Report:
 
     def check_approvals(self, approvals: Any, path: str, label: str | None) -> None:
         if not isinstance(approvals, dict):
-            self.add(path, f"must be a mapping {{threshold, roles}}, got {describe_value(approvals)}", label)
+            message = f"must be a mapping {{threshold, roles}} or {{all_of}}, got {describe_value(approvals)}"
+            self.add(path, message, label)
             return
-        self.check_fields(approvals, path, APPROVAL_FIELDS, required=APPROVAL_FIELDS, rule=label)
+        if "all_of" in approvals:
+            self.check_fields(approvals, path, ("all_of",), rule=label)
+            self.check_all_of(approvals["all_of"], f"{path}.all_of", label)
+            return
+        required = ("threshold", "roles")
+        self.check_fields(approvals, path, APPROVAL_FIELDS, required=required, rule=label)
         roles = approvals.get("roles")
         role_count = None
         if "roles" in approvals:
@@ -276,13 +287,35 @@ class _Report:
             else:
                 role_count = len(roles)
                 for index, role in enumerate(roles):
-                    if not isinstance(role, str) or not ROLE.fullmatch(role):
-                        self.add(f"{path}.roles[{index}]", "roles must match [a-z][a-z0-9_-]{0,31}", label)
-                    elif role in roles[:index]:
-                        self.add(f"{path}.roles[{index}]", f"duplicate role {role!r}", label)
+                    self.check_role(role, roles[:index], f"{path}.roles[{index}]", label)
         if "threshold" in approvals:
-            high = role_count or 1
+            # M distinct signers in any of the roles: three directors may approve with one role
+            high = MAX_APPROVERS if role_count else 1
             self.check_integer(approvals["threshold"], f"{path}.threshold", (1, high, 1), label)
+
+    def check_all_of(self, quotas: Any, path: str, label: str | None) -> None:
+        if not isinstance(quotas, list) or not quotas:
+            message = f"must be a non-empty list of {{role, min}}, got {describe_value(quotas)}"
+            self.add(path, message, label)
+            return
+        seen: list[Any] = []
+        for index, quota in enumerate(quotas):
+            item = f"{path}[{index}]"
+            if not isinstance(quota, dict):
+                self.add(item, f"must be a mapping {{role, min}}, got {describe_value(quota)}", label)
+                continue
+            self.check_fields(quota, item, ROLE_QUOTA_FIELDS, required=ROLE_QUOTA_FIELDS, rule=label)
+            if "role" in quota:
+                self.check_role(quota["role"], seen, f"{item}.role", label)
+                seen.append(quota["role"])
+            if "min" in quota:
+                self.check_integer(quota["min"], f"{item}.min", (1, MAX_APPROVERS, 1), label)
+
+    def check_role(self, role: Any, earlier: list[Any], path: str, label: str | None) -> None:
+        if not isinstance(role, str) or not ROLE.fullmatch(role):
+            self.add(path, "roles must match [a-z][a-z0-9_-]{0,31}", label)
+        elif role in earlier:
+            self.add(path, f"duplicate role {role!r}", label)
 
 
 def _join(path: str, key: str) -> str:

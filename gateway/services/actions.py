@@ -45,6 +45,7 @@ from gateway.ratelimit import seconds_until_next_window
 from gateway.services.policies import PolicyService
 from gateway.storage import Database, Insert
 from policy import Decision, EvaluationInput
+from policy.document import TIMEOUT_MINUTES
 
 STATUS_OF = {"ALLOW": "allowed", "ESCALATE": "pending_approval", "DENY": "denied"}
 MAX_PAGE = 100
@@ -258,16 +259,9 @@ class ActionService:
             signed = schemas.SignedVerdict(
                 result.typed_data, result.signature, result.signer, rfc3339_seconds(issued_at + ttl)
             )
-        approvals = (
-            [
-                schemas.ApprovalRequirement(r.rule, r.threshold, list(r.roles))
-                for r in decision.approvals_required
-            ]
-            if decision.approvals_required
-            else None
-        )
+        approvals = list(decision.approvals_required) if decision.approvals_required else None
         approval_expires_at = (
-            rfc3339(now + timedelta(minutes=decision.timeout_minutes or 60))
+            rfc3339(now + timedelta(minutes=decision.timeout_minutes or TIMEOUT_MINUTES[2]))
             if decision.decision == "ESCALATE"
             else None
         )
@@ -459,7 +453,9 @@ def _record(row: dict[str, Any]) -> schemas.ActionRecord:
         matched_rules=json.loads(row["matched_rules"]),
         policy_version=int(row["policy_version"]) if row["policy_version"] is not None else None,
         policy_hash=row["policy_hash"],
-        approvals_required=[schemas.ApprovalRequirement(**a) for a in approvals] if approvals else None,
+        approvals_required=msgspec.convert(approvals, list[schemas.ApprovalRequirement])
+        if approvals
+        else None,
         approval_expires_at=row["approval_expires_at"],
         signed_verdict=schemas.SignedVerdict(**verdict) if verdict else None,
         audit_event_ids=json.loads(row["audit_event_ids"]),

@@ -56,15 +56,23 @@ def test_escalations_combine_their_approvals_and_take_the_shortest_timeout(build
     assert decision.reason == "cfo"
     assert decision.matched_rules == ["cfo", "board", "quick", "rest"]
     assert decision.approvals_required == [
-        ApprovalRequirement("cfo", 1, ["cfo"]),
-        ApprovalRequirement("board", 2, ["ceo", "controller", "cfo"]),
-        ApprovalRequirement("quick", 1, ["ops"]),
+        ApprovalRequirement("cfo", 1, ("cfo",)),
+        ApprovalRequirement(
+            "board",
+            2,
+            (
+                "ceo",
+                "controller",
+                "cfo",
+            ),
+        ),
+        ApprovalRequirement("quick", 1, ("ops",)),
     ]
     assert decision.timeout_minutes == 30  # `board` has the default 60
 
 
-def test_default_timeout_is_60_minutes(build: Any, decide: Any) -> None:
-    assert decide(build(rule("e", "ESCALATE")), {}).timeout_minutes == 60
+def test_default_timeout_is_24_hours(build: Any, decide: Any) -> None:
+    assert decide(build(rule("e", "ESCALATE")), {}).timeout_minutes == 1440
 
 
 def test_deny_drops_approval_requirements(build: Any, decide: Any) -> None:
@@ -157,9 +165,19 @@ def test_example_policy_decisions(example_yaml: bytes, decide: Any) -> None:
     assert (allow.decision, allow.reason, allow.matched_rules) == ("ALLOW", "allow-rest", ["allow-rest"])
     escalate = decide(policy, {"type": "pay_invoice", "amount": "7800.00", "vendor": "acme"})
     assert (escalate.decision, escalate.reason) == ("ESCALATE", "amount_above_threshold")
-    assert escalate.approvals_required == [ApprovalRequirement("cfo-over-5k", 1, ["cfo"])]
+    assert escalate.approvals_required == [ApprovalRequirement("cfo-over-5k", 1, ("cfo",))]
     big = decide(policy, {"type": "pay_invoice", "amount": "50000.01", "vendor": "acme"})
-    assert big.approvals_required == [ApprovalRequirement("execs-over-50k", 2, ["cfo", "controller", "ceo"])]
+    assert big.approvals_required == [
+        ApprovalRequirement(
+            "execs-over-50k",
+            2,
+            (
+                "cfo",
+                "controller",
+                "ceo",
+            ),
+        )
+    ]
     blocked = decide(policy, {"type": "pay_invoice", "amount": "7800.00", "vendor": "evil-corp"})
     assert (blocked.decision, blocked.reason) == ("DENY", "vendor_blocked")
     no_amount = decide(policy, {"type": "send_email"})
@@ -173,18 +191,20 @@ def test_decision_encodes_to_json(build: Any, decide: Any) -> None:
         "reason": "e",
         "matched_rules": ["e"],
         "approvals_required": [{"rule": "e", "threshold": 1, "roles": ["cfo"]}],
-        "timeout_minutes": 60,
+        "timeout_minutes": 1440,
         "checks": [{"rule": "e", "matched": True, "error": None, "conditions": []}],
     }
 
 
-def test_approval_roles_are_fresh_lists_per_decision(build: Any, decide: Any) -> None:
+def test_approval_requirements_cannot_be_changed_by_a_caller(build: Any, decide: Any) -> None:
     policy = build(rule("e", "ESCALATE"))
     first = decide(policy, {})
     assert first.approvals_required is not None
-    first.approvals_required[0].roles.append("intruder")
+    with pytest.raises(AttributeError):
+        first.approvals_required[0].roles.append("intruder")  # a tuple in a frozen struct
+    first.approvals_required.append(ApprovalRequirement("x", 1, ("intruder",)))
     second = decide(policy, {})
-    assert second.approvals_required == [ApprovalRequirement("e", 1, ["cfo"])]
+    assert second.approvals_required == [ApprovalRequirement("e", 1, ("cfo",))]
 
 
 def test_compiled_policy_ignores_later_changes_to_the_document(decide: Any) -> None:
