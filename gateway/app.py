@@ -26,8 +26,10 @@ from gateway.problems import EXCEPTION_HANDLERS
 from gateway.ratelimit import AddressLimiter
 from gateway.routes import ROUTES
 from gateway.services.actions import ActionService, purge_idempotency_keys
+from gateway.services.approvals import ApprovalService
 from gateway.services.audit import AuditService
 from gateway.services.credentials import CredentialService
+from gateway.services.lifecycle import run_expiry
 from gateway.services.policies import PolicyService
 from gateway.services.rate_limits import RateLimitService
 from gateway.services.tenants import TenantService
@@ -128,11 +130,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.credentials = CredentialService(db, ledger, authenticator)
             state.policies = policies
             state.actions = ActionService(db, ledger, policies, keyring.verdict_signer)
+            state.approvals = ApprovalService(db, ledger, policies, state.actions)
             state.audit = AuditService(db, keyring.log_key, settings.log_origin, keyring.retired_log_keys())
             background.append(asyncio.get_running_loop().create_task(watch_keys(state), name="keys"))
             state.rate_limits = RateLimitService(db, ledger)
             state.address_limiter = AddressLimiter(settings.public_rate_per_second, settings.public_burst)
             background.append(asyncio.get_running_loop().create_task(purge_periodically(db), name="purge"))
+            background.append(asyncio.get_running_loop().create_task(run_expiry(db, ledger), name="expiry"))
             if settings.checkpoint_interval > 0:
                 background.append(
                     asyncio.get_running_loop().create_task(

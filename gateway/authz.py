@@ -85,6 +85,19 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("PUT", "/v1/tenants/{tenant_id}/agents/{agent_id}/rate-limits"): _rule(TENANT, TENANT_ADMIN),
     ("GET", "/v1/actions/{action_id}"): _rule(OWNER, *READERS, AGENT),
     ("GET", "/v1/actions"): _rule(OWNER, *READERS, AGENT),
+    ("PATCH", "/v1/tenants/{tenant_id}"): _rule(TENANT, ADMIN, TENANT_ADMIN),
+    ("GET", "/v1/tenants/{tenant_id}/approvers/{address}"): _rule(TENANT, *READERS),
+    ("PATCH", "/v1/tenants/{tenant_id}/approvers/{address}"): _rule(TENANT, TENANT_ADMIN),
+    ("DELETE", "/v1/tenants/{tenant_id}/approvers/{address}"): _rule(TENANT, TENANT_ADMIN),
+    # Wallet approvals: the EIP-712 signature is the credential (gateway.services.approvals), so
+    # approvers need no token; the action id (80 random bits) must be known to ask.
+    ("GET", "/v1/actions/{action_id}/approval-request"): OPEN_PER_ADDRESS,
+    ("POST", "/v1/actions/{action_id}/approve"): OPEN_PER_ADDRESS,
+    ("POST", "/v1/actions/{action_id}/reject"): OPEN_PER_ADDRESS,
+    ("POST", "/v1/tenants/{tenant_id}/approvals/bulk"): OPEN_PER_ADDRESS,
+    ("POST", "/v1/tenants/{tenant_id}/approvals/bulk-request"): OPEN_PER_ADDRESS,
+    ("DELETE", "/v1/actions/{action_id}"): _rule(OWNER, AGENT, TENANT_ADMIN),
+    ("GET", "/v1/actions/{action_id}/verdict"): _rule(OWNER, *READERS, AGENT),
     # the API documentation (Litestar's OpenAPI controller)
     ("GET", "/schema"): OPEN_PER_ADDRESS,
     ("GET", "/schema/openapi.json"): OPEN_PER_ADDRESS,

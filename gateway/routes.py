@@ -4,10 +4,10 @@ admitted (by its table, before the handler runs), return the result."""
 from __future__ import annotations
 
 import base64
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, delete, get, post, put
+from litestar import Request, Response, delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
@@ -18,6 +18,8 @@ from gateway.errors import InvalidRequest
 from gateway.keyring import LOG, VERDICT
 from gateway.problems import PROBLEM_RESPONSES
 from gateway.services.actions import MAX_PAGE
+from gateway.services.validation import checksum_address
+from gateway.tracing import context_of
 
 MAX_ENTRIES_PAGE = 1000
 
@@ -121,8 +123,44 @@ async def create_approver(
 
 
 @get("/v1/tenants/{tenant_id:str}/approvers", tags=["approvers"])
-async def list_approvers(state: State, tenant_id: FromPath[str]) -> list[schemas.Approver]:
-    return await state.tenants.list_approvers(tenant_id)
+async def list_approvers(
+    state: State, tenant_id: FromPath[str], removed: FromQuery[bool] = False
+) -> list[schemas.Approver]:
+    """Active approvers; with `removed=true`, removed ones too (their past approvals stand)."""
+    return await state.tenants.list_approvers(tenant_id, removed=removed)
+
+
+@get("/v1/tenants/{tenant_id:str}/approvers/{address:str}", tags=["approvers"])
+async def get_approver(state: State, tenant_id: FromPath[str], address: FromPath[str]) -> schemas.Approver:
+    return await state.tenants.get_approver(tenant_id, checksum_address(address, "address"))
+
+
+@patch("/v1/tenants/{tenant_id:str}/approvers/{address:str}", tags=["approvers"])
+async def update_approver(
+    state: State,
+    request: Request,
+    tenant_id: FromPath[str],
+    address: FromPath[str],
+    data: JSONBody[schemas.UpdateApprover],
+) -> schemas.Approver:
+    """Change roles or name; approvals already given stand."""
+    return await state.tenants.update_approver(principal_of(request), tenant_id, address, data)
+
+
+@delete("/v1/tenants/{tenant_id:str}/approvers/{address:str}", status_code=200, tags=["approvers"])
+async def remove_approver(
+    state: State, request: Request, tenant_id: FromPath[str], address: FromPath[str]
+) -> schemas.Approver:
+    """No new approvals from this address; those it already gave stand."""
+    return await state.tenants.remove_approver(principal_of(request), tenant_id, address)
+
+
+@patch("/v1/tenants/{tenant_id:str}", tags=["tenants"])
+async def update_tenant(
+    state: State, request: Request, tenant_id: FromPath[str], data: JSONBody[schemas.UpdateTenant]
+) -> schemas.Tenant:
+    """Set the chain RPC URL that contract-wallet (EIP-1271) approvals are checked through."""
+    return await state.tenants.update_tenant(principal_of(request), tenant_id, data)
 
 
 @post(
@@ -312,6 +350,7 @@ async def list_actions(
     decision: FromQuery[str | None] = None,
     status: FromQuery[str | None] = None,
     action_type: Annotated[str | None, QueryParameter(name="type")] = None,
+    role: FromQuery[str | None] = None,
     created_from: Annotated[str | None, QueryParameter(name="from")] = None,
     created_to: Annotated[str | None, QueryParameter(name="to")] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
@@ -324,11 +363,68 @@ async def list_actions(
         decision=decision,
         status=status,
         action_type=action_type,
+        role=role,
         created_from=created_from,
         created_to=created_to,
         limit=limit,
         cursor=cursor,
     )
+
+
+@get("/v1/actions/{action_id:str}/approval-request", tags=["approvals"])
+async def approval_request(
+    state: State, action_id: FromPath[str], role: FromQuery[str], approve: FromQuery[bool] = True
+) -> dict[str, Any]:
+    """The exact `eth_signTypedData_v4` JSON an approver signs to approve (or, with
+    `approve=false`, reject) this action in `role`. No token needed."""
+    return await state.approvals.approval_request(action_id, role, approve)
+
+
+@post("/v1/actions/{action_id:str}/approve", status_code=200, tags=["approvals"])
+async def approve_action(
+    state: State, request: Request, action_id: FromPath[str], data: JSONBody[schemas.ApproveRequest]
+) -> schemas.ApprovalOutcome:
+    """Approve with a wallet signature over the approval request: the signature is the credential.
+    When every requirement holds, the action is allowed and its one verdict is in the answer."""
+    return await state.approvals.answer(action_id, data, True, context_of(request))
+
+
+@post("/v1/actions/{action_id:str}/reject", status_code=200, tags=["approvals"])
+async def reject_action(
+    state: State, request: Request, action_id: FromPath[str], data: JSONBody[schemas.RejectRequest]
+) -> schemas.ApprovalOutcome:
+    """Reject with a wallet signature over the approval request with `approve=false`: the action
+    ends as rejected (DENY)."""
+    return await state.approvals.answer(action_id, data, False, context_of(request))
+
+
+@post("/v1/tenants/{tenant_id:str}/approvals/bulk-request", status_code=200, tags=["approvals"])
+async def bulk_approval_request(
+    state: State, tenant_id: FromPath[str], data: JSONBody[schemas.BulkRequestQuery]
+) -> dict[str, Any]:
+    """The `BulkApproval` typed data to sign for several pending actions at once."""
+    return await state.approvals.bulk_request(tenant_id, data)
+
+
+@post("/v1/tenants/{tenant_id:str}/approvals/bulk", status_code=200, tags=["approvals"])
+async def bulk_approve(
+    state: State, request: Request, tenant_id: FromPath[str], data: JSONBody[schemas.BulkApprovalRequest]
+) -> schemas.BulkApprovalResult:
+    """One signature over `BulkApproval(tenant, role, approve, deadline, items)`; each item is
+    checked as if answered alone, and the answer reports each item's result."""
+    return await state.approvals.bulk(tenant_id, data, context_of(request))
+
+
+@delete("/v1/actions/{action_id:str}", status_code=200, tags=["actions"])
+async def cancel_action(state: State, request: Request, action_id: FromPath[str]) -> schemas.ActionRecord:
+    """Cancel a pending action (its agent or a tenant admin); 409 `action_not_pending` otherwise."""
+    return await state.approvals.cancel(principal_of(request), action_id)
+
+
+@get("/v1/actions/{action_id:str}/verdict", tags=["actions"])
+async def action_verdict(state: State, request: Request, action_id: FromPath[str]) -> schemas.SignedVerdict:
+    """The signed verdict of an allowed action; 409 `verdict_not_available` otherwise."""
+    return await state.approvals.verdict(principal_of(request), action_id)
 
 
 def _document(handlers: list) -> list:
@@ -372,5 +468,16 @@ ROUTES = _document(
         set_agent_rate_limit,
         get_action,
         list_actions,
+        update_tenant,
+        get_approver,
+        update_approver,
+        remove_approver,
+        approval_request,
+        approve_action,
+        reject_action,
+        bulk_approval_request,
+        bulk_approve,
+        cancel_action,
+        action_verdict,
     ]
 )

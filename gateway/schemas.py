@@ -18,6 +18,14 @@ class CreateTenant(Request):
     name: str
     chain_id: int = 1
     verifying_contract: str = "0x0000000000000000000000000000000000000000"
+    # JSON-RPC endpoint of `chain_id`, for EIP-1271 contract-wallet approvers (http or https).
+    rpc_url: str | None = None
+
+
+class UpdateTenant(Request):
+    """Set (or, with null, clear) the chain RPC URL used to check contract-wallet approvals."""
+
+    rpc_url: str | None
 
 
 class Tenant(msgspec.Struct, frozen=True):
@@ -27,6 +35,8 @@ class Tenant(msgspec.Struct, frozen=True):
     verifying_contract: str
     active_policy_version: int | None
     created_at: str
+    # scheme://host[:port] of the RPC URL only: its path and query may hold an API key
+    rpc_endpoint: str | None = None
 
 
 class CreateApiKey(Request):
@@ -100,8 +110,17 @@ class CreatedAgent(msgspec.Struct, frozen=True):
 
 
 class CreateApprover(Request):
+    """`kind: contract` is an EIP-1271 wallet (e.g. a Safe): its approvals are checked by calling
+    `isValidSignature` through the tenant's `rpc_url`."""
+
     address: str
     roles: list[str]
+    name: str | None = None
+    kind: Literal["eoa", "contract"] = "eoa"
+
+
+class UpdateApprover(Request):
+    roles: list[str] | None = None
     name: str | None = None
 
 
@@ -111,6 +130,8 @@ class Approver(msgspec.Struct, frozen=True):
     roles: list[str]
     name: str
     created_at: str
+    kind: str = "eoa"
+    removed_at: str | None = None
 
 
 class PolicyVersion(msgspec.Struct, frozen=True):
@@ -163,6 +184,84 @@ class ProposeResponse(msgspec.Struct, frozen=True):
     action_hash: str
 
 
+class ApprovalView(msgspec.Struct, frozen=True):
+    """One approver's answer to an escalated action."""
+
+    address: str
+    role: str
+    approve: bool
+    signed_at: str
+    kind: str = "eoa"
+    comment: str | None = None
+
+
+class ApproveRequest(Request):
+    """The signature over this action's `Approval` (GET .../approval-request) is the credential.
+    `signer` is required for a contract wallet (EIP-1271), optional for an EOA."""
+
+    approver_role: str
+    signature: str
+    signer: str | None = None
+    comment: str | None = None
+
+
+class RejectRequest(Request):
+    approver_role: str
+    signature: str
+    signer: str | None = None
+    reason: str | None = None
+
+
+class ApprovalOutcome(msgspec.Struct, frozen=True):
+    action_id: str
+    decision: str
+    status: str
+    approvals: list[ApprovalView]
+    approvals_required: list[ApprovalRequirement] | None
+    signed_verdict: SignedVerdict | None
+    missing: list[str] = []  # what the requirements still lack, e.g. "1 more of cfo, controller"
+
+
+class BulkItem(Request):
+    action_id: str
+    action_hash: str
+
+
+class BulkApprovalRequest(Request):
+    """One signature over `BulkApproval(tenant, role, approve, deadline, items)`."""
+
+    approver_role: str
+    approve: bool
+    deadline: int  # Unix seconds after which the signature is no longer accepted
+    items: list[BulkItem]
+    signature: str
+    signer: str | None = None
+    comment: str | None = None
+
+
+class BulkRequestQuery(Request):
+    """What to put in a `BulkApproval` to sign: the server fills in each action's hash."""
+
+    approver_role: str
+    approve: bool
+    action_ids: list[str]
+    deadline: int | None = None  # default: the earliest approval window among the actions
+
+
+class BulkItemResult(msgspec.Struct, frozen=True):
+    action_id: str
+    ok: bool
+    status: str | None = None
+    decision: str | None = None
+    code: str | None = None
+    detail: str | None = None
+    signed_verdict: SignedVerdict | None = None
+
+
+class BulkApprovalResult(msgspec.Struct, frozen=True):
+    results: list[BulkItemResult]
+
+
 class ActionRecord(msgspec.Struct, frozen=True):
     action_id: str
     tenant_id: str
@@ -183,6 +282,9 @@ class ActionRecord(msgspec.Struct, frozen=True):
     signed_verdict: SignedVerdict | None
     audit_event_ids: list[int]
     created_at: str
+    summary: str | None = None  # what approvers sign (Approval.summary)
+    approvals: list[ApprovalView] = []
+    decided_at: str | None = None  # when an escalated action was allowed, rejected, expired or cancelled
 
 
 class ActionPage(msgspec.Struct, frozen=True):

@@ -42,9 +42,13 @@ from gateway.ledger import (
     Unit,
 )
 from gateway.ratelimit import seconds_until_next_window
+from gateway.services import lifecycle
 from gateway.services.policies import PolicyService
+from gateway.services.summaries import summarize
+from gateway.services.validation import ROLE
 from gateway.storage import Database, Insert
 from policy import Decision, EvaluationInput
+from policy.approvals import required_roles
 from policy.document import TIMEOUT_MINUTES
 
 STATUS_OF = {"ALLOW": "allowed", "ESCALATE": "pending_approval", "DENY": "denied"}
@@ -59,7 +63,7 @@ _AGENT_QUERY = (
 _COLUMNS = (
     "id, tenant_id, agent_id, type, action, action_hash, rationale, metadata, decision, status, reason,"
     " matched_rules, policy_version, policy_hash, approvals_required, approval_expires_at, signed_verdict,"
-    " audit_event_ids, created_at"
+    " audit_event_ids, created_at, summary, required_roles, decided_at"
 )
 _ACTION_COLUMNS = tuple(column.strip() for column in _COLUMNS.split(","))
 _encode = msgspec.json.Encoder()
@@ -267,6 +271,10 @@ class ActionService:
         )
         status = STATUS_OF[decision.decision]
         approvals_plain = msgspec.to_builtins(approvals)
+        summary = required = None
+        if approvals:  # what approvers' wallets show them, and whose answers count
+            summary = summarize(action_type, body.action)
+            required = "," + ",".join(sorted(required_roles(approvals))) + ","
         record = {
             "agent": agent_id,
             "action": body.action,
@@ -282,6 +290,8 @@ class ActionService:
             "approvals_required": approvals_plain,
             "approval_expires_at": approval_expires_at,
         }
+        if summary is not None:
+            record["summary"] = summary
         drafts = [EntryDraft("action.proposed", f"agent:{agent_id}", record, action_id)]
         if signed is not None:
             drafts.append(
@@ -322,6 +332,7 @@ class ActionService:
                         version, policy_hash,
                         _encode.encode(approvals_plain).decode() if approvals is not None else None,
                         approval_expires_at, verdict_json, json.dumps(seqs), created_at,
+                        summary, required, None,
                     ),
                 )
             ]  # fmt: skip
@@ -352,12 +363,21 @@ class ActionService:
         return Proposed(respond(seqs))
 
     async def get(self, principal: Principal, action_id: str) -> schemas.ActionRecord:
-        """Raises NotFound for a missing action or one this principal may not see."""
-        async with self.db.read() as conn:
-            row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM actions WHERE id = ?", action_id)
-        if row is None:
-            raise NotFound(f"action {action_id!r} not found", code="action_not_found")
-        self.check_can_read(principal, row)
+        """Raises NotFound for a missing action or one this principal may not see. A pending
+        action past its approval window is expired first (`lifecycle`)."""
+
+        async def fetch() -> dict[str, Any]:
+            async with self.db.read() as conn:
+                row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM actions WHERE id = ?", action_id)
+                if row is None:
+                    raise NotFound(f"action {action_id!r} not found", code="action_not_found")
+                self.check_can_read(principal, row)
+                answers = (
+                    await conn.fetch(lifecycle.ANSWERS_SQL, action_id) if row["approvals_required"] else []
+                )
+            return {**row, "approvals": answers}
+
+        row = await lifecycle.current(self.ledger, await fetch(), fetch)
         return _record(row)
 
     @staticmethod
@@ -378,13 +398,16 @@ class ActionService:
         decision: str | None,
         status: str | None,
         action_type: str | None,
+        role: str | None = None,
         created_from: str | None,
         created_to: str | None,
         limit: int,
         cursor: str | None,
     ) -> schemas.ActionPage:
         """Newest first, `limit` ≤ 100, cursor = the last id of the previous page. Another
-        tenant answers NotFound; an agent sees only its own actions."""
+        tenant answers NotFound; an agent sees only its own actions. `role`: only actions whose
+        approvals count answers in that role (with `status=pending_approval`: what an approver
+        holding it can act on). Overdue pending actions are expired first."""
         tenant_id = tenant_id or principal.tenant_id
         if tenant_id is None or tenant_id != principal.tenant_id:
             raise NotFound(f"tenant {tenant_id!r} not found", code="tenant_not_found")
@@ -411,6 +434,13 @@ class ActionService:
                 except ValueError as exc:
                     raise InvalidRequest(f"{name} must be an RFC 3339 time", code="invalid_time") from exc
                 where.append(f"created_at {op} ?")
+        if role is not None:
+            if not ROLE.fullmatch(role):
+                raise InvalidRequest(f"role must match {ROLE.pattern}", code="invalid_role")
+            where.append("required_roles LIKE ?")
+            args.append(f"%,{role},%")
+        if status in (None, lifecycle.PENDING, lifecycle.EXPIRED):
+            await lifecycle.expire_overdue(self.db, self.ledger, tenant_id)
         if cursor is not None:
             if not cursor.startswith("act_") or len(cursor) != 30:
                 raise InvalidRequest("cursor is not one this API returned", code="invalid_cursor")
@@ -419,7 +449,17 @@ class ActionService:
         sql = f"SELECT {_COLUMNS} FROM actions WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"
         async with self.db.read() as conn:
             rows = await conn.fetch(sql, *args, limit + 1)
-        page = [_record(row) for row in rows[:limit]]
+            escalated = [row["id"] for row in rows[:limit] if row["approvals_required"]]
+            answers: dict[str, list[dict[str, Any]]] = {}
+            if escalated:
+                found = await conn.fetch(
+                    "SELECT action_id, signer, role, approve, kind, comment, signed_at FROM approvals"
+                    f" WHERE action_id IN ({', '.join('?' * len(escalated))}) ORDER BY signed_at, signer",
+                    *escalated,
+                )
+                for answer in found:
+                    answers.setdefault(answer["action_id"], []).append(answer)
+        page = [_record({**row, "approvals": answers.get(row["id"], [])}) for row in rows[:limit]]
         return schemas.ActionPage(page, page[-1].action_id if len(rows) > limit else None)
 
 
@@ -460,4 +500,12 @@ def _record(row: dict[str, Any]) -> schemas.ActionRecord:
         signed_verdict=schemas.SignedVerdict(**verdict) if verdict else None,
         audit_event_ids=json.loads(row["audit_event_ids"]),
         created_at=row["created_at"],
+        summary=row["summary"],
+        approvals=[
+            schemas.ApprovalView(
+                a["signer"], a["role"], bool(a["approve"]), a["signed_at"], a["kind"], a["comment"]
+            )
+            for a in row.get("approvals", ())
+        ],
+        decided_at=row["decided_at"],
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 from gateway import schemas
 from gateway.auth import AGENT, Principal
@@ -22,6 +23,38 @@ from gateway.services.validation import (
 from gateway.storage import Database, IntegrityError
 
 _TENANT_COLUMNS = "id, name, chain_id, verifying_contract, active_policy_version, created_at"
+_APPROVER_COLUMNS = "tenant_id, address, roles, name, created_at, kind, removed_at"
+
+
+def check_rpc_url(url: str | None) -> str | None:
+    """An http(s) URL of at most 2048 characters, or None. Raises Unprocessable (`invalid_rpc_url`)."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2048:
+        raise Unprocessable("rpc_url must be an http or https URL", code="invalid_rpc_url", field="rpc_url")
+    return url
+
+
+def rpc_endpoint(url: str | None) -> str | None:
+    """What may be shown and logged of an RPC URL: scheme://host[:port]. Its user, path and
+    query often hold a provider's API key."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
+def _tenant(row: dict) -> schemas.Tenant:
+    return schemas.Tenant(
+        row["id"], row["name"], int(row["chain_id"]), row["verifying_contract"],
+        row["active_policy_version"], row["created_at"], rpc_endpoint(row["rpc_url"]),
+    )  # fmt: skip
+
+
+def _approver(row: dict) -> schemas.Approver:
+    return schemas.Approver(**{**row, "roles": json.loads(row["roles"])})
 
 
 class TenantService:
@@ -39,22 +72,23 @@ class TenantService:
         if not 0 < body.chain_id < 2**63:
             raise Unprocessable("chain_id must be a positive EIP-155 chain id", code="invalid_chain_id")
         contract = checksum_address(body.verifying_contract, "verifying_contract")
+        rpc_url = check_rpc_url(body.rpc_url)
         now = rfc3339(utc_now())
-        tenant = schemas.Tenant(body.id, body.name, body.chain_id, contract, None, now)
-        draft = EntryDraft(
-            "tenant.created",
-            principal.actor,
-            {"id": body.id, "name": body.name, "chain_id": body.chain_id, "verifying_contract": contract},
-        )
+        tenant = schemas.Tenant(body.id, body.name, body.chain_id, contract, None, now, rpc_endpoint(rpc_url))
+        data = {"id": body.id, "name": body.name, "chain_id": body.chain_id, "verifying_contract": contract}
+        if rpc_url is not None:
+            data["rpc_endpoint"] = rpc_endpoint(rpc_url)
+        draft = EntryDraft("tenant.created", principal.actor, data)
         try:
             async with self.db.transaction() as conn:
                 await conn.execute(
-                    f"INSERT INTO tenants ({_TENANT_COLUMNS}) VALUES (?, ?, ?, ?, NULL, ?)",
+                    f"INSERT INTO tenants ({_TENANT_COLUMNS}, rpc_url) VALUES (?, ?, ?, ?, NULL, ?, ?)",
                     body.id,
                     body.name,
                     body.chain_id,
                     contract,
                     now,
+                    rpc_url,
                 )
                 await create_chain(conn, body.id)
                 # (no `credential`: the bootstrap admin's key is not revocable through the API)
@@ -69,10 +103,26 @@ class TenantService:
     async def get_tenant(self, tenant_id: str) -> schemas.Tenant:
         """Raises NotFound (`tenant_not_found`)."""
         async with self.db.read() as conn:
-            row = await conn.fetchrow(f"SELECT {_TENANT_COLUMNS} FROM tenants WHERE id = ?", tenant_id)
+            row = await conn.fetchrow(
+                f"SELECT {_TENANT_COLUMNS}, rpc_url FROM tenants WHERE id = ?", tenant_id
+            )
         if row is None:
             raise NotFound(f"tenant {tenant_id!r} not found", code="tenant_not_found")
-        return schemas.Tenant(**row)
+        return _tenant(row)
+
+    async def update_tenant(
+        self, principal: Principal, tenant_id: str, body: schemas.UpdateTenant
+    ) -> schemas.Tenant:
+        """Set or clear the chain RPC URL (audited as `tenant.updated`, with its endpoint only)."""
+        await self.get_tenant(tenant_id)
+        rpc_url = check_rpc_url(body.rpc_url)
+        unit = Unit(
+            [EntryDraft("tenant.updated", principal.actor, {"rpc_endpoint": rpc_endpoint(rpc_url)})],
+            lambda seqs: [("UPDATE tenants SET rpc_url = ? WHERE id = ?", (rpc_url, tenant_id))],
+            credential=principal.credential,
+        )
+        await self.ledger.append(tenant_id, unit)
+        return await self.get_tenant(tenant_id)
 
     async def create_agent(
         self, principal: Principal, tenant_id: str, body: schemas.CreateAgent
@@ -126,45 +176,128 @@ class TenantService:
     async def create_approver(
         self, principal: Principal, tenant_id: str, body: schemas.CreateApprover
     ) -> schemas.Approver:
-        """Register a wallet address with roles. Raises Unprocessable, Conflict."""
+        """Register a wallet address with roles (or bring back a removed one). Raises
+        Unprocessable, Conflict (`approver_exists`)."""
         await self.get_tenant(tenant_id)
         address = checksum_address(body.address, "address")
-        if not body.roles:
-            raise Unprocessable("an approver needs at least one role", code="invalid_role")
-        roles = sorted({check_identifier(role, ROLE, "role") for role in body.roles})
+        roles = _check_roles(body.roles)
         name = check_name(body.name, "name") if body.name is not None else address
         now = rfc3339(utc_now())
+        existing: dict = {}
 
         async def refuse_taken(conn) -> None:
+            existing.clear()
             row = await conn.fetchrow(
-                "SELECT 1 AS x FROM approvers WHERE tenant_id = ? AND address = ?", tenant_id, address
+                "SELECT removed_at FROM approvers WHERE tenant_id = ? AND address = ?", tenant_id, address
             )
-            if row is not None:
+            if row is not None and row["removed_at"] is None:
                 raise Conflict(f"approver {address} already exists", code="approver_exists")
+            existing.update(row or {})
 
-        unit = Unit(
-            [
-                EntryDraft(
-                    "approver.added", principal.actor, {"address": address, "roles": roles, "name": name}
-                )
-            ],
-            lambda seqs: [
+        def writes(seqs: list[int]) -> list:
+            if existing:  # removed before: the same address comes back with its new roles
+                return [
+                    (
+                        "UPDATE approvers SET roles = ?, name = ?, kind = ?, created_at = ?, removed_at = NULL"
+                        " WHERE tenant_id = ? AND address = ?",
+                        (json.dumps(roles), name, body.kind, now, tenant_id, address),
+                    )
+                ]
+            return [
                 (
-                    "INSERT INTO approvers (tenant_id, address, roles, name, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (tenant_id, address, json.dumps(roles), name, now),
+                    f"INSERT INTO approvers ({_APPROVER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                    (tenant_id, address, json.dumps(roles), name, now, body.kind),
                 )
-            ],
+            ]
+
+        entry = {"address": address, "roles": roles, "name": name, "kind": body.kind}
+        unit = Unit(
+            [EntryDraft("approver.added", principal.actor, entry)],
+            writes,
             prepare=refuse_taken,
             credential=principal.credential,
         )
         await self.ledger.append(tenant_id, unit)
-        return schemas.Approver(tenant_id, address, roles, name, now)
+        return schemas.Approver(tenant_id, address, roles, name, now, body.kind)
 
-    async def list_approvers(self, tenant_id: str) -> list[schemas.Approver]:
+    async def update_approver(
+        self, principal: Principal, tenant_id: str, address: str, body: schemas.UpdateApprover
+    ) -> schemas.Approver:
+        """Change an approver's roles or name (audited as `approver.changed`). Approvals already
+        given stand. Raises NotFound (`approver_not_found`), Unprocessable."""
+        await self.get_tenant(tenant_id)
+        address = checksum_address(address, "address")
+        roles = _check_roles(body.roles) if body.roles is not None else None
+        name = check_name(body.name, "name") if body.name is not None else None
+        change = {key: value for key, value in (("roles", roles), ("name", name)) if value is not None}
+        if not change:
+            raise Unprocessable("give roles, name or both", code="nothing_to_change")
+        unit = Unit(
+            [EntryDraft("approver.changed", principal.actor, {"address": address, **change})],
+            lambda seqs: [
+                (
+                    f"UPDATE approvers SET {', '.join(f'{key} = ?' for key in change)}"
+                    " WHERE tenant_id = ? AND address = ?",
+                    (*(json.dumps(v) if k == "roles" else v for k, v in change.items()), tenant_id, address),
+                )
+            ],
+            prepare=lambda conn: self._require_approver(conn, tenant_id, address),
+            credential=principal.credential,
+        )
+        await self.ledger.append(tenant_id, unit)
+        return await self.get_approver(tenant_id, address)
+
+    async def remove_approver(self, principal: Principal, tenant_id: str, address: str) -> schemas.Approver:
+        """Remove an approver: no new approvals from them; those already given stand (audited as
+        `approver.removed`). Raises NotFound (`approver_not_found`)."""
+        await self.get_tenant(tenant_id)
+        address = checksum_address(address, "address")
+        now = rfc3339(utc_now())
+        unit = Unit(
+            [EntryDraft("approver.removed", principal.actor, {"address": address})],
+            lambda seqs: [
+                (
+                    "UPDATE approvers SET removed_at = ? WHERE tenant_id = ? AND address = ?",
+                    (now, tenant_id, address),
+                )
+            ],
+            prepare=lambda conn: self._require_approver(conn, tenant_id, address),
+            credential=principal.credential,
+        )
+        await self.ledger.append(tenant_id, unit)
+        return await self.get_approver(tenant_id, address)
+
+    @staticmethod
+    async def _require_approver(conn, tenant_id: str, address: str) -> None:
+        row = await conn.fetchrow(
+            "SELECT removed_at FROM approvers WHERE tenant_id = ? AND address = ?", tenant_id, address
+        )
+        if row is None or row["removed_at"] is not None:
+            raise NotFound(f"approver {address} not found", code="approver_not_found")
+
+    async def get_approver(self, tenant_id: str, address: str) -> schemas.Approver:
+        async with self.db.read() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_APPROVER_COLUMNS} FROM approvers WHERE tenant_id = ? AND address = ?",
+                tenant_id,
+                address,
+            )
+        if row is None:
+            raise NotFound(f"approver {address} not found", code="approver_not_found")
+        return _approver(row)
+
+    async def list_approvers(self, tenant_id: str, *, removed: bool = False) -> list[schemas.Approver]:
+        """The tenant's approvers by address; removed ones too when `removed`."""
+        where = "" if removed else " AND removed_at IS NULL"
         async with self.db.read() as conn:
             rows = await conn.fetch(
-                "SELECT tenant_id, address, roles, name, created_at FROM approvers WHERE tenant_id = ?"
-                " ORDER BY address",
+                f"SELECT {_APPROVER_COLUMNS} FROM approvers WHERE tenant_id = ?{where} ORDER BY address",
                 tenant_id,
             )
-        return [schemas.Approver(**{**row, "roles": json.loads(row["roles"])}) for row in rows]
+        return [_approver(row) for row in rows]
+
+
+def _check_roles(roles: list[str]) -> list[str]:
+    if not roles:
+        raise Unprocessable("an approver needs at least one role", code="invalid_role")
+    return sorted({check_identifier(role, ROLE, "role") for role in roles})

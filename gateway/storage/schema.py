@@ -168,6 +168,38 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at)",
         ],
     ),
+    (
+        # Wallet approvals (issue 4). See gateway/services/approvals.py.
+        5,
+        [
+            # The tenant's chain RPC for EIP-1271 contract wallets (may hold an API key: never logged).
+            "ALTER TABLE tenants ADD COLUMN rpc_url TEXT",
+            # eoa | contract (EIP-1271); a removed approver keeps its row (past approvals stand).
+            "ALTER TABLE approvers ADD COLUMN kind TEXT NOT NULL DEFAULT 'eoa'",
+            "ALTER TABLE approvers ADD COLUMN removed_at TEXT",
+            # The sentence approvers sign (Approval.summary), fixed when the action escalates.
+            "ALTER TABLE actions ADD COLUMN summary TEXT",
+            # ",cfo,controller,": the roles whose answers count, for listing by role.
+            "ALTER TABLE actions ADD COLUMN required_roles TEXT",
+            "ALTER TABLE actions ADD COLUMN decided_at TEXT",
+            "CREATE INDEX actions_pending ON actions (status, approval_expires_at)",
+            # One answer per signer and action: the signature is the credential.
+            """CREATE TABLE approvals (
+                tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                action_id TEXT NOT NULL,
+                signer TEXT NOT NULL,
+                role TEXT NOT NULL,
+                approve INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                signature TEXT NOT NULL,
+                digest TEXT NOT NULL,
+                comment TEXT,
+                signed_at TEXT NOT NULL,
+                audit_seq BIGINT NOT NULL,
+                PRIMARY KEY (action_id, signer)
+            )""",
+        ],
+    ),
 ]
 
 

@@ -1,0 +1,615 @@
+"""Wallet approvals of escalated actions: EIP-712 signatures as the credential.
+
+An approver answers an escalated action by signing its `Approval` typed data (GET
+`/v1/actions/{id}/approval-request`) with their wallet and posting the signature. The server
+never takes typed data from a client: it rebuilds the `Approval` from its own records (the
+tenant's domain, the action's id, hash, window and summary, the role and the answer claimed),
+then checks, in this order, each refusal with its own code and nothing written:
+
+1. the action exists (404 `action_not_found`) and is pending (409 `action_not_pending` with its
+   `action_status`, or `approval_window_expired`);
+2. the role is one whose answers count for this action (422 `role_not_required`);
+3. the signature is well formed: 65 bytes, v in {27, 28, 0, 1}, low s (422 `invalid_signature`);
+   contract wallets may send longer signatures;
+4. who signed: an EOA signature is recovered (ecrecover) and must be the `signer` claimed, if
+   any; a contract wallet (`kind: contract`, `signer` required) must answer `isValidSignature`
+   with 0x1626ba7e through the tenant's RPC (EIP-1271); an unreachable RPC refuses (503
+   `signer_unavailable`, retryable), never accepts. A signature over anything else (another
+   action, tenant, domain, role or answer) is 422 `signature_mismatch`; an address that is not an
+   approver of this tenant (or was removed) is 403 `not_an_approver`;
+5. the signer holds the role (403 `role_not_held`);
+6. under the tenant's chain lock (`lifecycle.transition`): still pending and in its window, and
+   this signer has not answered yet (409 `already_answered`).
+
+Then the answer is counted (`policy.approvals`) against the requirements pinned at decision
+time. When every requirement holds, the action is `allowed` and exactly one verdict is signed in
+the same commit; a rejection by a signer in a counted role ends it as `rejected`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from crypto.eip712 import (
+    DECISION_ALLOW,
+    ApprovalItem,
+    ApprovalMessage,
+    BulkApprovalMessage,
+    Domain,
+    VerdictMessage,
+    approval_typed_data,
+    bulk_approval_typed_data,
+    hash_approval,
+    hash_bulk_approval,
+)
+from crypto.eip1271 import check_contract_signature
+from crypto.errors import ContractSignerUnavailable, SignatureError, TypedDataError
+from crypto.signing import recover_digest_signer, sign_verdict
+from gateway import schemas
+from gateway.auth import Principal
+from gateway.clock import parse_rfc3339, rfc3339, rfc3339_seconds, utc_now
+from gateway.errors import AppError, Conflict, Forbidden, InvalidRequest, NotFound, Unavailable, Unprocessable
+from gateway.ledger import EntryDraft, Ledger, Statement
+from gateway.services import lifecycle
+from gateway.services.actions import ActionService
+from gateway.services.policies import PolicyService
+from gateway.services.validation import ROLE, checksum_address
+from gateway.storage import Conn, Database
+from gateway.tracing import RequestContext
+from policy import ApprovalRequirement
+from policy.approvals import Answer, all_met, missing, required_roles
+
+MAX_SIGNATURE_BYTES = 4096  # a contract wallet's signature (e.g. a Safe's, several owners') fits
+MAX_BULK_ITEMS = 100
+MAX_COMMENT = 1000
+RPC_TIMEOUT_SECONDS = 5.0
+_HEX = re.compile(r"0x(?:[0-9a-fA-F]{2})+")
+_HASH = re.compile(r"0x[0-9a-f]{64}")
+_REQUIREMENTS = msgspec.json.Decoder(list[ApprovalRequirement])
+_encode = msgspec.json.Encoder()
+
+
+class SignatureMismatch(Unprocessable):
+    code = "signature_mismatch"
+
+
+class InvalidSignature(Unprocessable):
+    code = "invalid_signature"
+
+
+class NotAnApprover(Forbidden):
+    code = "not_an_approver"
+
+
+class RoleNotHeld(Forbidden):
+    code = "role_not_held"
+
+
+class RoleNotRequired(Unprocessable):
+    code = "role_not_required"
+
+
+class AlreadyAnswered(Conflict):
+    code = "already_answered"
+
+
+class SignerUnavailable(Unavailable):
+    code = "signer_unavailable"
+    retry_after_seconds = 5
+
+
+def requirements_of(row: dict[str, Any]) -> list[ApprovalRequirement]:
+    text = row["approvals_required"]
+    return _REQUIREMENTS.decode(text) if text else []
+
+
+def domain_of(row: dict[str, Any]) -> Domain:
+    return Domain(int(row["chain_id"]), row["verifying_contract"])
+
+
+def approval_message(row: dict[str, Any], role: str, approve: bool) -> ApprovalMessage:
+    """The `Approval` of this action, role and answer, from the server's own records only."""
+    return ApprovalMessage(
+        action_id=row["id"],
+        action_hash=bytes.fromhex(row["action_hash"][2:]),
+        tenant=row["tenant_id"],
+        role=role,
+        approve=approve,
+        expires_at=int(parse_rfc3339(row["approval_expires_at"]).timestamp()),
+        summary=row["summary"] or "",
+    )
+
+
+def _view(answer: dict[str, Any]) -> schemas.ApprovalView:
+    return schemas.ApprovalView(
+        answer["signer"],
+        answer["role"],
+        bool(answer["approve"]),
+        answer["signed_at"],
+        answer["kind"],
+        answer["comment"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A checked signature: who signed, how, over which digest and typed data."""
+
+    signer: str
+    kind: str
+    signature: str
+    digest: bytes
+    typed_data: dict[str, Any]
+
+
+class ApprovalService:
+    def __init__(
+        self,
+        db: Database,
+        ledger: Ledger,
+        policies: PolicyService,
+        actions: ActionService,
+        *,
+        rpc_timeout: float = RPC_TIMEOUT_SECONDS,
+    ) -> None:
+        self.db = db
+        self.ledger = ledger
+        self.policies = policies
+        self.actions = actions  # its `signer` is the verdict key (reloaded on rotation)
+        self.rpc_timeout = rpc_timeout
+
+    # ---- reading
+
+    async def _row(self, action_id: str) -> dict[str, Any]:
+        """The action as it is now (expired first if its window passed). Raises NotFound."""
+
+        async def fetch() -> dict[str, Any]:
+            async with self.db.read() as conn:
+                row = await lifecycle.fetch_action(conn, action_id)
+            if row is None:
+                raise NotFound(f"action {action_id!r} not found", code="action_not_found")
+            return row
+
+        return await lifecycle.current(self.ledger, await fetch(), fetch)
+
+    @staticmethod
+    def _check_open(row: dict[str, Any], role: str) -> list[ApprovalRequirement]:
+        """Steps 1-2. Returns the action's requirements."""
+        if row["status"] != lifecycle.PENDING:
+            raise lifecycle.not_pending(row)
+        if not ROLE.fullmatch(role):
+            raise Unprocessable(
+                f"role {role!r} must match {ROLE.pattern}", code="invalid_role", field="approver_role"
+            )
+        requirements = requirements_of(row)
+        roles = required_roles(requirements)
+        if role not in roles:
+            raise RoleNotRequired(
+                f"role {role!r} is not one this action needs; it needs {', '.join(sorted(roles))}",
+                required_roles=sorted(roles),
+            )
+        return requirements
+
+    async def approval_request(self, action_id: str, role: str, approve: bool) -> dict[str, Any]:
+        """The exact `eth_signTypedData_v4` document to sign for this action, role and answer."""
+        row = await self._row(action_id)
+        self._check_open(row, role)
+        return approval_typed_data(domain_of(row), approval_message(row, role, approve))
+
+    # ---- answering one action
+
+    async def answer(
+        self,
+        action_id: str,
+        body: schemas.ApproveRequest | schemas.RejectRequest,
+        approve: bool,
+        context: RequestContext | None,
+    ) -> schemas.ApprovalOutcome:
+        """Approve (or reject) an escalated action with a wallet signature (see the module docstring)."""
+        row = await self._row(action_id)
+        role = body.approver_role
+        requirements = self._check_open(row, role)
+        message = approval_message(row, role, approve)
+        domain = domain_of(row)
+        digest = hash_approval(domain, message)
+
+        def variants() -> list[tuple[str, bytes]]:  # what else this signature might have signed
+            roles = sorted(required_roles(requirements))
+            return [
+                (
+                    f"role {other_role!r}, approve={str(other).lower()}",
+                    hash_approval(domain, approval_message(row, other_role, other)),
+                )
+                for other_role in roles
+                for other in (True, False)
+                if (other_role, other) != (role, approve)
+            ]
+
+        signed = await self._verify(
+            row["tenant_id"], row["rpc_url"], body.signature, body.signer, digest, role, variants
+        )
+        signed = Signed(
+            signed.signer, signed.kind, signed.signature, digest, approval_typed_data(domain, message)
+        )
+        note = body.comment if isinstance(body, schemas.ApproveRequest) else body.reason
+        return await self._commit(row, requirements, signed, role, approve, _check_comment(note), context)
+
+    async def _verify(
+        self,
+        tenant_id: str,
+        rpc_url: str | None,
+        signature_text: str,
+        claimed: str | None,
+        digest: bytes,
+        role: str,
+        variants: Any,
+    ) -> Signed:
+        """Steps 3-5: who made this signature over `digest`, and may they answer in `role`."""
+        if not isinstance(signature_text, str) or not _HEX.fullmatch(signature_text):
+            raise InvalidSignature("signature must be 0x followed by hex digits")
+        signature = bytes.fromhex(signature_text[2:])
+        if len(signature) > MAX_SIGNATURE_BYTES:
+            raise InvalidSignature(f"signature is longer than {MAX_SIGNATURE_BYTES} bytes")
+        signer = checksum_address(claimed, "signer") if claimed is not None else None
+        approver = await self._approver(tenant_id, signer) if signer is not None else None
+        if approver is not None and approver["kind"] == "contract":
+            if rpc_url is None:
+                raise SignerUnavailable(
+                    f"{signer} is a contract wallet and this tenant has no rpc_url to check it (EIP-1271)"
+                )
+            try:
+                valid = await check_contract_signature(
+                    rpc_url, signer, digest, signature, timeout=self.rpc_timeout
+                )
+            except ContractSignerUnavailable as exc:
+                raise SignerUnavailable(f"the contract wallet {signer} could not be asked: {exc}") from None
+            if not valid:
+                raise SignatureMismatch(
+                    f"contract wallet {signer} does not accept this signature for this approval request"
+                )
+            kind = "contract"
+        else:
+            if len(signature) != 65:
+                hint = "" if claimed else "; for a contract wallet, also send `signer`"
+                raise InvalidSignature(f"an EOA signature is 65 bytes r ‖ s ‖ v, got {len(signature)}{hint}")
+            try:
+                recovered = recover_digest_signer(digest, signature)
+            except SignatureError as exc:
+                raise InvalidSignature(str(exc)) from None
+            if signer is not None and recovered != signer:
+                if approver is None:
+                    raise NotAnApprover(f"{signer} is not an approver of this tenant")
+                raise SignatureMismatch(self._mismatch(signature, signer, variants))
+            if approver is None:
+                approver = await self._approver(tenant_id, recovered)
+                if approver is None or approver["removed_at"] is not None:
+                    for label, other in variants():
+                        if await self._is_active_approver(tenant_id, _recover_or_none(other, signature)):
+                            raise SignatureMismatch(
+                                f"this signature is over the approval request for {label}, not the one sent"
+                            )
+                    raise NotAnApprover(
+                        f"the signature recovers to {recovered}, which is not an approver of this tenant;"
+                        " check that you signed this action's approval request for this role and answer"
+                    )
+            signer, kind = recovered, "eoa"
+        if approver is None:
+            raise NotAnApprover(f"{signer} is not an approver of this tenant")
+        if approver["removed_at"] is not None:
+            raise NotAnApprover(f"{signer} was removed as an approver on {approver['removed_at']}")
+        if role not in json.loads(approver["roles"]):
+            raise RoleNotHeld(f"{signer} does not hold the role {role!r}")
+        return Signed(signer, kind, "0x" + signature.hex(), digest, {})
+
+    @staticmethod
+    def _mismatch(signature: bytes, signer: str, variants: Any) -> str:
+        for label, other in variants():
+            if _recover_or_none(other, signature) == signer:
+                return f"{signer} signed the approval request for {label}, not the one sent"
+        return (
+            f"the signature is not {signer}'s over this approval request (another action, tenant, domain,"
+            " role or answer?)"
+        )
+
+    async def _approver(self, tenant_id: str, address: str) -> dict[str, Any] | None:
+        async with self.db.read() as conn:
+            return await conn.fetchrow(
+                "SELECT address, roles, kind, removed_at FROM approvers WHERE tenant_id = ? AND address = ?",
+                tenant_id,
+                address,
+            )
+
+    async def _is_active_approver(self, tenant_id: str, address: str | None) -> bool:
+        if address is None:
+            return False
+        approver = await self._approver(tenant_id, address)
+        return approver is not None and approver["removed_at"] is None
+
+    async def _commit(
+        self,
+        row: dict[str, Any],
+        requirements: list[ApprovalRequirement],
+        signed: Signed,
+        role: str,
+        approve: bool,
+        comment: str | None,
+        context: RequestContext | None,
+    ) -> schemas.ApprovalOutcome:
+        """Step 6 and the count: one transition under the chain lock."""
+        version = row["policy_version"]
+        if version is None:  # an escalation always has a policy; refuse rather than guess
+            raise Conflict(f"action {row['id']} has no policy version", code="action_not_pending")
+        ttl = (await self.policies.compiled(row["tenant_id"], int(version))).compiled.verdict_ttl_seconds
+        result: dict[str, Any] = {}
+
+        async def decide(conn: Conn, fresh: dict[str, Any], now: datetime) -> lifecycle.Finish:
+            if fresh["status"] != lifecycle.PENDING:
+                raise lifecycle.not_pending(fresh)
+            answers = await conn.fetch(lifecycle.ANSWERS_SQL, fresh["id"])
+            if any(answer["signer"] == signed.signer for answer in answers):
+                raise AlreadyAnswered(
+                    f"{signed.signer} already answered action {fresh['id']}; it counts once"
+                )
+            signed_at = rfc3339(now)
+            mine = {"signer": signed.signer, "role": role, "approve": approve, "kind": signed.kind,
+                    "comment": comment, "signed_at": signed_at}  # fmt: skip
+            counted = [Answer(a["signer"], a["role"], bool(a["approve"])) for a in answers]
+            counted.append(Answer(signed.signer, role, approve))
+            entries = [
+                EntryDraft(
+                    "approval.granted" if approve else "approval.rejected",
+                    f"approver:{signed.signer}",
+                    {
+                        "signer": signed.signer,
+                        "kind": signed.kind,
+                        "role": role,
+                        "approve": approve,
+                        "signature": signed.signature,
+                        "digest": "0x" + signed.digest.hex(),
+                        "typed_data": signed.typed_data,
+                        "comment": comment,
+                        "request": msgspec.to_builtins(context) if context is not None else None,
+                    },
+                    fresh["id"],
+                )
+            ]
+            verdict = None
+            if not approve:
+                status, decision, reason = lifecycle.REJECTED, "DENY", "rejected"
+            elif all_met(requirements, counted):
+                status, decision, reason = lifecycle.ALLOWED, "ALLOW", "approved"
+                verdict = self._sign_verdict(fresh, now, ttl)
+                entries.append(
+                    EntryDraft(
+                        "verdict.issued",
+                        "gateway",
+                        {
+                            "typed_data": verdict.typed_data,
+                            "signature": verdict.signature,
+                            "signer": verdict.signer,
+                        },
+                        fresh["id"],
+                    )
+                )
+            else:
+                status, decision, reason = lifecycle.PENDING, fresh["decision"], fresh["reason"]
+            entries[0].data["outcome"] = status
+            result.update(
+                answers=[*answers, mine], counted=counted, verdict=verdict, status=status, decision=decision
+            )
+
+            def writes(seqs: list[int]) -> list[Statement]:
+                return [
+                    (
+                        "INSERT INTO approvals (tenant_id, action_id, signer, role, approve, kind, signature, digest,"
+                        " comment, signed_at, audit_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (fresh["tenant_id"], fresh["id"], signed.signer, role, int(approve), signed.kind,
+                         signed.signature, "0x" + signed.digest.hex(), comment, signed_at, seqs[0]),
+                    )
+                ]  # fmt: skip
+
+            return lifecycle.Finish(
+                status,
+                decision,
+                reason,
+                entries,
+                signed_verdict=_encode.encode(verdict).decode() if verdict is not None else None,
+                writes=writes,
+            )
+
+        await lifecycle.transition(self.ledger, row["tenant_id"], row["id"], decide)
+        return schemas.ApprovalOutcome(
+            action_id=row["id"],
+            decision=result["decision"],
+            status=result["status"],
+            approvals=[_view(answer) for answer in result["answers"]],
+            approvals_required=requirements,
+            signed_verdict=result["verdict"],
+            missing=[item for r in requirements for item in missing(r, result["counted"])]
+            if result["status"] == lifecycle.PENDING
+            else [],
+        )
+
+    def _sign_verdict(self, row: dict[str, Any], now: datetime, ttl: int) -> schemas.SignedVerdict:
+        issued_at = int(now.timestamp())
+        message = VerdictMessage(
+            action_id=row["id"],
+            action_hash=bytes.fromhex(row["action_hash"][2:]),
+            tenant=row["tenant_id"],
+            agent=row["agent_id"],
+            action_type=row["type"],
+            decision=DECISION_ALLOW,
+            policy_version=int(row["policy_version"]),
+            policy_hash=bytes.fromhex(row["policy_hash"][2:]),
+            issued_at=issued_at,
+            expires_at=issued_at + ttl,
+        )
+        result = sign_verdict(self.actions.signer, domain_of(row), message)
+        return schemas.SignedVerdict(
+            result.typed_data, result.signature, result.signer, rfc3339_seconds(issued_at + ttl)
+        )
+
+    # ---- bulk
+
+    async def bulk_request(self, tenant_id: str, body: schemas.BulkRequestQuery) -> dict[str, Any]:
+        """The `BulkApproval` typed data to sign for these actions (each must be open to the role)."""
+        if not 1 <= len(body.action_ids) <= MAX_BULK_ITEMS or len(set(body.action_ids)) < len(
+            body.action_ids
+        ):
+            raise InvalidRequest(f"give 1 to {MAX_BULK_ITEMS} distinct action ids", code="invalid_items")
+        rows = []
+        for action_id in body.action_ids:
+            row = await self._row(action_id)
+            if row["tenant_id"] != tenant_id:
+                raise NotFound(f"action {action_id!r} not found", code="action_not_found")
+            self._check_open(row, body.approver_role)
+            rows.append(row)
+        deadline = body.deadline
+        if deadline is None:
+            deadline = min(int(parse_rfc3339(row["approval_expires_at"]).timestamp()) for row in rows)
+        message = self._bulk_message(
+            tenant_id,
+            body.approver_role,
+            body.approve,
+            deadline,
+            [(row["id"], row["action_hash"]) for row in rows],
+        )
+        return bulk_approval_typed_data(domain_of(rows[0]), message)
+
+    @staticmethod
+    def _bulk_message(
+        tenant_id: str, role: str, approve: bool, deadline: int, items: list[tuple[str, str]]
+    ) -> BulkApprovalMessage:
+        try:
+            return BulkApprovalMessage(
+                tenant=tenant_id,
+                role=role,
+                approve=approve,
+                deadline=deadline,
+                items=tuple(
+                    ApprovalItem(action_id, bytes.fromhex(action_hash[2:]))
+                    for action_id, action_hash in items
+                ),
+            )
+        except TypedDataError as exc:
+            raise Unprocessable(f"the bulk approval cannot be encoded: {exc}", code="invalid_items") from None
+
+    async def bulk(
+        self, tenant_id: str, body: schemas.BulkApprovalRequest, context: RequestContext | None
+    ) -> schemas.BulkApprovalResult:
+        """One signature over many actions; each item is checked and committed as if alone."""
+        items = body.items
+        if not 1 <= len(items) <= MAX_BULK_ITEMS or len({item.action_id for item in items}) < len(items):
+            raise InvalidRequest(
+                f"give 1 to {MAX_BULK_ITEMS} items with distinct action ids", code="invalid_items"
+            )
+        for item in items:
+            if not _HASH.fullmatch(item.action_hash):
+                raise Unprocessable(
+                    "action_hash must be 0x and 64 lowercase hex digits", code="invalid_items"
+                )
+        if not ROLE.fullmatch(body.approver_role):
+            raise Unprocessable("approver_role is not a role", code="invalid_role", field="approver_role")
+        if body.deadline < int(utc_now().timestamp()):
+            raise Conflict("the bulk approval's deadline has passed", code="approval_window_expired")
+        async with self.db.read() as conn:
+            tenant = await conn.fetchrow(
+                "SELECT chain_id, verifying_contract, rpc_url FROM tenants WHERE id = ?", tenant_id
+            )
+        if tenant is None:
+            raise NotFound(f"tenant {tenant_id!r} not found", code="tenant_not_found")
+        domain = domain_of(tenant)
+        message = self._bulk_message(
+            tenant_id,
+            body.approver_role,
+            body.approve,
+            body.deadline,
+            [(i.action_id, i.action_hash) for i in items],
+        )
+        digest = hash_bulk_approval(domain, message)
+        typed_data = bulk_approval_typed_data(domain, message)
+        found = await self._verify(
+            tenant_id, tenant["rpc_url"], body.signature, body.signer, digest, body.approver_role, lambda: []
+        )
+        signed = Signed(found.signer, found.kind, found.signature, digest, typed_data)
+        comment = _check_comment(body.comment)
+        results = await asyncio.gather(
+            *(self._bulk_item(tenant_id, item, signed, body, comment, context) for item in items)
+        )
+        return schemas.BulkApprovalResult(list(results))
+
+    async def _bulk_item(
+        self,
+        tenant_id: str,
+        item: schemas.BulkItem,
+        signed: Signed,
+        body: schemas.BulkApprovalRequest,
+        comment: str | None,
+        context: RequestContext | None,
+    ) -> schemas.BulkItemResult:
+        try:
+            row = await self._row(item.action_id)
+            if row["tenant_id"] != tenant_id:
+                raise NotFound(f"action {item.action_id!r} not found", code="action_not_found")
+            if row["action_hash"] != item.action_hash:
+                raise SignatureMismatch(
+                    f"action {item.action_id} has another action hash than the one signed"
+                )
+            requirements = self._check_open(row, body.approver_role)
+            outcome = await self._commit(
+                row, requirements, signed, body.approver_role, body.approve, comment, context
+            )
+        except AppError as exc:
+            return schemas.BulkItemResult(item.action_id, False, code=exc.code, detail=exc.detail)
+        return schemas.BulkItemResult(
+            item.action_id, True, outcome.status, outcome.decision, signed_verdict=outcome.signed_verdict
+        )
+
+    # ---- lifecycle
+
+    async def cancel(self, principal: Principal, action_id: str) -> schemas.ActionRecord:
+        """Cancel a pending action: its agent or a tenant admin. Raises NotFound, Conflict."""
+        row = await self._row(action_id)
+        ActionService.check_can_read(principal, row)
+
+        async def decide(conn: Conn, fresh: dict[str, Any], now: datetime) -> lifecycle.Finish:
+            if fresh["status"] != lifecycle.PENDING:
+                raise lifecycle.not_pending(fresh)
+            entry = EntryDraft("action.cancelled", principal.actor, {"reason": "cancelled"}, fresh["id"])
+            return lifecycle.Finish(lifecycle.CANCELLED, "DENY", "cancelled", [entry])
+
+        await lifecycle.transition(
+            self.ledger, row["tenant_id"], action_id, decide, credential=principal.credential
+        )
+        return await self.actions.get(principal, action_id)
+
+    async def verdict(self, principal: Principal, action_id: str) -> schemas.SignedVerdict:
+        record = await self.actions.get(principal, action_id)
+        if record.signed_verdict is None:
+            raise Conflict(
+                f"action {action_id} is {record.status}: it has no verdict", code="verdict_not_available",
+                action_status=record.status,
+            )  # fmt: skip
+        return record.signed_verdict
+
+
+def _recover_or_none(digest: bytes, signature: bytes) -> str | None:
+    try:
+        return recover_digest_signer(digest, signature)
+    except SignatureError:
+        return None
+
+
+def _check_comment(text: str | None) -> str | None:
+    if text is not None and len(text) > MAX_COMMENT:
+        raise Unprocessable(
+            f"comment and reason are at most {MAX_COMMENT} characters", code="invalid_comment"
+        )
+    return text
