@@ -48,8 +48,8 @@ class TypedDataError(CryptoError):
     """An EIP-712 message, domain or typed-data document is malformed.
 
     Raised for out-of-range integers, hashes that are not 32 bytes, addresses
-    that are not EIP-55 checksummed, and typed data that is not the Verdict or
-    Approval schema this package signs.
+    that are not EIP-55 checksummed, and typed data that is not the Verdict,
+    Approval or BulkApproval schema this package signs.
     """
 
 

@@ -1,4 +1,4 @@
-"""Signing EIP-712 verdicts and approvals with secp256k1, and recovering who signed.
+"""Signing EIP-712 verdicts and (bulk) approvals with secp256k1, and recovering who signed.
 
 Signatures are Ethereum's 65-byte ``r ‖ s ‖ v`` with ``v`` in {27, 28} and
 low ``s`` (EIP-2), so any wallet, viem, ethers or ``ecrecover`` accepts them.
@@ -19,12 +19,16 @@ from eth_utils import is_address, to_checksum_address
 
 from crypto.eip712 import (
     ApprovalMessage,
+    BulkApprovalMessage,
     Domain,
     VerdictMessage,
     approval_typed_data,
+    bulk_approval_typed_data,
     hash_approval,
+    hash_bulk_approval,
     hash_verdict,
     parse_approval_typed_data,
+    parse_bulk_approval_typed_data,
     parse_verdict_typed_data,
     verdict_typed_data,
 )
@@ -36,8 +40,10 @@ __all__ = [
     "SignedTypedData",
     "recover_digest_signer",
     "sign_approval",
+    "sign_bulk_approval",
     "sign_verdict",
     "verify_approval_signature",
+    "verify_bulk_approval_signature",
     "verify_verdict_signature",
 ]
 
@@ -131,6 +137,15 @@ def sign_approval(signer: DigestSigner, domain: Domain, msg: ApprovalMessage) ->
     return _sign(signer, hash_approval(domain, msg), approval_typed_data(domain, msg))
 
 
+def sign_bulk_approval(signer: DigestSigner, domain: Domain, msg: BulkApprovalMessage) -> SignedTypedData:
+    """Sign a ``BulkApproval``; see :func:`sign_verdict`.
+
+    Raises:
+        SignatureError: as for :func:`sign_verdict`.
+    """
+    return _sign(signer, hash_bulk_approval(domain, msg), bulk_approval_typed_data(domain, msg))
+
+
 def _sign(signer: DigestSigner, digest: bytes, typed_data: dict[str, Any]) -> SignedTypedData:
     signature = signer.sign_digest(digest)
     if type(signer) is not LocalSigner:
@@ -202,6 +217,17 @@ def verify_approval_signature(typed_data: dict[str, Any], signature: str, expect
             :func:`verify_verdict_signature`.
     """
     parse_approval_typed_data(typed_data)  # (1)
+    _verify(typed_data, signature, expected_signer)  # (2)-(4)
+
+
+def verify_bulk_approval_signature(typed_data: dict[str, Any], signature: str, expected_signer: str) -> None:
+    """Verify that ``expected_signer`` signed the ``BulkApproval`` document ``typed_data``.
+
+    Raises:
+        TypedDataError, SignatureError, SignatureMismatchError: as for
+            :func:`verify_verdict_signature`.
+    """
+    parse_bulk_approval_typed_data(typed_data)  # (1)
     _verify(typed_data, signature, expected_signer)  # (2)-(4)
 
 

@@ -8,6 +8,7 @@ import re
 
 import pytest
 from eth_account import Account
+from eth_account._utils.encode_typed_data.encoding_and_hashing import encode_type
 from eth_account.messages import encode_typed_data
 from eth_keys import KeyAPI
 from eth_keys.backends import NativeECCBackend
@@ -16,10 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crypto import (
+    APPROVAL_ITEM_TYPE,
     APPROVAL_TYPE,
+    BULK_APPROVAL_TYPE,
     DECISION_ALLOW,
+    MAX_BULK_APPROVAL_ITEMS,
     VERDICT_TYPE,
+    ApprovalItem,
     ApprovalMessage,
+    BulkApprovalMessage,
     Domain,
     InvalidKeyError,
     LocalSigner,
@@ -28,16 +34,21 @@ from crypto import (
     TypedDataError,
     VerdictMessage,
     approval_typed_data,
+    bulk_approval_typed_data,
     domain_separator,
     hash_approval,
+    hash_bulk_approval,
     hash_verdict,
     parse_approval_typed_data,
+    parse_bulk_approval_typed_data,
     parse_verdict_typed_data,
     recover_digest_signer,
     sign_approval,
+    sign_bulk_approval,
     sign_verdict,
     verdict_typed_data,
     verify_approval_signature,
+    verify_bulk_approval_signature,
     verify_verdict_signature,
 )
 
@@ -65,6 +76,13 @@ APPROVAL = ApprovalMessage(
     approve=True,
     expires_at=1_700_003_600,
     summary="Pay invoice #42",
+)
+BULK_APPROVAL = BulkApprovalMessage(
+    tenant="acme",
+    role="treasury",
+    approve=True,
+    deadline=1_700_003_600,
+    items=(ApprovalItem("act_1", b"\x11" * 32), ApprovalItem("act_2", b"\x22" * 32)),
 )
 
 private_keys = st.integers(1, SECP256K1_N - 1).map(lambda n: n.to_bytes(32, "big"))
@@ -98,6 +116,20 @@ approvals = st.builds(
     approve=st.booleans(),
     expires_at=uint64s,
     summary=strings,
+)
+
+bulk_approvals = st.builds(
+    BulkApprovalMessage,
+    tenant=strings,
+    role=strings,
+    approve=st.booleans(),
+    deadline=uint64s,
+    items=st.lists(
+        st.builds(ApprovalItem, action_id=strings, action_hash=hashes),
+        min_size=1,
+        max_size=8,
+        unique_by=lambda item: item.action_id,
+    ).map(tuple),
 )
 
 
@@ -146,6 +178,48 @@ def test_sign_approval_is_byte_identical_to_eth_account(
     assert parse_approval_typed_data(signed.typed_data) == (domain, msg)
 
 
+@settings(max_examples=150, deadline=None)
+@given(private_keys, domains, bulk_approvals)
+def test_sign_bulk_approval_is_byte_identical_to_eth_account(
+    private_key: bytes, domain: Domain, msg: BulkApprovalMessage
+):
+    signer = LocalSigner(private_key)
+    signed = sign_bulk_approval(signer, domain, msg)
+    reference = Account.sign_typed_data(private_key, full_message=bulk_approval_typed_data(domain, msg))
+
+    assert signed.digest == hash_bulk_approval(domain, msg) == bytes(reference.message_hash)
+    assert signed.digest == eth_account_digest(signed.typed_data)
+    assert signed.signature == "0x" + bytes(reference.signature).hex()
+    assert bytes.fromhex(signed.signature[2:]) == pure_python_signature(private_key, signed.digest)
+    verify_bulk_approval_signature(signed.typed_data, signed.signature, signer.address)
+    assert parse_bulk_approval_typed_data(signed.typed_data) == (domain, msg)
+
+
+def test_bulk_approval_type_is_eip712_encode_type() -> None:
+    # EIP-712 §encodeType: the primary struct, then each referenced struct (sorted by name).
+    types = bulk_approval_typed_data(DOMAIN, BULK_APPROVAL)["types"]
+    assert list(types) == ["EIP712Domain", "BulkApproval", "ApprovalItem"]
+    assert encode_type("BulkApproval", types) == BULK_APPROVAL_TYPE
+    assert encode_type("ApprovalItem", types) == APPROVAL_ITEM_TYPE
+    assert BULK_APPROVAL_TYPE.endswith(")" + APPROVAL_ITEM_TYPE)
+
+
+def test_bulk_approval_digest_binds_items_and_their_order() -> None:
+    first, second = BULK_APPROVAL.items
+    digests = {
+        hash_bulk_approval(DOMAIN, msg)
+        for msg in (
+            BULK_APPROVAL,
+            dataclasses.replace(BULK_APPROVAL, items=(second, first)),
+            dataclasses.replace(BULK_APPROVAL, items=(first,)),
+            dataclasses.replace(BULK_APPROVAL, items=(first, ApprovalItem("act_2", b"\x23" * 32))),
+            dataclasses.replace(BULK_APPROVAL, items=(first, ApprovalItem("act_3", b"\x22" * 32))),
+            dataclasses.replace(BULK_APPROVAL, approve=False),
+        )
+    }
+    assert len(digests) == 6
+
+
 def test_typed_data_document_shape() -> None:
     assert verdict_typed_data(DOMAIN, VERDICT) == {
         "types": {
@@ -181,10 +255,26 @@ def test_typed_data_document_shape() -> None:
         },
     }
     assert approval_typed_data(DOMAIN, APPROVAL)["message"]["approve"] is True
+    assert bulk_approval_typed_data(DOMAIN, BULK_APPROVAL)["message"] == {
+        "tenant": "acme",
+        "role": "treasury",
+        "approve": True,
+        "deadline": 1_700_003_600,
+        "items": [
+            {"actionId": "act_1", "actionHash": "0x" + "11" * 32},
+            {"actionId": "act_2", "actionHash": "0x" + "22" * 32},
+        ],
+    }
 
 
 @pytest.mark.parametrize(
-    ("type_string", "struct"), [(VERDICT_TYPE, VerdictMessage), (APPROVAL_TYPE, ApprovalMessage)]
+    ("type_string", "struct"),
+    [
+        (VERDICT_TYPE, VerdictMessage),
+        (APPROVAL_TYPE, ApprovalMessage),
+        (BULK_APPROVAL_TYPE.removesuffix(APPROVAL_ITEM_TYPE), BulkApprovalMessage),
+        (APPROVAL_ITEM_TYPE, ApprovalItem),
+    ],
 )
 def test_dataclass_fields_follow_type_string(type_string: str, struct: type) -> None:
     json_names = re.findall(r" (\w+)[,)]", type_string)
@@ -262,8 +352,45 @@ def test_bad_approval_field_raises_typed_data_error(field: str, value: object) -
         dataclasses.replace(APPROVAL, **{field: value})
 
 
-def _mutated(path: tuple, value: object) -> dict:
-    document = copy.deepcopy(verdict_typed_data(DOMAIN, VERDICT))
+ITEM = ApprovalItem("act_1", b"\x11" * 32)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("items", ()),
+        ("items", [ITEM]),
+        ("items", (ITEM, "act_2")),
+        ("items", (APPROVAL,)),
+        ("items", tuple(ApprovalItem(f"act_{n}", b"\x11" * 32) for n in range(MAX_BULK_APPROVAL_ITEMS + 1))),
+        ("items", (ITEM, ApprovalItem("act_1", b"\x22" * 32))),
+        ("approve", 1),
+        ("deadline", 2**64),
+        ("deadline", -1),
+        ("role", None),
+    ],
+)
+def test_bad_bulk_approval_field_raises_typed_data_error(field: str, value: object) -> None:
+    with pytest.raises(TypedDataError, match=field):
+        dataclasses.replace(BULK_APPROVAL, **{field: value})
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("action_id", None), ("action_id", "\udfff"), ("action_hash", b"\x11" * 31)]
+)
+def test_bad_approval_item_field_raises_typed_data_error(field: str, value: object) -> None:
+    with pytest.raises(TypedDataError, match=field):
+        dataclasses.replace(ITEM, **{field: value})
+
+
+def test_bulk_approval_accepts_the_maximum_number_of_items() -> None:
+    items = tuple(ApprovalItem(f"act_{n}", bytes([n]) * 32) for n in range(MAX_BULK_APPROVAL_ITEMS))
+    msg = dataclasses.replace(BULK_APPROVAL, items=items)
+    assert parse_bulk_approval_typed_data(bulk_approval_typed_data(DOMAIN, msg)) == (DOMAIN, msg)
+
+
+def _mutated(path: tuple, value: object, build=lambda: verdict_typed_data(DOMAIN, VERDICT)) -> dict:
+    document = copy.deepcopy(build())
     target = document
     for key in path[:-1]:
         target = target[key]
@@ -304,10 +431,55 @@ def test_parse_verdict_typed_data_is_strict(document: object) -> None:
         verify_verdict_signature(document, signature, LocalSigner(KEY).address)  # type: ignore[arg-type]
 
 
+def _bulk_mutated(path: tuple, value: object) -> dict:
+    return _mutated(path, value, lambda: bulk_approval_typed_data(DOMAIN, BULK_APPROVAL))
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param(_bulk_mutated(("primaryType",), "Approval"), id="wrong-primary-type"),
+        pytest.param(_bulk_mutated(("types", "ApprovalItem"), KeyError), id="missing-item-type"),
+        pytest.param(_bulk_mutated(("types", "ApprovalItem", 1, "type"), "bytes"), id="widened-item-type"),
+        pytest.param(
+            _bulk_mutated(("types", "BulkApproval", 4, "type"), "ApprovalItem[2]"), id="fixed-array"
+        ),
+        pytest.param(_bulk_mutated(("message", "items"), []), id="no-items"),
+        pytest.param(_bulk_mutated(("message", "items"), {"0": {}}), id="items-as-object"),
+        pytest.param(
+            _bulk_mutated(("message", "items"), [{"actionId": "act_1", "actionHash": "0x" + "11" * 32}] * 2),
+            id="duplicated-item",
+        ),
+        pytest.param(_bulk_mutated(("message", "items", 0, "summary"), "x"), id="item-extra-field"),
+        pytest.param(_bulk_mutated(("message", "items", 0, "actionHash"), KeyError), id="item-missing-field"),
+        pytest.param(_bulk_mutated(("message", "items", 1, "actionHash"), "0x1234"), id="item-short-bytes32"),
+        pytest.param(_bulk_mutated(("message", "items", 1, "actionId"), 2), id="item-id-as-int"),
+        pytest.param(_bulk_mutated(("message", "items", 1), "act_2"), id="item-as-string"),
+        pytest.param(_bulk_mutated(("message", "deadline"), "1700003600"), id="uint-as-string"),
+        pytest.param(_bulk_mutated(("message", "approve"), 1), id="bool-as-int"),
+    ],
+)
+def test_parse_bulk_approval_typed_data_is_strict(document: object) -> None:
+    with pytest.raises(TypedDataError):
+        parse_bulk_approval_typed_data(document)
+    signature = sign_bulk_approval(LocalSigner(KEY), DOMAIN, BULK_APPROVAL).signature
+    with pytest.raises(TypedDataError):
+        verify_bulk_approval_signature(document, signature, LocalSigner(KEY).address)  # type: ignore[arg-type]
+
+
 def test_verdict_signature_does_not_verify_as_approval() -> None:
     signed = sign_verdict(LocalSigner(KEY), DOMAIN, VERDICT)
     with pytest.raises(TypedDataError):
         verify_approval_signature(signed.typed_data, signed.signature, signed.signer)
+
+
+def test_bulk_approval_and_approval_do_not_verify_as_each_other() -> None:
+    bulk = sign_bulk_approval(LocalSigner(KEY), DOMAIN, BULK_APPROVAL)
+    single = sign_approval(LocalSigner(KEY), DOMAIN, APPROVAL)
+    with pytest.raises(TypedDataError):
+        verify_approval_signature(bulk.typed_data, bulk.signature, bulk.signer)
+    with pytest.raises(TypedDataError):
+        verify_bulk_approval_signature(single.typed_data, single.signature, single.signer)
 
 
 @pytest.mark.parametrize(

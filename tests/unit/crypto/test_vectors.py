@@ -11,15 +11,20 @@ import crypto.errors
 from crypto import (
     LocalSigner,
     approval_typed_data,
+    bulk_approval_typed_data,
     hash_approval,
+    hash_bulk_approval,
     hash_verdict,
     parse_approval_typed_data,
+    parse_bulk_approval_typed_data,
     parse_verdict_typed_data,
     recover_digest_signer,
     sign_approval,
+    sign_bulk_approval,
     sign_verdict,
     verdict_typed_data,
     verify_approval_signature,
+    verify_bulk_approval_signature,
     verify_verdict_signature,
 )
 
@@ -44,14 +49,40 @@ SCHEMAS = {
         sign_approval,
         verify_approval_signature,
     ),
+    "BulkApproval": (
+        parse_bulk_approval_typed_data,
+        bulk_approval_typed_data,
+        hash_bulk_approval,
+        sign_bulk_approval,
+        verify_bulk_approval_signature,
+    ),
 }
 
 
 def test_vector_file_covers_what_it_promises() -> None:
     descriptions = [vector["desc"] for vector in VECTORS]
     assert len(set(descriptions)) == len(descriptions)
-    assert len(SIGNING) >= 20
-    assert {vector["input"]["typed_data"]["primaryType"] for vector in SIGNING} == {"Verdict", "Approval"}
+    assert len(SIGNING) >= 30
+    assert {vector["input"]["typed_data"]["primaryType"] for vector in SIGNING} == set(SCHEMAS)
+    item_counts = {
+        len(vector["input"]["typed_data"]["message"]["items"])
+        for vector in SIGNING
+        if vector["input"]["typed_data"]["primaryType"] == "BulkApproval"
+    }
+    assert {1, 3, 100} <= item_counts
+    bulk_mutations = {vector["desc"] for vector in VERIFYING if vector["desc"].startswith("bulk-approval/")}
+    assert {
+        "bulk-approval/three-items/items-reordered",
+        "bulk-approval/three-items/item-dropped",
+        "bulk-approval/three-items/modified-items[1]-actionHash-bit-0",
+    } <= bulk_mutations
+    # Approvals presented with v as the recovery id, both parities, must verify.
+    presented_v = {
+        int(vector["input"]["signature"][-2:], 16)
+        for vector in VERIFYING
+        if vector["input"]["typed_data"]["primaryType"] == "Approval" and "want" in vector
+    }
+    assert {0, 1} <= presented_v
     chain_ids = {vector["input"]["typed_data"]["domain"]["chainId"] for vector in SIGNING}
     assert {1, 8453, 2**256 - 1} <= chain_ids
     assert {"SignatureError", "SignatureMismatchError", "TypedDataError"} == {

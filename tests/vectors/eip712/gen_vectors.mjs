@@ -1,4 +1,4 @@
-// Generates EIP-712 test vectors for Verdict's `Verdict` and `Approval` structs.
+// Generates EIP-712 test vectors for Verdict's `Verdict`, `Approval` and `BulkApproval` structs.
 //
 //   cd tests/vectors/eip712 && npm install && node gen_vectors.mjs > verdict_vectors.json
 //
@@ -6,6 +6,9 @@
 // .signTypedData) and recomputed by ethers (TypedDataEncoder.hash, Wallet.signTypedData);
 // the script exits non-zero if the two disagree on anything. Mutation cases (want_err)
 // are derived from the valid ones: wrong signer, flipped bits, the high-s twin (EIP-2), etc.
+// BulkApproval mutations also reorder, drop and edit items; each one that yields another
+// digest is checked to recover to someone else in both viem and ethers.
+// New vectors are appended after the existing ones, so those stay byte for byte the same.
 //
 // Output: [{desc, input: {private_key, typed_data}, want: {digest, signature, signer}}
 //          | {desc, input: {typed_data, signature, expected_signer}, want: {signer} | want_err}]
@@ -44,6 +47,17 @@ const APPROVAL_FIELDS = [
   { name: "approve", type: "bool" },
   { name: "expiresAt", type: "uint64" },
   { name: "summary", type: "string" },
+];
+const APPROVAL_ITEM_FIELDS = [
+  { name: "actionId", type: "string" },
+  { name: "actionHash", type: "bytes32" },
+];
+const BULK_APPROVAL_FIELDS = [
+  { name: "tenant", type: "string" },
+  { name: "role", type: "string" },
+  { name: "approve", type: "bool" },
+  { name: "deadline", type: "uint64" },
+  { name: "items", type: "ApprovalItem[]" },
 ];
 
 const KEYS = {
@@ -89,6 +103,21 @@ function approval(overrides = {}) {
   };
 }
 
+function bulkApproval(overrides = {}) {
+  return {
+    tenant: "acme",
+    role: "treasury-approver",
+    approve: true,
+    deadline: 1700003600n,
+    items: [
+      { actionId: "act_01J9Z3K8M4", actionHash: hex32("11") },
+      { actionId: "act_01J9Z3K8M5", actionHash: hex32("22") },
+      { actionId: "act_01J9Z3K8M6", actionHash: "0x9c22ff5f21f0b81b113e63f7db6da94fedef11b2119b4088b89664fb9a3cb658" },
+    ],
+    ...overrides,
+  };
+}
+
 const verdictData = (dom, message) => ({
   types: { EIP712Domain: DOMAIN_FIELDS, Verdict: VERDICT_FIELDS },
   primaryType: "Verdict",
@@ -98,6 +127,13 @@ const verdictData = (dom, message) => ({
 const approvalData = (dom, message) => ({
   types: { EIP712Domain: DOMAIN_FIELDS, Approval: APPROVAL_FIELDS },
   primaryType: "Approval",
+  domain: dom,
+  message,
+});
+
+const bulkApprovalData = (dom, message) => ({
+  types: { EIP712Domain: DOMAIN_FIELDS, BulkApproval: BULK_APPROVAL_FIELDS, ApprovalItem: APPROVAL_ITEM_FIELDS },
+  primaryType: "BulkApproval",
   domain: dom,
   message,
 });
@@ -207,7 +243,7 @@ function withoutDomainType(types) {
 }
 
 const vectors = [];
-for (const [desc, privateKey, typedData] of CASES) {
+async function signingVector(desc, privateKey, typedData) {
   const account = privateKeyToAccount(privateKey);
   const wallet = new Wallet(privateKey);
   const digest = hashTypedData(typedData);
@@ -223,11 +259,14 @@ for (const [desc, privateKey, typedData] of CASES) {
   if (viemRecovered !== account.address || ethersRecovered !== account.address) {
     fail(`${desc}: recovered ${viemRecovered} (viem) / ${ethersRecovered} (ethers), signed by ${account.address}`);
   }
-  vectors.push({
+  return {
     desc,
     input: { private_key: privateKey, typed_data: typedData },
     want: { digest, signature, signer: account.address },
-  });
+  };
+}
+for (const [desc, privateKey, typedData] of CASES) {
+  vectors.push(await signingVector(desc, privateKey, typedData));
 }
 
 // ---- Mutations of the first verdict and the first approval: what verification must refuse.
@@ -304,6 +343,155 @@ for (const base of [vectors[1], vectors.find((vector) => vector.desc.startsWith(
     else vector.want_err = wantErr;
     vectors.push(vector);
   }
+}
+
+// ---- BulkApproval: signing vectors, then mutations of the one with three items.
+const BULK_CASES = [
+  [
+    "bulk-approval/one-item",
+    KEYS.hardhat1,
+    bulkApprovalData(domain(8453), bulkApproval({ items: [{ actionId: "act_01J9Z3K8M4", actionHash: hex32("11") }] })),
+  ],
+  ["bulk-approval/three-items", KEYS.hardhat1, bulkApprovalData(domain(8453), bulkApproval())],
+  [
+    "bulk-approval/unicode-strings",
+    KEYS.hardhat0,
+    bulkApprovalData(
+      domain(8453),
+      bulkApproval({
+        tenant: "Zürich AG",
+        role: "approbateur·trésorerie",
+        items: [
+          { actionId: "東京-エージェント-1", actionHash: hex32("33") },
+          { actionId: "🚀-launch👩‍👩‍👧‍👦", actionHash: hex32("44") },
+          { actionId: "e\u0301cole\u2028مرحبا", actionHash: hex32("55") },
+        ],
+      }),
+    ),
+  ],
+  ["bulk-approval/reject", KEYS.hardhat0, bulkApprovalData(domain(1, ZERO_ADDRESS), bulkApproval({ approve: false }))],
+  [
+    "bulk-approval/max-uint64-deadline",
+    KEYS.hardhat1,
+    bulkApprovalData(domain(2n ** 256n - 1n), bulkApproval({ deadline: MAX_UINT64 })),
+  ],
+  [
+    "bulk-approval/empty-strings-zero-deadline",
+    KEYS.one,
+    bulkApprovalData(
+      domain(2n ** 53n + 7n),
+      bulkApproval({ tenant: "", role: "", deadline: 0n, items: [{ actionId: "", actionHash: hex32("00") }] }),
+    ),
+  ],
+  [
+    "bulk-approval/hundred-items",
+    KEYS.hardhat0,
+    bulkApprovalData(
+      domain(8453),
+      bulkApproval({
+        items: Array.from({ length: 100 }, (_, n) => ({
+          actionId: `act_${String(n).padStart(3, "0")}`,
+          actionHash: hex32(n.toString(16).padStart(2, "0")),
+        })),
+      }),
+    ),
+  ],
+];
+for (const [desc, privateKey, typedData] of BULK_CASES) {
+  vectors.push(await signingVector(desc, privateKey, typedData));
+}
+
+async function recoveredByBoth(typedData, signature) {
+  const viemRecovered = await recoverTypedDataAddress({ ...typedData, signature });
+  const ethersTypes = withoutDomainType(typedData.types);
+  const ethersRecovered = verifyTypedData(typedData.domain, ethersTypes, typedData.message, signature);
+  if (viemRecovered !== ethersRecovered) fail(`viem recovered ${viemRecovered}, ethers ${ethersRecovered}`);
+  return viemRecovered;
+}
+
+{
+  const base = vectors.find((vector) => vector.desc === "bulk-approval/three-items");
+  const { typed_data: typedData } = base.input;
+  const { signature, signer } = base.want;
+  const other = privateKeyToAccount(KEYS.hardhat0);
+  const mutate = (edit) => {
+    const mutated = clone(typedData);
+    edit(mutated.message);
+    return mutated;
+  };
+  const [first, second, third] = typedData.message.items;
+  const itemsReordered = mutate((message) => (message.items = [second, first, third]));
+  const itemDropped = mutate((message) => message.items.pop());
+  const itemAppended = mutate((message) => message.items.push({ actionId: "act_01J9Z3K8M7", actionHash: hex32("77") }));
+  const itemHashEdited = mutate((message) => (message.items[1].actionHash = flipBit(second.actionHash, 31, 0)));
+  const itemIdEdited = mutate((message) => (message.items[0].actionId = "act_01J9Z3K8M9"));
+  const tenantChanged = mutate((message) => (message.tenant = "evil-corp"));
+  const approveFlipped = mutate((message) => (message.approve = false));
+  const chainChanged = clone(typedData);
+  chainChanged.domain.chainId = 1n;
+  const noItems = mutate((message) => (message.items = []));
+  const itemDuplicated = mutate((message) => (message.items = [first, second, first]));
+  const itemExtraField = mutate((message) => (message.items[2].summary = "not in ApprovalItem"));
+  const deadlineAsString = mutate((message) => (message.deadline = String(typedData.message.deadline)));
+  const itemShortHash = mutate((message) => (message.items[1].actionHash = second.actionHash.slice(0, 10)));
+  const asSingleApproval = clone(typedData);
+  delete asSingleApproval.types.ApprovalItem;
+  const otherSignerMutations = [
+    ["items-reordered", itemsReordered],
+    ["item-dropped", itemDropped],
+    ["item-appended", itemAppended],
+    ["modified-items[1]-actionHash-bit-0", itemHashEdited],
+    ["modified-items[0]-actionId", itemIdEdited],
+    ["modified-message-tenant", tenantChanged],
+    ["modified-message-approve", approveFlipped],
+    ["modified-domain-chain-id", chainChanged],
+  ];
+  // viem and ethers agree that each of these documents is signed by someone else.
+  for (const [name, mutated] of otherSignerMutations) {
+    if ((await recoveredByBoth(mutated, signature)) === signer) fail(`${base.desc}/${name}: digest did not change`);
+  }
+  const mutations = [
+    ["v-as-recovery-id", typedData, withV(signature, parseInt(signature.slice(130), 16) - 27), signer, null],
+    ["wrong-signer", typedData, signature, other.address, "SignatureMismatchError"],
+    ["flipped-v", typedData, withV(signature, signature.endsWith("1b") ? 28 : 27), signer, "SignatureMismatchError"],
+    ["high-s-twin", typedData, highSTwin(signature), signer, "SignatureError"],
+    ...otherSignerMutations.map(([name, mutated]) => [name, mutated, signature, signer, "SignatureMismatchError"]),
+    ["no-items", noItems, signature, signer, "TypedDataError"],
+    ["item-duplicated", itemDuplicated, signature, signer, "TypedDataError"],
+    ["item-extra-field", itemExtraField, signature, signer, "TypedDataError"],
+    ["uint-as-string", deadlineAsString, signature, signer, "TypedDataError"],
+    ["item-short-bytes32", itemShortHash, signature, signer, "TypedDataError"],
+    ["types-missing-ApprovalItem", asSingleApproval, signature, signer, "TypedDataError"],
+  ];
+  for (const [name, mutated, mutatedSignature, expectedSigner, wantErr] of mutations) {
+    const vector = {
+      desc: `${base.desc}/${name}`,
+      input: { typed_data: mutated, signature: mutatedSignature, expected_signer: expectedSigner },
+    };
+    if (wantErr === null) vector.want = { signer };
+    else vector.want_err = wantErr;
+    vectors.push(vector);
+  }
+}
+
+// ---- Approvals presented with v as the recovery id (0/1) instead of 27/28: wallets and
+// libraries emit both, and both must verify (viem and ethers recover either form).
+{
+  const seen = new Set();
+  for (const base of vectors.filter((vector) => vector.desc.startsWith("approval/") && "private_key" in vector.input)) {
+    const { typed_data: typedData } = base.input;
+    const { signature, signer } = base.want;
+    const recoveryId = parseInt(signature.slice(130), 16) - 27;
+    const presented = withV(signature, recoveryId);
+    if ((await recoveredByBoth(typedData, presented)) !== signer) fail(`${base.desc}: v=${recoveryId} not recovered`);
+    seen.add(recoveryId);
+    vectors.push({
+      desc: `${base.desc}/v-${recoveryId}`,
+      input: { typed_data: typedData, signature: presented, expected_signer: signer },
+      want: { signer },
+    });
+  }
+  if (!seen.has(0) || !seen.has(1)) fail(`approval signatures cover recovery ids ${[...seen]} only, want 0 and 1`);
 }
 
 // JSON.stringify cannot write BigInt; write every integer as a bare JSON integer.
