@@ -19,7 +19,11 @@ checks, in this order, stopping at the first failure:
 4. `meaning`: what an entry claims holds — a proposed action's `action_hash` is the hash of its
    action; a verdict's EIP-712 signature recovers to the signer the entry names (and, when the
    caller gives the gateway's published verdict signers, to one of them), and it is the verdict of
-   that action, tenant and action hash.
+   that action, tenant and action hash; an approval or rejection is the digest of its typed data
+   (an `Approval`, or a `BulkApproval` listing the action), for that action, hash, tenant, role
+   and answer, in a role the action's requirements count, and an EOA's signature recovers to the
+   signer it names (a contract wallet's needs its chain: EIP-1271); and a verdict of an escalated
+   action follows approvals in the bundle that meet every requirement of the decision.
 
 Entry types without a meaning check here are covered by steps 1-3.
 """
@@ -31,7 +35,7 @@ import binascii
 import itertools
 import json
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from audit.checkpoint import Checkpoint, verify_checkpoint
@@ -41,9 +45,15 @@ from audit.note import parse_vkey
 from audit.proof import verify_inclusion
 from audit.rfc6962 import hash_leaf
 from crypto.canonical import action_hash
-from crypto.eip712 import parse_verdict_typed_data
+from crypto.eip712 import (
+    hash_approval,
+    hash_bulk_approval,
+    parse_approval_typed_data,
+    parse_bulk_approval_typed_data,
+    parse_verdict_typed_data,
+)
 from crypto.errors import CryptoError
-from crypto.signing import verify_verdict_signature
+from crypto.signing import recover_digest_signer, verify_verdict_signature
 
 __all__ = ["BUNDLE_FORMAT", "VerifiedBundle", "make_bundle", "verify_bundle"]
 
@@ -137,16 +147,18 @@ def verify_bundle(
         entries.append(entry)
         previous = entry
     # (4) What the entries claim.
-    signers = None if verdict_signers is None else {s.lower() for s in verdict_signers}
-    proposed = {e.action_id: e for e in entries if e.type == "action.proposed"}
+    seen = _Seen(
+        proposed={e.action_id: e for e in entries if e.type == "action.proposed"},
+        signers=None if verdict_signers is None else {s.lower() for s in verdict_signers},
+    )
     checked: dict[str, int] = {}
     for entry in entries:
         check = _MEANING.get(entry.type)
         if check is None:
             continue
         try:
-            check(entry, proposed, signers)
-        except (CryptoError, KeyError, TypeError, ValueError) as error:
+            check(entry, seen)
+        except (CryptoError, KeyError, TypeError, ValueError, AttributeError) as error:
             raise BundleError("meaning", f"{entry.type}: {error}", index=entry.seq) from None
         checked[entry.type] = checked.get(entry.type, 0) + 1
     return VerifiedBundle(checkpoint, entries, checked)
@@ -159,7 +171,17 @@ class _Meaningless(ValueError):
     pass
 
 
-def _check_proposed(entry: Entry, proposed: dict, signers: set[str] | None) -> None:
+@dataclass(slots=True)
+class _Seen:
+    """What the meaning checks know: the bundle's proposals, the trusted verdict signers, and
+    the answers met so far (in log order) per action: (signer, role, approve)."""
+
+    proposed: dict[str | None, Entry]
+    signers: set[str] | None
+    answers: dict[str | None, list[tuple[str, str, bool]]] = field(default_factory=dict)
+
+
+def _check_proposed(entry: Entry, seen: _Seen) -> None:
     if entry.action_id is None:
         raise _Meaningless("a proposed action without an action id")
     claimed = entry.data["action_hash"]
@@ -168,16 +190,16 @@ def _check_proposed(entry: Entry, proposed: dict, signers: set[str] | None) -> N
         raise _Meaningless(f"action_hash {claimed} is not the hash of the action ({actual})")
 
 
-def _check_verdict(entry: Entry, proposed: dict, signers: set[str] | None) -> None:
+def _check_verdict(entry: Entry, seen: _Seen) -> None:
     data = entry.data
     typed_data, signature, signer = data["typed_data"], data["signature"], data["signer"]
     verify_verdict_signature(typed_data, signature, signer)  # recovers to the signer the entry names
-    if signers is not None and signer.lower() not in signers:
+    if seen.signers is not None and signer.lower() not in seen.signers:
         raise _Meaningless(f"signer {signer} is not one of the gateway's published verdict signers")
     _, message = parse_verdict_typed_data(typed_data)
     if message.action_id != entry.action_id or message.tenant != entry.tenant:
         raise _Meaningless("the verdict is for another action or tenant than its entry")
-    action = proposed.get(entry.action_id)
+    action = seen.proposed.get(entry.action_id)
     if action is not None:
         if "0x" + message.action_hash.hex() != action.data["action_hash"]:
             raise _Meaningless("the verdict signs another action hash than the proposal's")
@@ -185,13 +207,88 @@ def _check_verdict(entry: Entry, proposed: dict, signers: set[str] | None) -> No
             raise _Meaningless("the verdict names another agent than the proposal's")
         if message.policy_version != action.data["policy_version"]:
             raise _Meaningless("the verdict names another policy version than the decision's")
-        if action.data["decision"] != "ALLOW":
-            raise _Meaningless(f"a verdict for an action decided {action.data['decision']}")
+        decision = action.data["decision"]
+        if decision == "ESCALATE":
+            answers = seen.answers.get(entry.action_id, [])
+            unmet = _unmet(action.data["approvals_required"], answers)
+            if unmet:
+                raise _Meaningless(f"a verdict for an escalated action whose approvals do not meet {unmet}")
+        elif decision != "ALLOW":
+            raise _Meaningless(f"a verdict for an action decided {decision}")
 
 
-_MEANING: dict[str, Callable[[Entry, dict, set[str] | None], None]] = {
+def _unmet(requirements: list[dict[str, Any]], answers: list[tuple[str, str, bool]]) -> list[str]:
+    """The requirements (by rule) that the answers do not meet. Each signer counts once, in the
+    role it signed for; a requirement is {threshold, roles} or {all_of: [{role, min}]}."""
+    first: dict[str, tuple[str, bool]] = {}
+    for signer, role, approve in answers:
+        first.setdefault(signer, (role, approve))
+    approving = [role for role, approve in first.values() if approve]
+    unmet = []
+    for requirement in requirements:
+        if "all_of" in requirement:
+            met = all(approving.count(q["role"]) >= q["min"] for q in requirement["all_of"])
+        else:
+            met = sum(role in requirement["roles"] for role in approving) >= requirement["threshold"]
+        if not met:
+            unmet.append(requirement["rule"])
+    return unmet
+
+
+def _check_answer(entry: Entry, seen: _Seen) -> None:
+    data = entry.data
+    approve = entry.type == "approval.granted"
+    if data["approve"] is not approve:
+        raise _Meaningless(f"an {entry.type} entry with approve={data['approve']}")
+    typed_data = data["typed_data"]
+    primary = typed_data.get("primaryType") if isinstance(typed_data, dict) else None
+    action = seen.proposed.get(entry.action_id)
+    expected_hash = action.data["action_hash"] if action is not None else None
+    if primary == "BulkApproval":
+        domain, bulk = parse_bulk_approval_typed_data(typed_data)
+        digest = hash_bulk_approval(domain, bulk)
+        tenant, role, answer = bulk.tenant, bulk.role, bulk.approve
+        hashes = ["0x" + item.action_hash.hex() for item in bulk.items if item.action_id == entry.action_id]
+        if not hashes:
+            raise _Meaningless("the bulk approval does not list this action")
+        signed_hash = hashes[0]
+    else:
+        domain, message = parse_approval_typed_data(typed_data)
+        digest = hash_approval(domain, message)
+        tenant, role, answer = message.tenant, message.role, message.approve
+        if message.action_id != entry.action_id:
+            raise _Meaningless("the approval is for another action than its entry")
+        signed_hash = "0x" + message.action_hash.hex()
+    if data["digest"] != "0x" + digest.hex():
+        raise _Meaningless("digest is not the EIP-712 digest of the typed data")
+    if tenant != entry.tenant or role != data["role"] or answer is not approve:
+        raise _Meaningless("the signed tenant, role or answer differs from the entry's")
+    if expected_hash is not None:
+        if signed_hash != expected_hash:
+            raise _Meaningless("the approval signs another action hash than the proposal's")
+        if role not in _counted_roles(action.data["approvals_required"] or []):
+            raise _Meaningless(f"role {role!r} does not count for this action")
+    if data["kind"] == "eoa":
+        recovered = recover_digest_signer(digest, data["signature"])
+        if recovered != data["signer"]:
+            raise _Meaningless(f"the signature recovers to {recovered}, not {data['signer']}")
+    seen.answers.setdefault(entry.action_id, []).append((data["signer"], role, approve))
+
+
+def _counted_roles(requirements: list[dict[str, Any]]) -> set[str]:
+    roles: set[str] = set()
+    for requirement in requirements:
+        roles.update(q["role"] for q in requirement["all_of"]) if "all_of" in requirement else roles.update(
+            requirement["roles"]
+        )
+    return roles
+
+
+_MEANING: dict[str, Callable[[Entry, _Seen], None]] = {
     "action.proposed": _check_proposed,
     "verdict.issued": _check_verdict,
+    "approval.granted": _check_answer,
+    "approval.rejected": _check_answer,
 }
 
 

@@ -15,7 +15,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from litestar.testing import AsyncTestClient
 
-from audit import verify_bundle
+from audit.bundle import verify_bundle
 from gateway.app import create_app
 from gateway.services import lifecycle
 from tests.integration.helpers import bearer, make_world, pay, read_log, verified_log
@@ -140,7 +140,9 @@ async def test_one_cfo_approval_allows_and_issues_one_verdict_that_eth_account_v
     assert record["summary"] == message["summary"]
     # the window is the rule's timeout: 60 minutes after the proposal
     assert message["expiresAt"] == int(
-        __import__("datetime").datetime.fromisoformat(record["approval_expires_at"].replace("Z", "+00:00")).timestamp()
+        __import__("datetime")
+        .datetime.fromisoformat(record["approval_expires_at"].replace("Z", "+00:00"))
+        .timestamp()
     )
 
     r = await answer(client, action_id, CFO, "cfo", comment="checked against PO 4471")
@@ -183,7 +185,9 @@ async def test_one_cfo_approval_allows_and_issues_one_verdict_that_eth_account_v
 
 
 def out_signature(entries: list[Any], action_id: str) -> str:
-    return next(e.data["signature"] for e in entries if e.action_id == action_id and e.type == "approval.granted")
+    return next(
+        e.data["signature"] for e in entries if e.action_id == action_id and e.type == "approval.granted"
+    )
 
 
 def encode_digest(typed_data: dict[str, Any]) -> str:
@@ -202,10 +206,11 @@ async def test_two_of_three_needs_two_distinct_signers(client):
     assert r.json()["missing"] == ["1 more of cfo, controller, ceo"]
     r = await answer(client, action_id, CFO, "cfo")
     assert r.status_code == 409 and r.json()["code"] == "already_answered"
+    late = sign(CONTROLLER, await request_for(client, action_id, "controller"))
     r = await answer(client, action_id, CEO, "ceo")
     assert r.status_code == 200 and r.json()["status"] == "allowed"
     assert {a["address"] for a in r.json()["approvals"]} == {CFO.address, CEO.address}
-    r = await answer(client, action_id, CONTROLLER, "controller")
+    r = await answer(client, action_id, CONTROLLER, "controller", signature=late)
     assert r.status_code == 409 and r.json()["code"] == "action_not_pending"
     assert r.json()["action_status"] == "allowed"
     entries = await verified_log(client, world)
@@ -214,10 +219,15 @@ async def test_two_of_three_needs_two_distinct_signers(client):
 
 async def test_all_of_counts_a_multi_role_signer_once(client):
     world = await setup(client)
-    proposed = await propose(client, world, {"action": {"type": "wire", "amount": "250000.00", "asset": "USD"}})
+    proposed = await propose(
+        client, world, {"action": {"type": "wire", "amount": "250000.00", "asset": "USD"}}
+    )
     action_id = proposed["action_id"]
     assert proposed["approvals_required"] == [
-        {"rule": "dual-control-wires", "all_of": [{"role": "cfo", "min": 1}, {"role": "controller", "min": 1}]}
+        {
+            "rule": "dual-control-wires",
+            "all_of": [{"role": "cfo", "min": 1}, {"role": "controller", "min": 1}],
+        }
     ]
     r = await answer(client, action_id, BOTH, "cfo")
     assert r.status_code == 200 and r.json()["missing"] == ["1 more controller"]
@@ -237,7 +247,7 @@ async def test_a_rejection_ends_the_action(client):
     record = await action(client, world, action_id)
     assert record["status"] == "rejected" and record["reason"] == "rejected"
     assert record["approvals"][1]["comment"] == "duplicate invoice"
-    r = await answer(client, action_id, CEO, "ceo")
+    r = await answer(client, action_id, CEO, "ceo", signature="0x" + "11" * 65)
     assert r.status_code == 409 and r.json()["action_status"] == "rejected"
     r = await client.get(f"/v1/actions/{action_id}/verdict", headers=bearer(world.agent_token))
     assert r.status_code == 409 and r.json()["code"] == "verdict_not_available"
@@ -296,7 +306,10 @@ async def test_every_refusal_has_its_own_code_and_changes_nothing(client):
     assert "approve=false" in problem["detail"]
     # a signature for another domain (chain id) and another tenant
     typed = await request_for(client, action_id, "cfo")
-    for change in ({"domain": {**typed["domain"], "chainId": 1}}, {"message": {**typed["message"], "tenant": "zeta"}}):
+    for change in (
+        {"domain": {**typed["domain"], "chainId": 1}},
+        {"message": {**typed["message"], "tenant": "zeta"}},
+    ):
         forged = sign(CFO, {**typed, **change})
         r = await answer(client, action_id, CFO, "cfo", signature=forged, signer=CFO.address)
         await refused(client, world, action_id, r, 422, "signature_mismatch")
@@ -312,14 +325,14 @@ async def test_every_refusal_has_its_own_code_and_changes_nothing(client):
     r = await client.get(f"/v1/actions/{allowed}/approval-request", params={"role": "cfo"})
     assert r.status_code == 409 and r.json()["code"] == "action_not_pending"
     assert r.json()["action_status"] == "allowed"
-    r = await client.post(f"/v1/actions/act_nope/approve", json={"approver_role": "cfo", "signature": good})
+    r = await client.post("/v1/actions/act_nope/approve", json={"approver_role": "cfo", "signature": good})
     assert r.status_code == 404 and r.json()["code"] == "action_not_found"
     # unknown fields in the body
     r = await client.post(
         f"/v1/actions/{action_id}/approve", json={"approver_role": "cfo", "signature": good, "typed_data": {}}
     )
     assert r.status_code == 400 or r.status_code == 422
-    assert await log_size(client, world) == size + 1  # only the ALLOW proposal was appended
+    assert await log_size(client, world) == size + 2  # only the ALLOW proposal and its verdict
     # and the good signature still works afterwards
     r = await answer(client, action_id, CFO, "cfo", signature=good)
     assert r.status_code == 200 and r.json()["status"] == "allowed"
@@ -338,7 +351,9 @@ async def test_a_removed_approver_cannot_approve_but_their_approval_stands(clien
     assert r.status_code == 200 and r.json()["status"] == "allowed"
     # roles can change; the changes and the removal are audited
     r = await client.patch(
-        f"/v1/tenants/acme/approvers/{CEO.address}", json={"roles": ["ceo", "cfo"]}, headers=bearer(world.tenant_admin)
+        f"/v1/tenants/acme/approvers/{CEO.address}",
+        json={"roles": ["ceo", "cfo"]},
+        headers=bearer(world.tenant_admin),
     )
     assert r.status_code == 200 and r.json()["roles"] == ["ceo", "cfo"]
     assert (await answer(client, second, CEO, "cfo")).json()["status"] == "allowed"
@@ -346,11 +361,15 @@ async def test_a_removed_approver_cannot_approve_but_their_approval_stands(clien
     assert "approver.removed" in types and "approver.changed" in types
     listed = (await client.get("/v1/tenants/acme/approvers", headers=bearer(world.auditor))).json()
     assert CFO.address not in {a["address"] for a in listed}
-    listed = (await client.get("/v1/tenants/acme/approvers?removed=true", headers=bearer(world.auditor))).json()
+    listed = (
+        await client.get("/v1/tenants/acme/approvers?removed=true", headers=bearer(world.auditor))
+    ).json()
     assert CFO.address in {a["address"] for a in listed}
     # an approver removed can be added back
     r = await client.post(
-        "/v1/tenants/acme/approvers", json={"address": CFO.address, "roles": ["cfo"]}, headers=bearer(world.tenant_admin)
+        "/v1/tenants/acme/approvers",
+        json={"address": CFO.address, "roles": ["cfo"]},
+        headers=bearer(world.tenant_admin),
     )
     assert r.status_code == 201, r.text
 
@@ -381,7 +400,9 @@ async def test_listing_what_an_approver_can_act_on(client):
 
     async def pending(role: str) -> list[str]:
         r = await client.get(
-            "/v1/actions", params={"status": "pending_approval", "role": role}, headers=bearer(world.tenant_admin)
+            "/v1/actions",
+            params={"status": "pending_approval", "role": role},
+            headers=bearer(world.tenant_admin),
         )
         assert r.status_code == 200, r.text
         return [a["action_id"] for a in r.json()["actions"]]
@@ -401,7 +422,7 @@ async def test_expiry_on_approval_on_read_and_by_the_sweeper(client, backend):
     second = (await propose(client, world, pay("7900.00")))["action_id"]
     third = (await propose(client, world, pay("8000.00")))["action_id"]
     signature = sign(CFO, await request_for(client, first, "cfo"))
-    async for db in database(backend):
+    async with database(backend) as db:
         async with db.transaction() as conn:  # time passes: the windows end
             await conn.execute(
                 "UPDATE actions SET approval_expires_at = ? WHERE id IN (?, ?, ?)",
@@ -413,11 +434,15 @@ async def test_expiry_on_approval_on_read_and_by_the_sweeper(client, backend):
     assert (await action(client, world, first))["status"] == "expired"
     # a read after the window expires it
     record = await action(client, world, second)
-    assert record["status"] == "expired" and record["decision"] == "DENY" and record["reason"] == "approval_expired"
+    assert (
+        record["status"] == "expired"
+        and record["decision"] == "DENY"
+        and record["reason"] == "approval_expired"
+    )
     # the sweeper expires the rest without anyone asking
     app_state = client.app_state
     assert await lifecycle.expire_overdue(app_state.db, app_state.ledger) in (0, 1)
-    async for db in database(backend):
+    async with database(backend) as db:
         async with db.read() as conn:
             row = await conn.fetchrow("SELECT status FROM actions WHERE id = ?", third)
     assert row["status"] == "expired"
@@ -458,12 +483,22 @@ async def test_concurrent_approvals_in_two_gateways_issue_exactly_one_verdict(ba
             action_id = (await propose(a, world, pay("60000.00")))["action_id"]
             signed = [
                 (account, role, sign(account, await request_for(a, action_id, role)))
-                for account, role in ((CFO, "cfo"), (CONTROLLER, "controller"), (CEO, "ceo"), (BOTH, "controller"))
+                for account, role in (
+                    (CFO, "cfo"),
+                    (CONTROLLER, "controller"),
+                    (CEO, "ceo"),
+                    (BOTH, "controller"),
+                )
             ]
             responses = await asyncio.gather(
-                *(answer(c, action_id, acc, role, signature=s) for (acc, role, s), c in zip(signed, (a, b, a, b)))
+                *(
+                    answer(c, action_id, acc, role, signature=s)
+                    for (acc, role, s), c in zip(signed, (a, b, a, b))
+                )
             )
-            assert sorted(r.status_code for r in responses) == [200, 200, 409, 409], [r.text for r in responses]
+            assert sorted(r.status_code for r in responses) == [200, 200, 409, 409], [
+                r.text for r in responses
+            ]
         entries = await verified_log(a, world)
         assert sum(e.type == "verdict.issued" for e in entries) == 3
         assert sum(e.type == "approval.granted" for e in entries) == 6
@@ -472,10 +507,14 @@ async def test_concurrent_approvals_in_two_gateways_issue_exactly_one_verdict(ba
 async def test_tenant_rpc_url_is_stored_but_only_its_endpoint_is_shown(client):
     world = await setup(client)
     r = await client.patch(
-        "/v1/tenants/acme", json={"rpc_url": "https://base.example.org/v3/SECRET-KEY"}, headers=bearer(world.tenant_admin)
+        "/v1/tenants/acme",
+        json={"rpc_url": "https://base.example.org/v3/SECRET-KEY"},
+        headers=bearer(world.tenant_admin),
     )
     assert r.status_code == 200, r.text
     assert r.json()["rpc_endpoint"] == "https://base.example.org"
     assert "SECRET" not in json.dumps([e.data for e in await verified_log(client, world)])
-    r = await client.patch("/v1/tenants/acme", json={"rpc_url": "ftp://x"}, headers=bearer(world.tenant_admin))
+    r = await client.patch(
+        "/v1/tenants/acme", json={"rpc_url": "ftp://x"}, headers=bearer(world.tenant_admin)
+    )
     assert r.status_code == 422 and r.json()["code"] == "invalid_rpc_url"
