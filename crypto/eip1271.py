@@ -21,6 +21,7 @@ from eth_abi import encode as _abi_encode
 from eth_utils import to_checksum_address
 
 from crypto.errors import ContractSignerUnavailable, SignatureError
+from crypto.signing import _is_address
 
 __all__ = ["EIP1271_MAGIC_VALUE", "check_contract_signature"]
 
@@ -29,7 +30,6 @@ EIP1271_MAGIC_VALUE = bytes.fromhex("1626ba7e")
 # The answer is a bytes4 ABI-encoded in one word: left-aligned, zero-padded to 32 bytes.
 _MAGIC_WORD = EIP1271_MAGIC_VALUE + bytes(28)
 _HEX_DATA = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 # JSON-RPC error code geth, reth, erigon and anvil use for "execution reverted" with revert data.
 _REVERT_ERROR_CODE = 3
 
@@ -98,14 +98,6 @@ async def _eth_call(rpc_url: str, call: dict[str, str], timeout: float) -> Any:
             raise ContractSignerUnavailable(reason) from None
         except ValueError:  # JSONDecodeError, UnicodeDecodeError: the body is not JSON
             raise ContractSignerUnavailable("the RPC endpoint answered something that is not JSON") from None
-
-
-def _is_address(value: str) -> bool:
-    # EIP-55: a mixed-case address must be checksummed (eth-utils 6's is_address does not check).
-    if not _ADDRESS.fullmatch(value):
-        return False
-    digits = value[2:]
-    return digits in (digits.lower(), digits.upper()) or to_checksum_address(value) == value
 
 
 def _read_answer(response: Any) -> bool:
