@@ -1,5 +1,8 @@
 """Verdict's cryptography: RFC 8785 canonical JSON, EIP-712 verdicts and approvals, key files.
 
+The EIP-1271 contract-wallet check lives in :mod:`crypto.eip1271` and is not re-exported
+here: it needs web3, which an auditor's environment does not have.
+
 Depends only on the standard library and audited cryptography packages (eth-account,
 coincurve, cryptography, rfc8785, msgspec); never on the gateway or policy engine,
 so an auditor can verify verdicts with this package alone.
@@ -45,6 +48,7 @@ from crypto.eip712 import (
 )
 from crypto.errors import (
     CanonicalizationError,
+    ContractSignerUnavailable,
     CryptoError,
     InvalidKeyError,
     KeyFileError,
@@ -87,6 +91,7 @@ __all__ = [
     "ApprovalMessage",
     "BulkApprovalMessage",
     "CanonicalizationError",
+    "ContractSignerUnavailable",
     "CryptoError",
     "DigestSigner",
     "Domain",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "CanonicalizationError",
+    "ContractSignerUnavailable",
     "CryptoError",
     "InvalidKeyError",
     "KeyFileError",
@@ -69,3 +70,18 @@ class SignatureMismatchError(SignatureError):
         super().__init__(f"signature was made by {recovered}, expected {expected}")
         self.expected = expected
         self.recovered = recovered
+
+
+class ContractSignerUnavailable(CryptoError):
+    """A contract wallet's EIP-1271 answer could not be obtained, so no answer is known.
+
+    Raised when the RPC endpoint cannot be reached, times out, answers an HTTP error,
+    a JSON-RPC error other than an execution revert, or something that is not JSON-RPC.
+    Never means "the signature is invalid" (that is a ``False`` from the check), and
+    never means valid: callers refuse and may retry later. The message and ``reason``
+    name the kind of failure but never the RPC URL, which often embeds an API key.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"contract wallet signature check unavailable: {reason}")
+        self.reason = reason

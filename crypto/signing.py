@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import coincurve
 from eth_account.messages import encode_typed_data
 from eth_hash.auto import keccak as _keccak
-from eth_utils import is_address, to_checksum_address
+from eth_utils import to_checksum_address
 
 from crypto.eip712 import (
     ApprovalMessage,
@@ -51,6 +51,7 @@ __all__ = [
 _SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HALF_ORDER = _SECP256K1_ORDER // 2
 _SIGNATURE_HEX = re.compile(r"0x[0-9a-fA-F]{130}")
+_ADDRESS_HEX = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
 class DigestSigner(Protocol):
@@ -232,7 +233,7 @@ def verify_bulk_approval_signature(typed_data: dict[str, Any], signature: str, e
 
 
 def _verify(typed_data: dict[str, Any], signature: str, expected_signer: str) -> None:
-    if type(expected_signer) is not str or not is_address(expected_signer):
+    if type(expected_signer) is not str or not _is_address(expected_signer):
         raise SignatureError(f"expected signer {expected_signer!r} is not an address (or fails EIP-55)")
     expected = to_checksum_address(expected_signer)
     # (2) EIP-712 / EIP-191 version 0x01: keccak256(0x19 ‖ 0x01 ‖ domainSeparator ‖ hashStruct(message)).
@@ -241,6 +242,18 @@ def _verify(typed_data: dict[str, Any], signature: str, expected_signer: str) ->
     recovered = recover_digest_signer(digest, signature)  # (3)
     if recovered != expected:  # (4)
         raise SignatureMismatchError(expected=expected, recovered=recovered)
+
+
+def _is_address(value: str) -> bool:
+    """``0x`` + 40 hex digits, all lower case, all upper case, or EIP-55 checksummed.
+
+    eth-utils' ``is_address`` (6.x) accepts mixed case that fails the EIP-55 checksum.
+    Package-internal: :mod:`crypto.eip1271` checks wallet addresses with it too.
+    """
+    if not _ADDRESS_HEX.fullmatch(value):
+        return False
+    digits = value[2:]
+    return digits in (digits.lower(), digits.upper()) or to_checksum_address(value) == value
 
 
 def _require_digest(digest: bytes) -> None:

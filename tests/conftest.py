@@ -1,4 +1,4 @@
-"""Shared fixtures: backends (SQLite, PostgreSQL) and a running app per test."""
+"""Shared fixtures: backends (SQLite, PostgreSQL), a running app per test, an in-process chain."""
 
 from __future__ import annotations
 
@@ -6,9 +6,13 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+if TYPE_CHECKING:
+    from tests.chain import ContractChain
 
 # Property tests check results, never speed: no per-example deadline and no "too slow" health
 # check, which would fail spuriously on a loaded CI machine (timing belongs in bench/).
@@ -103,3 +107,17 @@ async def client(backend: Backend) -> AsyncIterator:
     async with AsyncTestClient(app=app) as test_client:
         test_client.app_state = app.state
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def contract_chain() -> Iterator[ContractChain]:
+    """A py-evm chain answering JSON-RPC at ``contract_chain.rpc_url`` (see tests/chain.py).
+
+    Deploy wallets with ``contract_chain.deploy_owner_wallet(owners, threshold)``, which returns
+    the wallet's address. One chain per session (starting one takes ~2 s); tests deploy their own
+    contracts, so they do not see each other's state.
+    """
+    from tests.chain import ContractChain  # web3 and eth-tester only for tests that use it
+
+    with ContractChain() as chain:
+        yield chain

@@ -9,6 +9,7 @@ holds links to exactly the distributions that `eth-account`, `coincurve`, `crypt
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -74,11 +75,22 @@ def make_bare_env(where: Path) -> Path:
     return where / "bin" / "python"
 
 
+def bare_environ() -> dict[str, str]:
+    """The caller's environment without PYTHONPATH, which would lend the bare venv this checkout."""
+    return {name: value for name, value in os.environ.items() if name not in ("PYTHONPATH", "PYTHONHOME")}
+
+
 def test_the_offline_verifier_runs_without_the_server_dependencies(tmp_path):
     python = make_bare_env(tmp_path / "bare")
-    for module in ("litestar", "asyncpg", "aiosqlite", "granian", "gateway", "policy"):
+    env = bare_environ()
+    for module in ("litestar", "asyncpg", "aiosqlite", "granian", "gateway", "policy", "web3"):
         run = subprocess.run(
-            [python, "-c", f"import {module}"], capture_output=True, text=True, check=False, cwd=tmp_path
+            [python, "-c", f"import {module}"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=tmp_path,
+            env=env,
         )
         assert run.returncode != 0 and "ModuleNotFoundError" in run.stderr, (module, run.stderr)
 
@@ -88,15 +100,26 @@ def test_the_offline_verifier_runs_without_the_server_dependencies(tmp_path):
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps({"verdict_signers": [{"address": log.verdict_signer.address}]}))
     command = [python, "-m", "audit", "verify", str(bundle), "--vkey", log.vkey, "--keys", str(keys)]
-    run = subprocess.run(command, capture_output=True, text=True, check=False, cwd=tmp_path)
+    run = subprocess.run(command, capture_output=True, text=True, check=False, cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stderr
     assert "meaning verified: 1 action.proposed, 1 verdict.issued" in run.stdout
     # and it still fails what it must fail, there
     data = json.loads(bundle.read_text())
     data["entries"][0]["index"] = 2
     bundle.write_text(json.dumps(data))
-    run = subprocess.run(command, capture_output=True, text=True, check=False, cwd=tmp_path)
+    run = subprocess.run(command, capture_output=True, text=True, check=False, cwd=tmp_path, env=env)
     assert run.returncode == 1 and run.stderr.startswith("FAILED inclusion: entry 2")
+
+
+def test_crypto_imports_in_the_bare_environment(tmp_path):
+    # crypto.eip1271 imports web3 only when a contract wallet is asked, so the module itself loads.
+    python = make_bare_env(tmp_path / "bare")
+    code = "import crypto, crypto.eip1271; print(crypto.__file__)"
+    run = subprocess.run(
+        [python, "-c", code], capture_output=True, text=True, check=False, cwd=tmp_path, env=bare_environ()
+    )
+    assert run.returncode == 0, run.stderr
+    assert Path(run.stdout.strip()).resolve().parent == ROOT / "crypto"
 
 
 def test_the_bare_environment_is_really_bare():

@@ -572,6 +572,25 @@ def test_bad_expected_signer_raises_signature_error(expected: object) -> None:
         verify_verdict_signature(signed.typed_data, signed.signature, expected)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    "expected",
+    [
+        "0xF39fd6e51aad88f6f4ce6ab8827279cfffb92266",  # one letter's case flipped
+        "0xf39FD6E51AAD88F6F4CE6AB8827279CFFFB92266",
+        "f39Fd6e51aad88F6F4ce6aB8827279cffFb92266",  # no 0x
+        b"0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+    ],
+)
+def test_expected_signer_failing_eip55_is_refused_not_normalized(expected: object) -> None:
+    # eth-utils 6's is_address accepts any mixed case; a case typo must not pass as the signer.
+    signed = sign_verdict(LocalSigner(KEY), DOMAIN, VERDICT)
+    with pytest.raises(SignatureError) as raised:
+        verify_verdict_signature(signed.typed_data, signed.signature, expected)  # type: ignore[arg-type]
+    assert not isinstance(raised.value, SignatureMismatchError)
+    for accepted in (signed.signer, signed.signer.lower(), "0x" + signed.signer[2:].upper()):
+        verify_verdict_signature(signed.typed_data, signed.signature, accepted)
+
+
 class RemoteSigner:
     """A stand-in for a KMS signer whose output can be corrupted."""
 
