@@ -49,7 +49,8 @@ from crypto.eip712 import (
     hash_approval,
     hash_bulk_approval,
 )
-from crypto.errors import SignatureError, TypedDataError
+from crypto.eip1271 import check_contract_signature
+from crypto.errors import ContractSignerUnavailable, SignatureError, TypedDataError
 from crypto.signing import recover_digest_signer, sign_verdict
 from gateway import schemas
 from gateway.auth import Principal
@@ -263,9 +264,6 @@ class ApprovalService:
                 raise SignerUnavailable(
                     f"{signer} is a contract wallet and this tenant has no rpc_url to check it (EIP-1271)"
                 )
-            from crypto.eip1271 import check_contract_signature
-            from crypto.errors import ContractSignerUnavailable
-
             try:
                 valid = await check_contract_signature(
                     rpc_url, signer, digest, signature, timeout=self.rpc_timeout
