@@ -170,6 +170,7 @@ def _compile_limit(
         read_per=read_per,
         read_amount=read_amount,
         max=Decimal(str(limit["max"])),
+        max_text=format(Decimal(str(limit["max"])), "f"),
         decision=limit["decision"],
         reason=limit.get("reason", LIMIT_EXCEEDED + limit["id"]),
         requirement=_requirement(limit["id"], limit["approvals"]) if escalates else None,

@@ -60,6 +60,7 @@ LIMIT_FIELDS = (
 PER_SHORTHANDS = ("agent", "tenant", "vendor", "asset")
 LIMIT_EXCEEDED = "limit_exceeded:"
 ONE = Decimal(1)
+_ZERO = Decimal(0)
 
 
 class LimitError(Exception):
@@ -90,6 +91,7 @@ class CompiledLimit:
     requirement: ApprovalRequirement | None
     timeout_minutes: int
     matcher: Matcher
+    max_text: str = ""  # max as a plain decimal string, rendered once
 
     def claim(self, roots: tuple[Any, ...]) -> LimitClaim:
         """What this request adds to the limit's bucket (the limit applies).
@@ -124,15 +126,15 @@ class CompiledLimit:
         if total is None:
             raise LimitError("usage: no window total was supplied for this limit")
         tripped = total + claim.amount > self.max
-        headroom = self.max - total if total < self.max else Decimal(0)
+        headroom = self.max - total if total < self.max else _ZERO
         return LimitStatus(
             self.id,
             self.window,
             claim.key,
-            format_decimal(total),
-            format_decimal(claim.amount),
-            format_decimal(self.max),
-            format_decimal(headroom),
+            format(total, "f"),
+            format(claim.amount, "f"),
+            self.max_text,
+            format(headroom, "f"),
             tripped,
         )
 
