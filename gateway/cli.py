@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from crypto.errors import KeyFileError
+from gateway.cli_policy import policy_group
 from gateway.settings import Settings
 
 
@@ -100,6 +101,9 @@ def _run(settings: Settings, *, demo: bool) -> None:
         log_level="warning",
         respawn_failed_workers=True,
     ).serve()
+
+
+main.add_command(policy_group)
 
 
 @main.group()

@@ -26,14 +26,14 @@ from typing import Any, NamedTuple
 
 import cel
 
-from policy.document import MAX_DEPTH, describe_value
+from policy.document import MAX_DEPTH, describe_value, parse_window
 from policy.errors import RuleEvaluationError
 
 __all__ = ["CelScope", "Expression", "compile_expression", "resolve_time_zone", "run_expression"]
 
-ROOT_VARIABLES = frozenset({"action", "agent", "tenant", "lists", "now"})
+ROOT_VARIABLES = frozenset({"action", "agent", "tenant", "lists", "now", "risk", "classification", "context"})
 # Roots handed to CEL key by key when the expression allows it.
-NARROWABLE_ROOTS = ("action", "agent", "tenant", "lists")
+NARROWABLE_ROOTS = ("action", "agent", "tenant", "lists", "risk", "classification", "context")
 # CEL type identifiers show up in Program.variables() (`type(x) == int`); `optional` for optional.of().
 TYPE_NAMES = frozenset(
     {"int", "uint", "double", "string", "bytes", "bool", "list", "map", "null_type", "type", "optional"}
@@ -80,6 +80,7 @@ class Expression(NamedTuple):
     reads: dict[str, frozenset[str] | None]
     reads_now: bool
     functions: frozenset[str]
+    context_paths: frozenset[str] = frozenset()  # e.g. {"vendor.first_seen", "agent.spend.24h"}
 
 
 def compile_expression(source: str, list_names: Iterable[str]) -> tuple[Expression | None, list[str]]:
@@ -107,9 +108,17 @@ def compile_expression(source: str, list_names: Iterable[str]) -> tuple[Expressi
     problems = []
     unknown = variables - ROOT_VARIABLES - TYPE_NAMES - _find_bound_names(tokens)
     for name in sorted(unknown):
-        problems.append(f"unknown variable '{name}'; a `when` may read action, agent, tenant, lists and now")
+        problems.append(
+            f"unknown variable '{name}'; a `when` may read action, agent, tenant, lists, now, "
+            "risk, classification and context"
+        )
     for name in sorted(functions):
-        if name[0].isalpha() and name not in BUILTIN_FUNCTIONS and name not in TIME_FUNCTIONS:
+        if (
+            name[0].isalpha()
+            and name not in BUILTIN_FUNCTIONS
+            and name not in TIME_FUNCTIONS
+            and name not in TENANT_TIME_FUNCTIONS
+        ):
             problems.append(f"unknown function '{name}'")
     reads = _find_reads(tokens, variables)
     known_lists = set(list_names)
@@ -120,10 +129,58 @@ def compile_expression(source: str, list_names: Iterable[str]) -> tuple[Expressi
             resolve_time_zone(zone)
         except ValueError as error:
             problems.append(str(error))
+    context_paths, context_problems = _find_context_paths(tokens) if "context" in variables else (set(), [])
+    problems.extend(context_problems)
     expression = Expression(
-        source, program, reads, "now" in variables, frozenset(functions & TIME_FUNCTIONS.keys())
+        source,
+        program,
+        reads,
+        "now" in variables,
+        frozenset(functions & (TIME_FUNCTIONS.keys() | TENANT_TIME_FUNCTIONS)),
+        frozenset(context_paths),
     )
     return expression, problems
+
+
+_CONTEXT_USE = (
+    "use context.vendor.first_seen, context.vendor.prior_count, "
+    'context.agent.spend["<window>"] or context.agent.count["<window>"] (window such as "24h")'
+)
+
+
+def _find_context_paths(tokens: list[Token]) -> tuple[set[str], list[str]]:
+    """The history values a ``when`` reads (``vendor.first_seen``, ``agent.spend.24h``), exactly.
+
+    The gateway queries only what policies read, so every use of ``context``
+    must name a whole value; anything else is a problem.
+    """
+    paths, problems = set(), []
+    end = Token("end", "")
+    padded = [*tokens, end, end, end, end, end, end, end]
+    for index, token in enumerate(tokens):
+        if token.kind != "ident" or token.text != "context" or (index and tokens[index - 1].text == "."):
+            continue
+        dot1, first, dot2, second, opener, key, closer = padded[index + 1 : index + 8]
+        if dot1.text == "." and first.text == "vendor" and dot2.text == "." and second.kind == "ident":
+            if second.text in ("first_seen", "prior_count"):
+                paths.add(f"vendor.{second.text}")
+                continue
+        if (
+            dot1.text == "."
+            and first.text == "agent"
+            and dot2.text == "."
+            and second.text in ("spend", "count")
+            and opener.text == "["
+            and key.kind == "string"
+            and closer.text == "]"
+        ):
+            plain = _PLAIN_STRING.fullmatch(key.text)
+            window = (plain.group(1) if plain.group(1) is not None else plain.group(2)) if plain else None
+            if window is not None and parse_window(window) is not None:
+                paths.add(f"agent.{second.text}.{window}")
+                continue
+        problems.append(f"unsupported use of `context`; {_CONTEXT_USE}")
+    return paths, problems
 
 
 def _summarize_cel_error(error: Exception) -> str:
@@ -255,6 +312,48 @@ TIME_FUNCTIONS: dict[str, Callable[..., int]] = {
 }
 
 
+# Helpers in the tenant's time zone (`tenant.timezone`, an IANA name; UTC when absent). They are bound
+# to the zone when the context is built, so a `when` never names the zone itself.
+TENANT_TIME_FUNCTIONS = frozenset({"business_hours", "is_weekend"})
+_CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+
+
+def _parse_clock(text: Any) -> int:
+    match = _CLOCK.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f'business_hours takes times as "HH:MM" strings, got {describe_value(text)}')
+    return int(match.group(1)) * 60 + int(match.group(2))
+
+
+def _local(moment: Any, zone: datetime.tzinfo, name: str) -> datetime.datetime:
+    if not isinstance(moment, datetime.datetime):
+        raise TypeError(f"{name} needs a timestamp, got {describe_value(moment)}")
+    return moment.astimezone(zone)
+
+
+@functools.lru_cache(maxsize=64)
+def make_tenant_time_functions(zone: datetime.tzinfo) -> dict[str, Callable[..., bool]]:
+    """``business_hours(now, "09:00", "17:00")`` and ``is_weekend(now)`` in ``zone``.
+
+    ``business_hours`` is true Monday to Friday from the start time (inclusive)
+    to the end time (exclusive), in local wall-clock time, so it follows
+    daylight saving time; an end before the start spans midnight.
+    """
+
+    def business_hours(moment: Any, start: Any, end: Any) -> bool:
+        local = _local(moment, zone, "business_hours")
+        opens, closes = _parse_clock(start), _parse_clock(end)
+        if local.isoweekday() > 5:
+            return False
+        minute = local.hour * 60 + local.minute
+        return opens <= minute < closes if opens <= closes else (minute >= opens or minute < closes)
+
+    def is_weekend(moment: Any) -> bool:
+        return _local(moment, zone, "is_weekend").isoweekday() > 5
+
+    return {"business_hours": business_hours, "is_weekend": is_weekend}
+
+
 # -- Evaluation ------------------------------------------------------------------------------------
 
 # cel maps evaluation failures onto these: KeyError (no such key), TypeError (no such overload),
@@ -272,7 +371,7 @@ class CelScope:
     :meth:`build_context` returns a fresh ``cel.Context``.
     """
 
-    __slots__ = ("_functions", "_lists", "_reads", "_reads_now")
+    __slots__ = ("_functions", "_lists", "_reads", "_reads_now", "_tenant_functions")
 
     def __init__(self, expressions: Sequence[Expression], lists: dict[str, list[Any]]) -> None:
         reads: dict[str, set[str] | None] = {}
@@ -285,25 +384,34 @@ class CelScope:
         )
         self._reads_now = any(expression.reads_now for expression in expressions)
         names = set().union(*(expression.functions for expression in expressions))
-        self._functions = {name: TIME_FUNCTIONS[name] for name in sorted(names)}
+        self._functions = {name: TIME_FUNCTIONS[name] for name in sorted(names) if name in TIME_FUNCTIONS}
+        self._tenant_functions = bool(names & TENANT_TIME_FUNCTIONS)
         lists_keys = reads.get("lists", ())
         self._lists = {
             name: list(items) for name, items in lists.items() if lists_keys is None or name in lists_keys
         }
 
-    def build_context(self, action: Any, agent: Any, tenant: Any, now: Any) -> cel.Context:
+    def build_context(
+        self, action: Any, agent: Any, tenant: Any, now: Any, extra: dict[str, Any] | None = None
+    ) -> cel.Context:
         """Return a context holding what the policy's expressions read from this request.
 
+        ``extra`` holds the derived roots ``risk``, ``classification`` and
+        ``context`` (``None`` when the evaluation has none).
+
         Raises:
-            RuleEvaluationError: ``now`` is not an aware datetime, or a value
+            RuleEvaluationError: ``now`` is not an aware datetime, the tenant's
+                ``timezone`` is unknown (when a helper needs it), or a value
                 read is nested deeper than ``MAX_DEPTH``, holds an integer
                 outside CEL's int64/uint64 range or anything else CEL cannot
                 represent.
         """
         roots = {"action": action, "agent": agent, "tenant": tenant, "lists": self._lists}
+        if extra:
+            roots.update((name, value if value is not None else {}) for name, value in extra.items())
         variables: dict[str, Any] = {}
         for root, keys in self._reads:
-            value = roots[root]
+            value = roots.get(root, {})
             if root != "lists":  # the document's own lists were validated at load
                 if keys is not None and isinstance(value, dict):
                     value = {key: value[key] for key in keys if key in value}
@@ -314,10 +422,26 @@ class CelScope:
                 raise RuleEvaluationError("`now` is not a timezone-aware datetime")
             # cel reads the offset as given; CEL's zone-less accessors mean UTC.
             variables["now"] = now.astimezone(_UTC)
+        functions = self._functions
+        if self._tenant_functions:
+            zone_name = tenant.get("timezone", "UTC") if isinstance(tenant, dict) else "UTC"
+            try:
+                zone = resolve_time_zone(zone_name) if isinstance(zone_name, str) else None
+            except ValueError:
+                zone = None
+            if zone is None:
+                raise RuleEvaluationError(
+                    f"tenant.timezone {render_zone(zone_name)} is not a known time zone"
+                )
+            functions = {**functions, **make_tenant_time_functions(zone)}
         try:
-            return cel.Context(variables, self._functions)
+            return cel.Context(variables, functions)
         except _CEL_ERRORS as error:  # a value cel cannot convert
             raise RuleEvaluationError(_describe_cel_failure(error)) from None
+
+
+def render_zone(value: Any) -> str:
+    return repr(value[:64]) if isinstance(value, str) else describe_value(value)
 
 
 def run_expression(expression: Expression, context: cel.Context) -> bool:

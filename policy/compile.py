@@ -13,9 +13,9 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-import msgspec
-
+from policy.action_types import ActionType, compile_action_type
 from policy.cel_env import CelScope, Expression, compile_expression
+from policy.classification import compile_classifications
 from policy.decimals import explain_not_decimal, parse_decimal
 from policy.document import (
     DEFAULT_DECISION,
@@ -27,20 +27,33 @@ from policy.document import (
     FieldPath,
     json_equal,
     parse_field_path,
+    parse_window,
 )
 from policy.errors import PolicyInvalid, Problem, RuleEvaluationError
-from policy.evaluate import ApprovalRequirement, CompiledPolicy, CompiledRule, Condition, RoleQuota
+from policy.evaluate import (
+    ApprovalRequirement,
+    CompiledPolicy,
+    CompiledRule,
+    Condition,
+    Extensions,
+    RoleQuota,
+    Roots,
+    Test,
+)
+from policy.limits import LIMIT_EXCEEDED, CompiledLimit
+from policy.matcher import Matcher
+from policy.risk import DEFAULT_BANDS, RiskFactor, RiskModel
+from policy.scopes import read_field
+from policy.values import MISSING, cached_decimal, render_value
 
-__all__ = ["compile_policy", "render_value"]
+__all__ = ["compile_conditions", "compile_policy", "render_value"]
 
-_MISSING: Any = type("Missing", (), {"__repr__": lambda self: "<missing>"})()
 _ORDERINGS: dict[str, Callable[[Decimal, Decimal], bool]] = {
     "gt": operator.gt,
     "gte": operator.ge,
     "lt": operator.lt,
     "lte": operator.le,
 }
-_encode = msgspec.json.encode
 
 
 def compile_policy(document: dict[str, Any]) -> CompiledPolicy:
@@ -51,45 +64,123 @@ def compile_policy(document: dict[str, Any]) -> CompiledPolicy:
             skipped validation).
     """
     lists = document.get("lists", {})
-    rules = []
-    expressions = []
-    for index, rule in enumerate(document["rules"]):
+    expressions: list[Expression] = []
+    context_needs: set[str] = set()
+
+    def matcher(spec: dict[str, Any], path: str, label: str) -> Matcher:
         when = None
-        if "when" in rule:
-            when, problems = compile_expression(rule["when"], lists)
+        if "when" in spec:
+            when, problems = compile_expression(spec["when"], lists)
             if when is None or problems:
-                path = f"rules[{index}].when"
-                raise PolicyInvalid([Problem(path=path, rule=rule["id"], message=m) for m in problems])
+                raise PolicyInvalid([Problem(path=f"{path}.when", rule=label, message=m) for m in problems])
             expressions.append(when)
-        rules.append(_compile_rule(rule, when, lists))
+            context_needs.update(when.context_paths)
+        match = spec.get("match", {})
+        context_needs.update(
+            field.removeprefix("context.") for field in match if field.startswith("context.")
+        )
+        tests, conditions = compile_conditions(match, lists, f"{path}.match", label)
+        return Matcher(tests, conditions, when)
+
+    rules = []
+    for index, rule in enumerate(document["rules"]):
+        compiled = matcher(rule, f"rules[{index}]", rule["id"])
+        rules.append(_compile_rule(rule, compiled))
+    rule_expressions = list(expressions)
+    risk = None
+    if "risk" in document:
+        section = document["risk"]
+        factors = tuple(
+            RiskFactor(factor["name"], factor["score"], matcher(factor, f"risk.factors[{i}]", factor["name"]))
+            for i, factor in enumerate(section.get("factors", []))
+        )
+        bands = {**DEFAULT_BANDS, **section.get("bands", {})}
+        risk = RiskModel(factors, bands["medium"], bands["high"], bands["critical"])
+    action_types = None
+    if "action_types" in document:
+        action_types = {
+            name: compile_action_type(name, spec) for name, spec in document["action_types"].items()
+        }
+    undeclared_allowed = document.get("undeclared_types", "deny") == "allow"
+    limits = tuple(
+        _compile_limit(limit, matcher(limit, f"limits[{i}]", limit["id"]), action_types)
+        for i, limit in enumerate(document.get("limits", []))
+    )
+    classifications = None
+    if "classifications" in document:
+        classifications = compile_classifications(document["classifications"])
+    extensions = Extensions(
+        action_types=action_types,
+        undeclared_allowed=undeclared_allowed,
+        classifications=classifications,
+        risk=risk,
+        limits=limits,
+        context_needs=frozenset(context_needs),
+        rules_read_risk_in_cel=any("risk" in expression.reads for expression in rule_expressions),
+    )
     return CompiledPolicy(
         rules=tuple(rules),
         default=document.get("default", DEFAULT_DECISION),
         verdict_ttl_seconds=document.get("verdict_ttl_seconds", VERDICT_TTL_SECONDS[2]),
         default_timeout_minutes=TIMEOUT_MINUTES[2],
         scope=CelScope(expressions, lists),
+        extensions=extensions,
     )
 
 
-def _compile_rule(rule: dict[str, Any], when: Expression | None, lists: dict[str, list[Any]]) -> CompiledRule:
-    conditions = []
-    for path_text, operators in rule.get("match", {}).items():
-        field = parse_field_path(path_text)
-        if field is None:  # unreachable for a validated document
-            raise PolicyInvalid([Problem(path=path_text, rule=rule["id"], message="unknown field path")])
-        for operator_name, operand in operators.items():
-            conditions.append(_compile_condition(field, operator_name, operand, lists))
+def _compile_rule(rule: dict[str, Any], matcher: Matcher) -> CompiledRule:
     approvals = rule.get("approvals", {})
     escalates = rule["decision"] == ESCALATE
     return CompiledRule(
         id=rule["id"],
         decision=rule["decision"],
         reason=rule.get("reason", rule["id"]),
-        conditions=tuple(conditions),
-        when=when,
+        tests=matcher.tests,
+        conditions=matcher.conditions,
+        when=matcher.when,
         requirement=_requirement(rule["id"], approvals) if escalates else None,
         timeout_minutes=rule.get("timeout_minutes", TIMEOUT_MINUTES[2]) if escalates else 0,
     )
+
+
+def _compile_limit(
+    limit: dict[str, Any], matcher: Matcher, action_types: dict[str, ActionType] | None
+) -> CompiledLimit:
+    per = limit["per"]
+    if per == "asset":
+
+        def read_per(roots: Roots) -> Any:
+            action = roots[0]
+            kind = action.get("type")
+            declared = action_types.get(kind) if action_types is not None and isinstance(kind, str) else None
+            value = read_field(action, declared.fields.asset if declared is not None else ("asset",))
+            return MISSING if value is _ABSENT else value
+
+    else:
+        read_per = _make_getter(parse_field_path(PER_PATHS.get(per, per)))  # type: ignore[arg-type]
+    read_amount = None
+    if "sum" in limit:
+        read_amount = _make_getter(parse_field_path(limit["sum"]))  # type: ignore[arg-type]
+    escalates = limit["decision"] == ESCALATE
+    return CompiledLimit(
+        id=limit["id"],
+        per=per,
+        window=limit["window"],
+        window_seconds=parse_window(limit["window"]) or 0,
+        read_per=read_per,
+        read_amount=read_amount,
+        max=Decimal(str(limit["max"])),
+        max_text=format(Decimal(str(limit["max"])), "f"),
+        decision=limit["decision"],
+        reason=limit.get("reason", LIMIT_EXCEEDED + limit["id"]),
+        requirement=_requirement(limit["id"], limit["approvals"]) if escalates else None,
+        timeout_minutes=limit.get("timeout_minutes", TIMEOUT_MINUTES[2]) if escalates else 0,
+        matcher=matcher,
+    )
+
+
+PER_PATHS = {"agent": "agent.id", "tenant": "tenant.id", "vendor": "action.vendor"}
+_ABSENT = read_field({}, ("x",))
 
 
 def _requirement(rule_id: str, approvals: dict[str, Any]) -> ApprovalRequirement:
@@ -99,7 +190,44 @@ def _requirement(rule_id: str, approvals: dict[str, Any]) -> ApprovalRequirement
     return ApprovalRequirement(rule_id, threshold=approvals["threshold"], roles=tuple(approvals["roles"]))
 
 
-def _compile_condition(field: FieldPath, name: str, operand: Any, lists: dict[str, list[Any]]) -> Condition:
+_SYMBOLS = {
+    "eq": "==",
+    "ne": "!=",
+    "in": "in",
+    "not_in": "not in",
+    "gt": ">",
+    "gte": ">=",
+    "lt": "<",
+    "lte": "<=",
+}
+MATCHED, NOT_MATCHED = ": matched", ": not matched"
+
+
+def compile_conditions(
+    match: dict[str, Any], lists: dict[str, list[Any]], where: str = "match", rule: str | None = None
+) -> tuple[tuple[Test, ...], tuple[Condition, ...]]:
+    """Compile a ``match`` mapping into fast tests (explain off) and tracing conditions (explain on)."""
+    tests, conditions = [], []
+    for path_text, operators in match.items():
+        field = parse_field_path(path_text)
+        if field is None:  # unreachable for a validated document
+            raise PolicyInvalid(
+                [Problem(path=f"{where}.{path_text}", rule=rule, message="unknown field path")]
+            )
+        for operator_name, operand in operators.items():
+            test, condition = _compile_condition(field, operator_name, operand, lists)
+            tests.append(test)
+            conditions.append(condition)
+    return tuple(tests), tuple(conditions)
+
+
+def _compile_condition(
+    field: FieldPath, name: str, operand: Any, lists: dict[str, list[Any]]
+) -> tuple[Test, Condition]:
+    """Return ``(test, condition)``: the same check without and with its trace line.
+
+    Trace lines show the compared values: ``action.amount 7800.00 > 5000: matched``.
+    """
     get = _make_getter(field)
     head = field.text + " "
     if name in MEMBERSHIP_OPERATORS and isinstance(operand, str):
@@ -107,78 +235,98 @@ def _compile_condition(field: FieldPath, name: str, operand: Any, lists: dict[st
     else:
         items, operand_text = operand, render_value(operand)
     if name in ORDERING_OPERATORS:
-        return _compile_ordering(get, head, name, operand, operand_text)
-    tail_true, tail_false = f" {name} {operand_text}: true", f" {name} {operand_text}: false"
+        return _compile_ordering(get, head, name, operand)
 
     if name == "exists":
         wanted = operand
+        tail = " exists" if wanted else " absent"
 
-        def exists(roots: tuple[Any, Any, Any]) -> tuple[bool, str]:
+        def test_exists(roots: Roots) -> bool:
+            return (get(roots) is not MISSING) is wanted
+
+        def explain_exists(roots: Roots) -> tuple[bool, str]:
             value = get(roots)
-            holds = (value is not _MISSING) is wanted
-            return holds, head + render_value(value) + (tail_true if holds else tail_false)
+            holds = (value is not MISSING) is wanted
+            return holds, head + render_value(value) + tail + (MATCHED if holds else NOT_MATCHED)
 
-        return exists
+        return test_exists, explain_exists
 
-    test = _make_membership(items) if name in MEMBERSHIP_OPERATORS else _make_equality(operand)
+    membership = _make_membership(items) if name in MEMBERSHIP_OPERATORS else _make_equality(operand)
     negate = name in ("ne", "not_in")
+    middle = f" {_SYMBOLS[name]} {operand_text}"
+    tail_true, tail_false = middle + MATCHED, middle + NOT_MATCHED
 
     # eq/ne/in/not_in: a missing field makes the condition false, whatever the operator.
-    def compare(roots: tuple[Any, Any, Any]) -> tuple[bool, str]:
+    def test(roots: Roots) -> bool:
         value = get(roots)
-        if value is _MISSING:
+        return value is not MISSING and membership(value) is not negate
+
+    def compare(roots: Roots) -> tuple[bool, str]:
+        value = get(roots)
+        if value is MISSING:
             return False, head + "<missing>" + tail_false
-        holds = test(value) is not negate
+        holds = membership(value) is not negate
         return holds, head + render_value(value) + (tail_true if holds else tail_false)
 
-    return compare
+    return test, compare
 
 
 def _compile_ordering(
-    get: Callable[[tuple[Any, Any, Any]], Any], head: str, name: str, operand: Any, operand_text: str
-) -> Condition:
+    get: Callable[[Roots], Any], head: str, name: str, operand: Any
+) -> tuple[Test, Condition]:
     bound = parse_decimal(operand)
     if bound is None:  # unreachable for a validated document
         raise PolicyInvalid(
             [Problem(path=head.strip(), message=f"{name} operand {explain_not_decimal(operand)}")]
         )
     ordering = _ORDERINGS[name]
-    tail_true, tail_false = f" {name} {operand_text}: true", f" {name} {operand_text}: false"
+    middle = f" {_SYMBOLS[name]} {operand}"  # a decimal string or an integer, as written
+    tail_true, tail_false = middle + MATCHED, middle + NOT_MATCHED
 
-    def order(roots: tuple[Any, Any, Any]) -> tuple[bool, str]:
+    def fail(value: Any) -> RuleEvaluationError:
+        if value is MISSING:
+            problem = f"is missing; {name} needs a decimal string or integer"
+        else:
+            problem = explain_not_decimal(value)
+        return RuleEvaluationError(head + problem, f"{head}{render_value(value)}{middle}: error: {problem}")
+
+    def test(roots: Roots) -> bool:
         value = get(roots)
-        number = parse_decimal(value)
+        number = cached_decimal(value)
         if number is None:
-            if value is _MISSING:
-                problem = f"is missing; {name} needs a decimal string or integer"
-            else:
-                problem = explain_not_decimal(value)
-            line = f"{head}{render_value(value)} {name} {operand_text}: error: {problem}"
-            raise RuleEvaluationError(head + problem, line)
+            raise fail(value)
+        return ordering(number, bound)
+
+    def order(roots: Roots) -> tuple[bool, str]:
+        value = get(roots)
+        number = cached_decimal(value)
+        if number is None:
+            raise fail(value)
+        shown = value if type(value) is str and len(value) <= 80 else render_value(value)
         if ordering(number, bound):
-            return True, head + render_value(value) + tail_true
-        return False, head + render_value(value) + tail_false
+            return True, head + shown + tail_true
+        return False, head + shown + tail_false
 
-    return order
+    return test, order
 
 
-def _make_getter(field: FieldPath) -> Callable[[tuple[Any, Any, Any]], Any]:
+def _make_getter(field: FieldPath) -> Callable[[Roots], Any]:
     root, keys = field.root, field.keys
     if len(keys) == 1:
         key = keys[0]
 
-        def get_one(roots: tuple[Any, Any, Any]) -> Any:
+        def get_one(roots: Roots) -> Any:
             container = roots[root]
-            return container.get(key, _MISSING) if isinstance(container, dict) else _MISSING
+            return container.get(key, MISSING) if isinstance(container, dict) else MISSING
 
         return get_one
 
-    def get_nested(roots: tuple[Any, Any, Any]) -> Any:
+    def get_nested(roots: Roots) -> Any:
         value = roots[root]
         for key in keys:
             if not isinstance(value, dict):
-                return _MISSING
-            value = value.get(key, _MISSING)
+                return MISSING
+            value = value.get(key, MISSING)
         return value
 
     return get_nested
@@ -208,38 +356,3 @@ def _make_membership(items: list[Any]) -> Callable[[Any], bool]:
         return any(json_equal(value, item) for item in others)
 
     return contains
-
-
-def render_value(value: Any) -> str:
-    """Render a value for the explain trace: JSON cut at 80 characters; ``<missing>`` when absent.
-
-    Large or deep containers render as ``[...]``/``{...}``, so the cost stays small whatever the request.
-    """
-    if type(value) is str:
-        value = value[:80]
-    elif value is _MISSING:
-        return "<missing>"
-    elif isinstance(value, dict | list) and not _is_small(value):
-        return "[...]" if isinstance(value, list) else "{...}"
-    try:
-        text = _encode(value).decode()
-    except (TypeError, ValueError, OverflowError, msgspec.MsgspecError):  # lone surrogates, odd types
-        text = repr(value) if isinstance(value, str) else f"<{type(value).__name__}>"
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _is_small(value: Any) -> bool:
-    """Whether ``value`` has at most 32 nodes, nested at most 4 deep."""
-    budget = 32
-    stack = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        budget -= 1
-        if budget < 0 or depth > 4:
-            return False
-        if isinstance(item, dict | list):
-            if len(item) > budget:
-                return False
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return True

@@ -37,6 +37,7 @@ __all__ = [
     "find_non_json_values",
     "json_equal",
     "parse_field_path",
+    "parse_window",
 ]
 
 SCHEMA_ID = "verdict.policy/v1"
@@ -47,7 +48,18 @@ DENY = "DENY"
 DECISIONS = (ALLOW, ESCALATE, DENY)
 DEFAULT_DECISION = DENY  # fail closed (DESIGN.md, invariant 1)
 
-DOCUMENT_FIELDS = ("schema", "default", "verdict_ttl_seconds", "lists", "rules")
+DOCUMENT_FIELDS = (
+    "schema",
+    "default",
+    "verdict_ttl_seconds",
+    "lists",
+    "rules",
+    "risk",
+    "classifications",
+    "action_types",
+    "undeclared_types",
+    "limits",
+)
 RULE_FIELDS = ("id", "decision", "reason", "match", "when", "approvals", "timeout_minutes")
 APPROVAL_FIELDS = ("threshold", "roles", "all_of")
 ROLE_QUOTA_FIELDS = ("role", "min")
@@ -77,9 +89,28 @@ MAX_SAFE_INTEGER = 2**53 - 1
 # instead of raising RecursionError.
 MAX_DEPTH = 64
 
-# Field roots, in the order the evaluator passes them (see policy.compile).
-ROOTS = ("action", "agent", "tenant")
-FIXED_FIELDS = ("agent.id", "agent.name", "tenant.id", "tenant.name")
+# Field roots, in the order the evaluator passes them (see policy.compile). The last three are
+# derived by the evaluator (risk, classification) or supplied by the gateway (context).
+ROOTS = ("action", "agent", "tenant", "risk", "classification", "context")
+RISK_ROOT, CLASSIFICATION_ROOT, CONTEXT_ROOT = 3, 4, 5
+FIXED_FIELDS = (
+    "agent.id",
+    "agent.name",
+    "tenant.id",
+    "tenant.name",
+    "tenant.timezone",
+    "risk.score",
+    "risk.level",
+    "classification.tier",
+    "classification.resource_type",
+    "context.vendor.first_seen",
+    "context.vendor.prior_count",
+)
+# `context.agent.spend.<window>` and `context.agent.count.<window>`, e.g. `context.agent.spend.24h`.
+CONTEXT_WINDOW_KINDS = ("spend", "count")
+WINDOW = re.compile(r"([1-9][0-9]{0,4})([smhd])")
+WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_WINDOW_SECONDS = 366 * 86400
 
 
 class FieldPath(NamedTuple):
@@ -94,18 +125,39 @@ def parse_field_path(text: str) -> FieldPath | None:
     """Return the path ``text`` names, or ``None`` if it is not one a policy may test.
 
     Allowed: ``action.<key>[.<key>...]`` (keys match ``[A-Za-z0-9_-]{1,64}``,
-    at most 8 deep) and exactly ``agent.id``, ``agent.name``, ``tenant.id``,
-    ``tenant.name``. Keys address mappings only; there is no list indexing.
+    at most 8 deep), the fixed fields :data:`FIXED_FIELDS` (``agent.id``,
+    ``risk.score``, ``context.vendor.first_seen`` ...) and
+    ``context.agent.spend.<window>`` / ``context.agent.count.<window>``. Keys
+    address mappings only; there is no list indexing.
     """
     if text in FIXED_FIELDS:
-        root, key = text.split(".")
-        return FieldPath(text, ROOTS.index(root), (key,))
+        root, *keys = text.split(".")
+        return FieldPath(text, ROOTS.index(root), tuple(keys))
     parts = text.split(".")
+    if (
+        len(parts) == 4
+        and parts[:2] == ["context", "agent"]
+        and parts[2] in CONTEXT_WINDOW_KINDS
+        and parse_window(parts[3]) is not None
+    ):
+        return FieldPath(text, CONTEXT_ROOT, tuple(parts[1:]))
     if parts[0] != "action" or not 2 <= len(parts) <= 9:
         return None
     if not all(FIELD_SEGMENT.fullmatch(part) for part in parts[1:]):
         return None
     return FieldPath(text, 0, tuple(parts[1:]))
+
+
+def parse_window(text: Any) -> int | None:
+    """Return the seconds a window such as ``"1m"``, ``"24h"`` or ``"7d"`` spans, or ``None``.
+
+    Units: ``s``, ``m``, ``h``, ``d``; a positive integer count up to 366 days in all.
+    """
+    match = WINDOW.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        return None
+    seconds = int(match.group(1)) * WINDOW_UNITS[match.group(2)]
+    return seconds if seconds <= MAX_WINDOW_SECONDS else None
 
 
 def describe_value(value: Any) -> str:

@@ -1,7 +1,16 @@
 """Evaluation of a compiled policy into a :class:`Decision`, with its explain trace.
 
-Decisions are values: evaluation never raises for bad request data.
+Decisions are values: evaluation never raises for bad request data. In order:
 
+(A) Scope: with ``EvaluationInput.scope`` set, an action outside it is DENY
+    ``scope_violation:<action_type|asset|amount>`` (see :mod:`policy.scopes`).
+(B) Action type: with ``action_types`` in the document, an undeclared type is
+    DENY ``undeclared_action_type`` (unless ``undeclared_types: allow``), and
+    an action breaking its type's ``parameters`` schema is DENY
+    ``invalid_parameters`` with ``violations`` (the gateway answers 422).
+(C) Classification (:mod:`policy.classification`), (D) the history context
+    the gateway supplied, (E) risk (:mod:`policy.risk`): the roots
+    ``classification``, ``context`` and ``risk`` that rules and limits read.
 (1) Every rule is evaluated, in document order. A rule *matches* when all its
     ``match`` conditions and its ``when`` hold. They combine like CEL's ``&&``:
     a condition that is false makes the rule not match even if another
@@ -12,25 +21,48 @@ Decisions are values: evaluation never raises for bad request data.
     ``when`` runs only if no ``match`` condition was false.
 (2) A rule in error counts as a matched DENY with reason ``policy_error:<id>``;
     it never allows (DESIGN.md, invariant 1).
+(G) Every limit whose ``match``/``when`` holds is judged against the usage
+    the gateway supplied (:mod:`policy.limits`); a tripped limit counts like a
+    matched rule with the limit's decision, after the rules; a limit in error
+    like a rule in error.
 (3) DENY overrides ESCALATE overrides ALLOW. The reason is that of the first
-    matched rule (document order) with the winning decision.
-(4) ESCALATE carries one approval requirement per matched ESCALATE rule, all
-    of which must be met, and the smallest ``timeout_minutes`` among them.
-(5) Nothing matched: the document's ``default`` with reason ``no_rule_matched``.
+    matched rule (document order, then limits) with the winning decision.
+(4) ESCALATE carries one approval requirement per matched ESCALATE rule or
+    tripped ESCALATE limit, all of which must be met, and the smallest
+    ``timeout_minutes`` among them.
+(5) No rule matched: the document's ``default`` with reason ``no_rule_matched``,
+    unless a tripped limit decides more strictly.
 """
 
 from __future__ import annotations
 
-import datetime
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-import msgspec
-
-from policy.cel_env import CelScope, Expression, run_expression
+from policy.action_types import ActionType, render_summary_for
+from policy.cel_env import CelScope, Expression
+from policy.classification import Classified, classify
+from policy.decision import (
+    ApprovalRequirement,
+    Check,
+    Classification,
+    Decision,
+    EvaluationInput,
+    LimitClaim,
+    LimitStatus,
+    ParameterViolation,
+    RiskAssessment,
+    RoleQuota,
+)
 from policy.document import ALLOW, DENY, ESCALATE
 from policy.errors import RuleEvaluationError
+from policy.limits import CompiledLimit, LimitError
+from policy.matcher import EvaluationState, check_when, describe_when
+from policy.risk import RiskModel
+from policy.scopes import DEFAULT_FIELDS, ActionFields, check_scope
+from policy.values import MISSING
 
 __all__ = [
     "ApprovalRequirement",
@@ -44,70 +76,19 @@ __all__ = [
 
 NO_RULE_MATCHED = "no_rule_matched"
 POLICY_ERROR_PREFIX = "policy_error:"
+UNDECLARED_ACTION_TYPE = "undeclared_action_type"
+INVALID_PARAMETERS = "invalid_parameters"
 
-# A compiled `match` condition: (action, agent, tenant) -> (holds, trace line).
+# The values a condition reads from, indexed as policy.document.ROOTS:
+# (action, agent, tenant, risk, classification, context).
+Roots = tuple[Any, Any, Any, Any, Any, Any]
+# A compiled `match` condition: roots -> (holds, trace line), for explain on.
 # Raises RuleEvaluationError (with the trace line in `.condition`) when it cannot be evaluated.
-Condition = Callable[[tuple[Any, Any, Any]], tuple[bool, str]]
+Condition = Any  # Callable[[Roots], tuple[bool, str]]
+# The same condition without its trace line, for explain off; raises like a Condition.
+Test = Any  # Callable[[Roots], bool]
 
-
-@dataclass(frozen=True, slots=True)
-class EvaluationInput:
-    """What a policy decides on. ``agent`` and ``tenant`` hold ``{"id", "name"}``; ``now`` is aware UTC."""
-
-    action: dict[str, Any]
-    agent: dict[str, Any]
-    tenant: dict[str, Any]
-    now: datetime.datetime
-
-
-class RoleQuota(msgspec.Struct, frozen=True):
-    """At least ``min`` distinct signers approving in ``role``."""
-
-    role: str
-    min: int
-
-
-class ApprovalRequirement(msgspec.Struct, frozen=True, omit_defaults=True):
-    """What one matched ESCALATE rule asks for (see :mod:`policy.approvals` for the counting).
-
-    Either ``threshold`` distinct signers approving in any of ``roles``, or every quota of
-    ``all_of``; exactly one of the two forms is set.
-    """
-
-    rule: str
-    threshold: int | None = None
-    roles: tuple[str, ...] | None = None
-    all_of: tuple[RoleQuota, ...] | None = None
-
-
-class Check(msgspec.Struct, frozen=True):
-    """How one rule fared: the explain trace, one per rule in document order.
-
-    ``conditions`` holds a line per condition evaluated, such as
-    ``action.amount "7800.00" gt "5000": true`` or ``when: false``.
-    ``error`` is set when the rule matched as an evaluation error.
-    """
-
-    rule: str
-    matched: bool
-    error: str | None
-    conditions: list[str]
-
-
-class Decision(msgspec.Struct, frozen=True):
-    """The outcome of evaluating a policy against one request.
-
-    ``approvals_required`` and ``timeout_minutes`` are ``None`` unless the
-    decision is ESCALATE. ``matched_rules`` lists every matched rule id in
-    document order, rules in error included.
-    """
-
-    decision: str
-    reason: str
-    matched_rules: list[str]
-    approvals_required: list[ApprovalRequirement] | None
-    timeout_minutes: int | None
-    checks: list[Check]
+_DECIDED = {DENY: 3, ESCALATE: 2, ALLOW: 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,16 +96,39 @@ class CompiledRule:
     id: str
     decision: str
     reason: str
+    tests: tuple[Test, ...]
     conditions: tuple[Condition, ...]
     when: Expression | None
     requirement: ApprovalRequirement | None
     timeout_minutes: int
 
 
+@dataclass(frozen=True, slots=True)
+class Extensions:
+    """The parts of a document beyond rules; every field empty for a document without them."""
+
+    action_types: Mapping[str, ActionType] | None = None
+    undeclared_allowed: bool = False
+    classifications: Mapping[str, Classified] | None = None
+    risk: RiskModel | None = None
+    limits: tuple[CompiledLimit, ...] = ()
+    context_needs: frozenset[str] = frozenset()
+    rules_read_risk_in_cel: bool = False
+
+
 class CompiledPolicy:
     """A validated policy ready to evaluate. Immutable; safe to share between threads and tasks."""
 
-    __slots__ = ("_scope", "default", "default_timeout_minutes", "rules", "verdict_ttl_seconds")
+    __slots__ = (
+        "_plain",
+        "_scope",
+        "context_needs",
+        "default",
+        "default_timeout_minutes",
+        "extensions",
+        "rules",
+        "verdict_ttl_seconds",
+    )
 
     def __init__(
         self,
@@ -133,24 +137,188 @@ class CompiledPolicy:
         verdict_ttl_seconds: int,
         default_timeout_minutes: int,
         scope: CelScope,
+        extensions: Extensions | None = None,
     ) -> None:
         self.rules = rules
         self.default = default
         self.verdict_ttl_seconds = verdict_ttl_seconds
         self.default_timeout_minutes = default_timeout_minutes
         self._scope = scope
+        self.extensions = extensions or Extensions()
+        #: The history values the policy reads, as paths such as ``vendor.first_seen`` or
+        #: ``agent.spend.24h``: the gateway queries only these for ``EvaluationInput.context``.
+        self.context_needs = self.extensions.context_needs
+        ext = self.extensions
+        self._plain = ext.action_types is None and ext.classifications is None and ext.risk is None
+        self._plain = self._plain and not ext.limits and not ext.context_needs
 
-    def evaluate(self, request: EvaluationInput) -> Decision:
-        """Decide on ``request`` (see the module docstring for the semantics). Never raises."""
-        roots = (request.action, request.agent, request.tenant)
-        context: Any = None  # built on the first `when`; a RuleEvaluationError if building failed
-        checks = []
+    # -- the gateway's entry points ------------------------------------------------------------
+
+    def evaluate(self, request: EvaluationInput, *, explain: bool = True) -> Decision:
+        """Decide on ``request`` (see the module docstring for the semantics). Never raises.
+
+        With ``explain`` false no trace is built: ``checks`` is empty and the
+        decision is otherwise the same, only faster.
+        """
+        checks: list[Check] | None = [] if explain else None
+        if self._plain and request.scope is None:
+            roots = (request.action, request.agent, request.tenant, None, None, None)
+            state = EvaluationState(request, self._scope, roots)
+            matches = self._run_rules(state, checks)
+            return self._combine(matches, [], checks)
+        return self._evaluate_extended(request, checks)
+
+    def limit_claims(self, request: EvaluationInput) -> list[LimitClaim]:
+        """The limits that apply to ``request``, each with its bucket key and the amount it adds.
+
+        The gateway looks up each claim's window total (``usage``) before
+        :meth:`evaluate`, and counts the claims of an action it keeps. Limits
+        that apply but cannot be evaluated are left out here; :meth:`evaluate`
+        denies them. Never raises.
+        """
+        if not self.extensions.limits:
+            return []
+        state = self._prepare(request, None)
+        if isinstance(state, Decision):
+            return []
+        claims = []
+        for limit in self.extensions.limits:
+            applies, error = limit.matcher.run(state, None)
+            if applies and error is None:
+                try:
+                    claims.append(limit.claim(state.roots))
+                except LimitError:
+                    continue
+        return claims
+
+    def check_parameters(self, action: Mapping[str, Any]) -> list[ParameterViolation]:
+        """Every violation of ``action``'s type schema by JSON pointer (empty: valid or no schema)."""
+        types = self.extensions.action_types
+        declared = types.get(action.get("type")) if types is not None else None  # type: ignore[arg-type]
+        return declared.check_parameters(action) if declared is not None else []
+
+    def action_fields(self, action_type: Any) -> ActionFields:
+        """Where actions of ``action_type`` keep their amount and asset (for :func:`policy.scopes.check_scope`)."""
+        types = self.extensions.action_types
+        declared = types.get(action_type) if types is not None and isinstance(action_type, str) else None
+        return declared.fields if declared is not None else DEFAULT_FIELDS
+
+    def render_summary(self, action: Mapping[str, Any]) -> str:
+        """The approver's sentence for ``action`` (its type's template, or a default one). Never raises."""
+        types = self.extensions.action_types
+        kind = action.get("type")
+        declared = types.get(kind) if types is not None and isinstance(kind, str) else None
+        return render_summary_for(declared, action)
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def _prepare(self, request: EvaluationInput, checks: list[Check] | None) -> EvaluationState | Decision:
+        """Steps (A) to (E): a Decision if the request stops there, else the state rules run in."""
+        ext = self.extensions
+        action = request.action
+        kind = action.get("type") if isinstance(action, dict) else None
+        declared = (
+            ext.action_types.get(kind) if ext.action_types is not None and isinstance(kind, str) else None
+        )
+        if request.scope is not None:  # (A)
+            violation = check_scope(request.scope, action, declared.fields if declared else DEFAULT_FIELDS)
+            if checks is not None:
+                line = f"scope: {violation}" if violation else "scope: within"
+                checks.append(Check("scope", violation is not None, None, [line], kind="scope"))
+            if violation:
+                return Decision(DENY, violation, [], None, None, checks or [])
+        if ext.action_types is not None:  # (B)
+            if declared is None:
+                if checks is not None:
+                    line = f"action.type {kind!r} declared: {'no' if kind is not None else 'missing'}"
+                    checks.append(
+                        Check("action_type", not ext.undeclared_allowed, None, [line], kind="action_type")
+                    )
+                if not ext.undeclared_allowed:
+                    return Decision(DENY, UNDECLARED_ACTION_TYPE, [], None, None, checks or [])
+            else:
+                violations = declared.check_parameters(action)
+                if checks is not None:
+                    lines = [f"{v.pointer or '/'}: {v.message}" for v in violations] or ["parameters: valid"]
+                    checks.append(Check(declared.name, bool(violations), None, lines, kind="action_type"))
+                if violations:
+                    return Decision(
+                        DENY, INVALID_PARAMETERS, [], None, None, checks or [], violations=violations
+                    )
+        classified = classify(ext.classifications, action) if ext.classifications is not None else None  # (C)
+        context = request.context  # (D)
+        roots = (
+            action,
+            request.agent,
+            request.tenant,
+            None,
+            classified[1] if classified is not None else None,
+            context if context is not None else {},
+        )
+        state = EvaluationState(request, self._scope, roots)
+        state.classification = classified
+        return state
+
+    def _evaluate_extended(self, request: EvaluationInput, checks: list[Check] | None) -> Decision:
+        ext = self.extensions
+        prepared = self._prepare(request, checks)
+        if isinstance(prepared, Decision):
+            return prepared
+        state = prepared
+        classified: Classified | None = state.classification
+        risk: RiskAssessment | None = None
+        if ext.risk is not None:  # (E)
+            modifier = classified[2] if classified is not None else Decimal(1)
+            risk, risk_root = ext.risk.assess(state, modifier, checks)
+            roots = state.roots
+            state.roots = (roots[0], roots[1], roots[2], risk_root, roots[4], roots[5])
+            if ext.rules_read_risk_in_cel:
+                state.forget_context()
+        matches = self._run_rules(state, checks)  # (1)
+        limits, limit_outcomes = self._run_limits(state, checks) if ext.limits else (None, [])  # (G)
+        decision = self._combine(matches, limit_outcomes, checks)
+        extra: dict[str, Any] = {}
+        if risk is not None:
+            extra["risk"] = risk
+        if classified is not None:
+            extra["classification"] = classified[0]
+        if limits is not None:
+            extra["limits"] = limits
+        if ext.context_needs:
+            extra["context"] = _context_used(ext.context_needs, state.roots[5])
+        return _with(decision, extra) if extra else decision
+
+    def _run_rules(
+        self, state: EvaluationState, checks: list[Check] | None
+    ) -> list[tuple[CompiledRule, str | None]]:
+        """Every rule in document order (1): the matched ones with their error, if any."""
+        roots = state.roots
         matches: list[tuple[CompiledRule, str | None]] = []  # (rule, error)
+        if checks is None:
+            for rule in self.rules:
+                error = None
+                matched = True
+                for test in rule.tests:
+                    try:
+                        if not test(roots):
+                            matched = False
+                            break
+                    except RuleEvaluationError as failure:
+                        error = error or failure.message
+                if matched and rule.when is not None:
+                    outcome = check_when(rule.when, state.context())
+                    if type(outcome) is bool:
+                        matched = outcome
+                    else:
+                        error = error or outcome
+                if matched:
+                    matches.append((rule, error))
+            return matches
         for rule in self.rules:
             trace = []
             error = None
             matched = True
-            for condition in rule.conditions:  # (1)
+            for condition in rule.conditions:
                 try:
                     holds, line = condition(roots)
                 except RuleEvaluationError as failure:
@@ -162,50 +330,110 @@ class CompiledPolicy:
                     matched = False
                     break
             if matched and rule.when is not None:
-                if context is None:
-                    context = self._build_context(request)
-                outcome = _check_when(rule.when, context)
+                outcome = check_when(rule.when, state.context())
+                head = describe_when(rule.when, roots, state.request.now)
                 if type(outcome) is bool:
-                    trace.append("when: true" if outcome else "when: false")
+                    trace.append(head + (": matched" if outcome else ": not matched"))
                     matched = outcome
                 else:
-                    trace.append(f"when: error: {outcome}")
+                    trace.append(f"{head}: error: {outcome}")
                     error = error or outcome
             checks.append(Check(rule.id, matched, error if matched else None, trace))
             if matched:
                 matches.append((rule, error))
-        return self._combine(matches, checks)
+        return matches
 
-    def _build_context(self, request: EvaluationInput) -> Any:
-        try:
-            return self._scope.build_context(request.action, request.agent, request.tenant, request.now)
-        except RuleEvaluationError as failure:
-            return failure
+    def _run_limits(
+        self, state: EvaluationState, checks: list[Check] | None
+    ) -> tuple[list[LimitStatus], list[tuple[str, str, str, CompiledLimit]]]:
+        """Step (G): the status of every applicable limit, and the outcomes of the tripped or failed ones."""
+        statuses = []
+        outcomes = []  # (decision, reason, id, limit)
+        usage = state.request.usage
+        for limit in self.extensions.limits:
+            trace: list[str] | None = None if checks is None else []
+            applies, error = limit.matcher.run(state, trace)
+            status = None
+            if applies and error is None:
+                try:
+                    status = limit.judge(limit.claim(state.roots), usage)
+                except LimitError as failure:
+                    error = str(failure)
+            if status is not None:
+                statuses.append(status)
+                if status.tripped:
+                    outcomes.append((limit.decision, limit.reason, limit.id, limit))
+            elif applies:
+                outcomes.append((DENY, POLICY_ERROR_PREFIX + limit.id, limit.id, limit))
+            if checks is not None and trace is not None:
+                if status is not None:
+                    trace.append(limit.describe(status))
+                elif applies:
+                    trace.append(f"{limit.id}: error: {error}")
+                tripped = status.tripped if status is not None else applies
+                checks.append(Check(limit.id, tripped, error if applies else None, trace, kind="limit"))
+        return statuses, outcomes
 
-    def _combine(self, matches: list[tuple[CompiledRule, str | None]], checks: list[Check]) -> Decision:
-        if not matches:  # (5) validation admits only ALLOW or DENY as the default
-            return Decision(self.default, NO_RULE_MATCHED, [], None, None, checks)
-        outcomes = [  # (2)
-            (rule, DENY, POLICY_ERROR_PREFIX + rule.id) if error else (rule, rule.decision, rule.reason)
-            for rule, error in matches
-        ]
-        decided = {decision for _, decision, _ in outcomes}
-        winner = DENY if DENY in decided else ESCALATE if ESCALATE in decided else ALLOW  # (3)
-        reason = next(reason for _, decision, reason in outcomes if decision == winner)
+    def _combine(
+        self,
+        matches: list[tuple[CompiledRule, str | None]],
+        limit_outcomes: list[tuple[str, str, str, CompiledLimit]],
+        checks: list[Check] | None,
+    ) -> Decision:
+        trace = checks if checks is not None else []
         matched_rules = [rule.id for rule, _ in matches]
-        if winner != ESCALATE:
-            return Decision(winner, reason, matched_rules, None, None, checks)
-        escalations = [rule for rule, decision, _ in outcomes if decision == ESCALATE]  # (4)
-        approvals = [rule.requirement for rule in escalations if rule.requirement is not None]
-        timeout = min(rule.timeout_minutes for rule in escalations)
-        return Decision(winner, reason, matched_rules, approvals, timeout, checks)
+        # (2) a rule in error is a DENY; (3) the strongest decision, first reason in document order
+        best = 0
+        reason = NO_RULE_MATCHED
+        escalations: list[tuple[ApprovalRequirement | None, int]] = []
+        for rule, error in matches:
+            decision = DENY if error else rule.decision
+            rank = _DECIDED[decision]
+            if rank > best:
+                best, reason = rank, POLICY_ERROR_PREFIX + rule.id if error else rule.reason
+            if decision == ESCALATE:
+                escalations.append((rule.requirement, rule.timeout_minutes))
+        for decision, limit_reason, _, limit in limit_outcomes:
+            rank = _DECIDED[decision]
+            if rank > best:
+                best, reason = rank, limit_reason
+            if decision == ESCALATE:
+                escalations.append((limit.requirement, limit.timeout_minutes))
+        if best == 0:  # (5) validation admits only ALLOW or DENY as the default
+            return Decision(self.default, NO_RULE_MATCHED, matched_rules, None, None, trace)
+        if not matches and _DECIDED[self.default] > best:
+            return Decision(self.default, NO_RULE_MATCHED, matched_rules, None, None, trace)
+        if best == 3:
+            return Decision(DENY, reason, matched_rules, None, None, trace)
+        if best == 1:
+            return Decision(ALLOW, reason, matched_rules, None, None, trace)
+        approvals = [requirement for requirement, _ in escalations if requirement is not None]  # (4)
+        timeout = min(timeout for _, timeout in escalations)
+        return Decision(ESCALATE, reason, matched_rules, approvals, timeout, trace)
 
 
-def _check_when(expression: Expression, context: Any) -> bool | str:
-    """Run a ``when``: its bool result, or the message saying why it failed."""
-    if isinstance(context, RuleEvaluationError):
-        return context.message
-    try:
-        return run_expression(expression, context)
-    except RuleEvaluationError as failure:
-        return failure.message
+def _with(decision: Decision, extra: dict[str, Any]) -> Decision:
+    return Decision(
+        decision.decision,
+        decision.reason,
+        decision.matched_rules,
+        decision.approvals_required,
+        decision.timeout_minutes,
+        decision.checks,
+        **extra,
+    )
+
+
+def _context_used(needs: frozenset[str], context: Any) -> dict[str, Any]:
+    """The supplied values of the context paths the policy reads (absent ones left out)."""
+    used = {}
+    for path in sorted(needs):
+        value: Any = context
+        for key in path.split("."):
+            value = value.get(key, MISSING) if isinstance(value, Mapping) else MISSING
+        if value is not MISSING:
+            used[path] = value
+    return used
+
+
+__all__ += ["Classification", "LimitClaim", "LimitStatus", "ParameterViolation", "RiskAssessment"]

@@ -13,7 +13,9 @@ the rule it sits in, so an author can fix a document in one round. Checked:
 (5) ``when`` compiles and refers only to known variables, functions, lists and time zones;
 (6) ESCALATE rules, and only they, have ``approvals``: ``{threshold, roles}`` (threshold
     1..32, unique roles ``[a-z][a-z0-9_-]{0,31}``) or ``{all_of: [{role, min}]}``
-    (unique roles, min 1..32), never both; and may set ``timeout_minutes`` (1..43200).
+    (unique roles, min 1..32), never both; and may set ``timeout_minutes`` (1..43200);
+(7) the sections ``risk``, ``classifications``, ``action_types``,
+    ``undeclared_types`` and ``limits`` (see :mod:`policy.validate_extensions`).
 
 Everywhere, values must be JSON that canonicalizes exactly: no floats (quote
 amounts), no YAML dates or binary, integers within ±(2**53 - 1).
@@ -49,11 +51,15 @@ from policy.document import (
     parse_field_path,
 )
 from policy.errors import Problem
+from policy.validate_extensions import check_extensions, unavailable_roots
 
 __all__ = ["validate_document"]
 
 _UNKNOWN_FIELD_PATH = (
-    "unknown field path; use action.<key>[.<key>...], agent.id, agent.name, tenant.id or tenant.name"
+    "unknown field path; use action.<key>[.<key>...], agent.id, agent.name, tenant.id, tenant.name, "
+    "tenant.timezone, risk.score, risk.level, classification.tier, classification.resource_type, "
+    "context.vendor.first_seen, context.vendor.prior_count, context.agent.spend.<window> "
+    "or context.agent.count.<window>"
 )
 
 
@@ -76,8 +82,17 @@ def validate_document(document: Any) -> list[Problem]:
     if "verdict_ttl_seconds" in document:
         report.check_integer(document["verdict_ttl_seconds"], "verdict_ttl_seconds", VERDICT_TTL_SECONDS)
     list_names = report.check_lists(document["lists"]) if "lists" in document else set()  # (2)
+    report.unavailable = unavailable_roots(document)
     if "rules" in document:
         report.check_rules(document["rules"], list_names)
+    rule_ids = {
+        rule["id"]
+        for rule in document.get("rules", [])
+        if isinstance(document.get("rules"), list)
+        and isinstance(rule, dict)
+        and isinstance(rule.get("id"), str)
+    }
+    check_extensions(report, document, list_names, rule_ids)  # (7)
     return report.problems
 
 
@@ -91,6 +106,7 @@ class _Report:
 
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        self.unavailable: dict[str, str] = {}  # roots rules may not read, with the reason
 
     def add(self, path: str, message: str, rule: str | None = None) -> None:
         self.problems.append(Problem(path=path, message=message, rule=rule))
@@ -179,14 +195,19 @@ class _Report:
             self.add(
                 f"{path}.decision", f"must be one of {', '.join(DECISIONS)}, got {_show(decision)}", label
             )
-        if "reason" in rule and not (isinstance(rule["reason"], str) and REASON.fullmatch(rule["reason"])):
-            self.add(f"{path}.reason", "reasons are codes matching [a-z0-9][a-z0-9_.-]{0,127}", label)
+        if "reason" in rule:
+            self.check_reason(rule["reason"], f"{path}.reason", label)
         if "match" not in rule and "when" not in rule:
             self.add(path, "a rule needs `match`, `when` or both; `match: {}` matches every request", label)
         if "match" in rule:
             self.check_match(rule["match"], f"{path}.match", label, list_names)
+            if isinstance(rule["match"], dict):
+                for field in rule["match"]:
+                    root = field.split(".", 1)[0] if isinstance(field, str) else ""
+                    if root in self.unavailable:
+                        self.add(f"{path}.match.{field}", self.unavailable[root], label)
         if "when" in rule:
-            self.check_when(rule["when"], f"{path}.when", label, list_names)
+            self.check_when(rule["when"], f"{path}.when", label, list_names, self.unavailable)
         if "approvals" in rule:  # (6)
             self.check_approvals(rule["approvals"], f"{path}.approvals", label)
             if decision in DECISIONS and decision != ESCALATE:
@@ -256,15 +277,30 @@ class _Report:
         else:
             self.check_json(operand, path, label)
 
-    def check_when(self, source: Any, path: str, label: str | None, list_names: set[str]) -> None:  # (5)
+    def check_reason(self, reason: Any, path: str, label: str | None) -> None:
+        if not (isinstance(reason, str) and REASON.fullmatch(reason)):
+            self.add(path, "reasons are codes matching [a-z0-9][a-z0-9_.-]{0,127}", label)
+
+    def check_when(
+        self,
+        source: Any,
+        path: str,
+        label: str | None,
+        list_names: set[str],
+        blocked: dict[str, str] | None = None,
+    ) -> None:  # (5)
         if not isinstance(source, str) or not source.strip():
             self.add(path, f"must be a non-empty CEL expression string, got {describe_value(source)}", label)
             return
         before = len(self.problems)
         self.check_json(source, path, label)
         if len(self.problems) == before:
-            for message in compile_expression(source, list_names)[1]:
+            expression, problems = compile_expression(source, list_names)
+            for message in problems:
                 self.add(path, message, label)
+            if expression is not None:
+                for root in sorted(expression.reads.keys() & (blocked or {}).keys()):
+                    self.add(path, (blocked or {})[root], label)
 
     def check_approvals(self, approvals: Any, path: str, label: str | None) -> None:
         if not isinstance(approvals, dict):

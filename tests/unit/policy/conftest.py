@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from policy import CompiledPolicy, Decision, EvaluationInput, compile_document
@@ -36,7 +37,10 @@ def build() -> Build:
 
 @pytest.fixture
 def decide() -> Decide:
-    """``decide(policy, action, now=..., agent=..., tenant=...)`` evaluates one request."""
+    """``decide(policy, action, now=..., agent=..., tenant=...)`` evaluates one request.
+
+    Every call also evaluates with ``explain=False`` and checks that only the trace differs.
+    """
 
     def decide(
         policy: CompiledPolicy,
@@ -46,7 +50,11 @@ def decide() -> Decide:
         tenant: dict[str, Any] | None = None,
     ) -> Decision:
         request = EvaluationInput(action, agent or AGENT, tenant or TENANT, now)
-        return policy.evaluate(request)
+        decision = policy.evaluate(request)
+        quiet = policy.evaluate(request, explain=False)
+        assert quiet.checks == []
+        assert msgspec.structs.replace(quiet, checks=decision.checks) == decision
+        return decision
 
     return decide
 

@@ -150,7 +150,8 @@ def test_runtime_errors_deny(
     assert decision.matched_rules == ["r"]
     error = decision.checks[0].error
     assert error is not None and fragment in error
-    assert decision.checks[0].conditions == [f"when: error: {error}"]
+    line = decision.checks[0].conditions[0]
+    assert line.startswith(f"when {source} [action.") and line.endswith(f"]: error: {error}")
 
 
 def test_naive_now_is_an_error_only_for_rules_reading_now(build: Any, decide: Any) -> None:
@@ -174,7 +175,7 @@ def test_when_runs_only_when_match_holds(build: Any, decide: Any) -> None:
     }
     decision = decide(build(rule, default="ALLOW"), {"type": "other"})
     assert decision.decision == "ALLOW"
-    assert decision.checks[0].conditions == ['action.type "other" eq "trade": false']
+    assert decision.checks[0].conditions == ['action.type "other" == "trade": not matched']
 
 
 def test_false_when_outweighs_a_match_error(build: Any, decide: Any) -> None:
@@ -236,8 +237,8 @@ def test_invalid_expressions(source: str, fragment: str) -> None:
 def test_unknown_variables_are_all_reported() -> None:
     problems = problems_of("actoin.type == 1 && agnet.id == 1")
     assert [p for p in problems if "unknown variable" in p] == [
-        "unknown variable 'actoin'; a `when` may read action, agent, tenant, lists and now",
-        "unknown variable 'agnet'; a `when` may read action, agent, tenant, lists and now",
+        "unknown variable 'actoin'; a `when` may read action, agent, tenant, lists, now, risk, classification and context",
+        "unknown variable 'agnet'; a `when` may read action, agent, tenant, lists, now, risk, classification and context",
     ]
 
 

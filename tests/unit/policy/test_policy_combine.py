@@ -94,7 +94,7 @@ def test_default_applies_when_nothing_matches(
         matched_rules=[],
         approvals_required=None,
         timeout_minutes=None,
-        checks=[Check("never", False, None, ["action.x <missing> eq 1: false"])],
+        checks=[Check("never", False, None, ["action.x <missing> == 1: not matched"])],
     )
 
 
@@ -137,13 +137,13 @@ def test_a_false_condition_outweighs_an_error_in_the_same_rule(build: Any, decid
     check = decide(build(rule("r", "DENY", match=amount_first)), {"type": "trade"}).checks[0]
     assert check.matched is False
     assert check.error is None
-    assert check.conditions[0].startswith("action.amount <missing> gt")
-    assert check.conditions[1] == 'action.type "trade" eq "pay_invoice": false'
+    assert check.conditions[0].startswith("action.amount <missing> >")
+    assert check.conditions[1] == 'action.type "trade" == "pay_invoice": not matched'
 
 
 def test_first_false_condition_stops_the_rule(build: Any, decide: Any) -> None:
     policy = build(rule("r", "DENY", match={"action.a": {"eq": 1}, "action.b": {"eq": 2}}))
-    assert decide(policy, {"a": 0, "b": 2}).checks[0].conditions == ["action.a 0 eq 1: false"]
+    assert decide(policy, {"a": 0, "b": 2}).checks[0].conditions == ["action.a 0 == 1: not matched"]
 
 
 def test_every_rule_gets_a_check_in_document_order(build: Any, decide: Any) -> None:

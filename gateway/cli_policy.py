@@ -1,0 +1,80 @@
+"""`verdict policy`: check a policy document and run its table-driven tests, offline.
+
+`verdict policy check FILE` validates (exit 1 with every problem, each anchored to its rule);
+`verdict policy test FILE CASES.yaml` runs the cases (exit 1 if any fails, like `opa test`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from policy import LoadedPolicy, PolicyInvalid, load_policy
+from policy.testing import load_cases, run_cases
+
+
+def _media_type(path: Path) -> str:
+    return "application/json" if path.suffix.lower() == ".json" else "application/yaml"
+
+
+def _load(path: Path) -> LoadedPolicy:
+    try:
+        return load_policy(path.read_bytes(), _media_type(path))
+    except PolicyInvalid as invalid:
+        _print_problems(path, invalid)
+        sys.exit(1)
+
+
+def _print_problems(path: Path, invalid: PolicyInvalid) -> None:
+    count = len(invalid.problems)
+    click.echo(f"{path}: {count} problem{'s' if count != 1 else ''}", err=True)
+    for problem in invalid.problems:
+        anchor = f" [{problem.rule}]" if problem.rule else ""
+        click.echo(f"  {problem.path or '(document)'}{anchor}: {problem.message}", err=True)
+
+
+@click.group("policy")
+def policy_group() -> None:
+    """Policy documents: validate them and run their tests offline."""
+
+
+@policy_group.command("check")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def check(file: Path) -> None:
+    """Validate FILE (YAML or JSON); print every problem with its path and rule."""
+    loaded = _load(file)
+    compiled = loaded.compiled
+    click.echo(f"{file}: ok ({len(compiled.rules)} rules, hash {loaded.hash})")
+    if compiled.context_needs:
+        click.echo(f"  context needed: {', '.join(sorted(compiled.context_needs))}")
+
+
+@policy_group.command("test")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("cases", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--verbose", "-v", is_flag=True, help="Print the explain trace of failing cases.")
+def test(file: Path, cases: Path, verbose: bool) -> None:
+    """Run the table-driven CASES against FILE; exit 1 if any case fails."""
+    loaded = _load(file)
+    try:
+        table = load_cases(cases.read_bytes(), _media_type(cases))
+    except PolicyInvalid as invalid:
+        _print_problems(cases, invalid)
+        sys.exit(1)
+    report = run_cases(loaded.compiled, table)
+    for result in report.results:
+        if result.passed:
+            click.echo(f"PASS {result.name}")
+            continue
+        click.echo(f"FAIL {result.name}")
+        for failure in result.failures:
+            click.echo(f"     {failure}")
+        if verbose:
+            for item in result.decision.checks:
+                if item.matched:
+                    click.echo(f"     matched {item.kind} {item.rule}: {'; '.join(item.conditions)}")
+    click.echo(f"{report.passed} passed, {report.failed} failed")
+    if not report.ok:
+        sys.exit(1)
