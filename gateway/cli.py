@@ -268,5 +268,119 @@ def _with_audit_service(data_dir: Path | None, work):
     return asyncio.run(run())
 
 
+
+@keys.command("approver")
+@click.argument("key_file", type=click.Path(dir_okay=False, path_type=Path))
+def keys_approver(key_file: Path) -> None:
+    """Create an approver's wallet key file (0x + 64 hex, mode 0600) and print its address, for
+    approvers without a browser or hardware wallet. Register the address with
+    POST /v1/tenants/{tenant}/approvers."""
+    from crypto.errors import KeyFileError
+    from crypto.keys import generate_secp256k1_key_file
+    from crypto.signing import LocalSigner
+
+    try:
+        private_key = generate_secp256k1_key_file(key_file)
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(LocalSigner(private_key).address)
+
+
+@main.command()
+@click.argument("action_id")
+@click.option("--role", required=True, help="The role you approve in (one the action needs and you hold).")
+@click.option(
+    "--key-file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Your wallet key: a file of 0x + 64 hex digits, or an eth-account keystore v3 JSON.",
+)
+@click.option("--passphrase-env", default="VERDICT_KEY_PASSPHRASE", show_default=True,
+              help="Environment variable holding a keystore's passphrase (asked for when unset).")  # fmt: skip
+@click.option("--reject", is_flag=True, help="Reject the action instead of approving it.")
+@click.option("--comment", default=None, help="A note kept with your answer (a reason when rejecting).")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="VERDICT_URL")
+@click.option("--yes", "-y", is_flag=True, help="Sign without asking for confirmation.")
+def approve(
+    action_id: str,
+    role: str,
+    key_file: Path,
+    passphrase_env: str,
+    reject: bool,
+    comment: str | None,
+    url: str,
+    yes: bool,
+) -> None:
+    """Approve (or --reject) an escalated action by signing its EIP-712 Approval with a wallet key.
+
+    Fetches the action's approval request, shows what you are signing, signs it locally (the key
+    never leaves this machine) and sends the signature. Exit 0 when the gateway accepted it."""
+    from crypto.eip712 import parse_approval_typed_data
+    from crypto.errors import CryptoError
+    from crypto.signing import sign_approval
+    from gateway.client import GatewayError, VerdictClient
+
+    signer = _approver_signer(key_file, passphrase_env)
+    with VerdictClient(url) as client:
+        try:
+            typed_data = client.approval_request(action_id, role, approve=not reject)
+            # sign only what reads exactly as an Approval: never whatever a server sends
+            domain, message = parse_approval_typed_data(typed_data)
+        except GatewayError as exc:
+            raise click.ClickException(str(exc)) from None
+        except CryptoError as exc:
+            raise click.ClickException(f"the gateway sent something that is not an Approval: {exc}") from None
+        if message.action_id != action_id or message.role != role or message.approve == reject:
+            raise click.ClickException("the gateway sent an approval request for something else; not signing")
+        click.echo(f"{'REJECT' if reject else 'APPROVE'} as {role}: {message.summary}")
+        click.echo(f"  action {message.action_id} of tenant {message.tenant}")
+        click.echo(f"  action hash {'0x' + message.action_hash.hex()}")
+        click.echo(f"  window ends {message.expires_at} (Unix time); chain {domain.chain_id}")
+        click.echo(f"  signer {signer.address}")
+        if not yes:
+            click.confirm("Sign?", abort=True)
+        signature = sign_approval(signer, domain, message).signature
+        try:
+            if reject:
+                out = client.reject(action_id, role, signature, reason=comment)
+            else:
+                out = client.approve(action_id, role, signature, comment=comment)
+        except GatewayError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"accepted: action {out['action_id']} is {out['status']} ({out['decision']})")
+    if out.get("missing"):
+        click.echo(f"  still needed: {'; '.join(out['missing'])}")
+    if out.get("signed_verdict"):
+        click.echo(
+            f"  verdict signed by {out['signed_verdict']['signer']}, expires {out['signed_verdict']['expires_at']}"
+        )
+
+
+def _approver_signer(key_file: Path, passphrase_env: str):
+    """A LocalSigner from a plain key file or a keystore v3 JSON. Raises ClickException."""
+    import json
+    import os
+
+    from eth_account import Account
+
+    from crypto.errors import KeyFileError
+    from crypto.keys import load_secp256k1_key, read_secret_file
+    from crypto.signing import LocalSigner
+
+    try:
+        raw = read_secret_file(key_file)
+        if raw.lstrip().startswith(b"{"):
+            passphrase = os.environ.get(passphrase_env)
+            if passphrase is None:
+                passphrase = click.prompt("Keystore passphrase", hide_input=True)
+            try:
+                return LocalSigner(bytes(Account.decrypt(json.loads(raw), passphrase)))
+            except (ValueError, TypeError, KeyError) as exc:
+                raise click.ClickException(f"{key_file}: not a keystore this passphrase opens") from exc
+        return LocalSigner(load_secp256k1_key(key_file))
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

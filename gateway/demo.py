@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crypto.keys import write_secret_file
+from crypto.keys import generate_secp256k1_key_file, write_secret_file
+from crypto.signing import LocalSigner
 from gateway.auth import Principal
 from gateway.ledger import Ledger
-from gateway.schemas import CreateAgent, CreateTenant
+from gateway.schemas import CreateAgent, CreateApprover, CreateTenant
 from gateway.services.policies import PolicyService
 from gateway.services.tenants import TenantService
 from gateway.settings import Settings
@@ -16,6 +17,7 @@ from gateway.storage import open_database
 DEMO_TENANT = "demo"
 DEMO_AGENT = "demo-agent"
 AGENT_TOKEN_FILE = "demo-agent.token"  # noqa: S105 - a file name
+CFO_KEY_FILE = "demo-cfo.key"  # the demo CFO's wallet key, for `verdict approve --key-file`
 
 # The same document as examples/policy.yaml (a test keeps the two equal).
 DEMO_POLICY = """\
@@ -73,6 +75,14 @@ async def seed_demo(settings: Settings) -> tuple[Path, bool]:
             await policies.publish(
                 admin, DEMO_TENANT, DEMO_POLICY.encode(), "application/yaml", activate=True
             )
+            # a CFO with a wallet key on disk, so the walk-through can approve an escalation
+            cfo_key = settings.data_dir / CFO_KEY_FILE
+            if cfo_key.exists():
+                cfo_key.unlink()
+            cfo = LocalSigner(generate_secp256k1_key_file(cfo_key))
+            await tenants.create_approver(
+                admin, DEMO_TENANT, CreateApprover(address=cfo.address, roles=["cfo"], name="Demo CFO")
+            )
         admin = Principal(
             key_id="demo", role="tenant_admin", tenant_id=DEMO_TENANT, agent_id=None, token_backed=False
         )
@@ -108,8 +118,9 @@ Try it (in another shell):
   TOKEN=$(cut -d' ' -f2 {token_path})
   # ALLOW, with an EIP-712 signed verdict:
   {head} -d '{{"action": {{"type": "pay_invoice", "invoice_id": "inv_8230", "amount": "1200.00", "asset": "USDC", "vendor": "acme-supplies"}}}}'
-  # ESCALATE (a CFO must approve):
+  # ESCALATE (a CFO must approve), then approve it with the demo CFO's wallet key:
   {head} -d '{{"action": {{"type": "pay_invoice", "invoice_id": "inv_8231", "amount": "7800.00", "asset": "USDC", "vendor": "acme-supplies"}}}}'
+  verdict approve <action_id> --role cfo --key-file {token_path.parent / CFO_KEY_FILE} --url {base_url}
   # DENY (blocked vendor):
   {head} -d '{{"action": {{"type": "pay_invoice", "invoice_id": "inv_8232", "amount": "10.00", "asset": "USDC", "vendor": "evil-corp"}}}}'
   # The signer's public address, for executors:

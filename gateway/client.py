@@ -1,0 +1,230 @@
+"""A Python client for agents and approvers: propose, wait for approval, verify the verdict.
+
+    from gateway.client import VerdictClient
+
+    with VerdictClient("http://127.0.0.1:8000", token=AGENT_TOKEN) as verdict:
+        answer = verdict.propose("ap-bot", {"type": "pay_invoice", "amount": "7800.00", ...})
+        if answer["decision"] == "ESCALATE":
+            record = verdict.wait_for_approval(answer["action_id"], timeout=3600)
+            signed = record["signed_verdict"]          # None unless the action was allowed
+        else:
+            signed = answer["signed_verdict"]
+        if signed is not None:
+            verdict.verify_verdict(signed, action)     # raises VerdictInvalid; then execute
+
+`verify_verdict` is what an executor should do before acting: the EIP-712 signature is by one of
+the gateway's published verdict signers (`/v1/keys`, fetched once), the verdict is an ALLOW for
+exactly this action (its RFC 8785 / keccak-256 hash), and it has not expired.
+
+Errors from the gateway raise `GatewayError` with its RFC 9457 problem (`code`, `status`,
+`detail`, and the rest of the document in `problem`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from crypto.canonical import action_hash
+from crypto.eip712 import DECISION_ALLOW, VerdictMessage, parse_verdict_typed_data
+from crypto.errors import CryptoError
+from crypto.signing import verify_verdict_signature
+
+__all__ = ["GatewayError", "VerdictClient", "VerdictInvalid"]
+
+PENDING = "pending_approval"
+CLOCK_SKEW_SECONDS = 30
+
+
+class GatewayError(Exception):
+    """The gateway refused a request; `code` is the problem's stable code."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = problem
+        self.code = str(problem.get("code", "unknown"))
+        self.detail = str(problem.get("detail", ""))
+        super().__init__(f"{status} {self.code}: {self.detail}")
+
+
+class VerdictInvalid(Exception):
+    """A signed verdict that must not be acted on, and why."""
+
+
+class VerdictClient:
+    """A synchronous client (httpx). `token` is an agent's or admin's bearer token; the
+    approval calls need none (the wallet signature is the credential)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
+        self._signers: dict[str, dict[str, Any]] | None = None
+
+    def __enter__(self) -> VerdictClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {"code": "http_error", "detail": response.text[:200]}
+            raise GatewayError(response.status_code, problem if isinstance(problem, dict) else {})
+        return response.json()
+
+    # ---- agents
+
+    def propose(
+        self,
+        agent_id: str,
+        action: dict[str, Any],
+        *,
+        rationale: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Ask for a decision. Returns the answer (`decision`, `status`, `signed_verdict`, ...).
+        With `idempotency_key`, a retry of the same request returns the same answer."""
+        body: dict[str, Any] = {"action": action}
+        if rationale is not None:
+            body["rationale"] = rationale
+        if metadata is not None:
+            body["metadata"] = metadata
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self._call("POST", f"/v1/agents/{agent_id}/propose", json=body, headers=headers)
+
+    def get(self, action_id: str) -> dict[str, Any]:
+        """The action's record (status, approvals so far, verdict once allowed)."""
+        return self._call("GET", f"/v1/actions/{action_id}")
+
+    def wait_for_approval(
+        self,
+        action_id: str,
+        timeout: float = 3600.0,
+        *,
+        poll_interval: float = 1.0,
+        max_interval: float = 15.0,
+    ) -> dict[str, Any]:
+        """Poll until the action leaves `pending_approval` and return its record: `allowed` (with
+        `signed_verdict`), `rejected`, `expired` or `cancelled`. Raises TimeoutError after
+        `timeout` seconds (the action stays pending; call again or cancel it)."""
+        deadline = time.monotonic() + timeout
+        interval = poll_interval
+        while True:
+            record = self.get(action_id)
+            if record["status"] != PENDING:
+                return record
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"action {action_id} is still pending approval after {timeout:g} s")
+            time.sleep(min(interval, remaining))
+            interval = min(interval * 1.5, max_interval)
+
+    def cancel(self, action_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/v1/actions/{action_id}")
+
+    def verdict(self, action_id: str) -> dict[str, Any]:
+        """The signed verdict of an allowed action (GatewayError `verdict_not_available` otherwise)."""
+        return self._call("GET", f"/v1/actions/{action_id}/verdict")
+
+    def verify_verdict(
+        self, signed_verdict: dict[str, Any], action: dict[str, Any], *, now: float | None = None
+    ) -> VerdictMessage:
+        """Check a signed verdict before acting on `action`; returns the verdict's message.
+
+        Raises VerdictInvalid when: the typed data is not exactly a Verdict; the signature is not
+        by the signer it names, or that signer is not one of the gateway's published verdict
+        signers (or was retired before the verdict was issued); the verdict is not an ALLOW;
+        its action hash is not the hash of `action`; it has expired (or is issued in the future).
+        """
+        try:
+            typed_data, signature, signer = (
+                signed_verdict["typed_data"], signed_verdict["signature"], signed_verdict["signer"]
+            )  # fmt: skip
+            _, message = parse_verdict_typed_data(typed_data)
+            verify_verdict_signature(typed_data, signature, signer)
+        except (KeyError, TypeError, CryptoError) as exc:
+            raise VerdictInvalid(f"not a valid signed verdict: {exc}") from None
+        published = self._verdict_signers()
+        key = published.get(signer.lower())
+        if key is None:
+            raise VerdictInvalid(f"{signer} is not one of the gateway's verdict signers")
+        if key.get("not_after") and message.issued_at > _unix(key["not_after"]):
+            raise VerdictInvalid(f"{signer} was retired before this verdict was issued")
+        if message.decision != DECISION_ALLOW:
+            raise VerdictInvalid(f"the verdict's decision is {message.decision}, not ALLOW")
+        try:
+            expected = action_hash(action)
+        except CryptoError as exc:
+            raise VerdictInvalid(f"the action cannot be hashed: {exc}") from None
+        if message.action_hash != expected:
+            raise VerdictInvalid("the verdict is for another action (action hash differs)")
+        moment = time.time() if now is None else now
+        if moment >= message.expires_at:
+            raise VerdictInvalid(f"the verdict expired at {message.expires_at} (Unix time)")
+        if message.issued_at > moment + CLOCK_SKEW_SECONDS:
+            raise VerdictInvalid("the verdict is issued in the future; check the clocks")
+        return message
+
+    def _verdict_signers(self) -> dict[str, dict[str, Any]]:
+        if self._signers is None:
+            keys = self._call("GET", "/v1/keys")
+            self._signers = {item["address"].lower(): item for item in keys["verdict_signers"]}
+        return self._signers
+
+    # ---- approvers (no token needed: the signature is the credential)
+
+    def approval_request(self, action_id: str, role: str, approve: bool = True) -> dict[str, Any]:
+        """The exact eth_signTypedData_v4 JSON to sign for this action, role and answer."""
+        params = {"role": role, "approve": "true" if approve else "false"}
+        return self._call("GET", f"/v1/actions/{action_id}/approval-request", params=params)
+
+    def approve(
+        self,
+        action_id: str,
+        role: str,
+        signature: str,
+        *,
+        signer: str | None = None,
+        comment: str | None = None,
+    ) -> dict[str, Any]:
+        body = {"approver_role": role, "signature": signature, "signer": signer, "comment": comment}
+        return self._call("POST", f"/v1/actions/{action_id}/approve", json=_drop_none(body))
+
+    def reject(
+        self,
+        action_id: str,
+        role: str,
+        signature: str,
+        *,
+        signer: str | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        body = {"approver_role": role, "signature": signature, "signer": signer, "reason": reason}
+        return self._call("POST", f"/v1/actions/{action_id}/reject", json=_drop_none(body))
+
+
+def _drop_none(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if value is not None}
+
+
+def _unix(text: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
