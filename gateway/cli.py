@@ -268,7 +268,6 @@ def _with_audit_service(data_dir: Path | None, work):
     return asyncio.run(run())
 
 
-
 @keys.command("approver")
 @click.argument("key_file", type=click.Path(dir_okay=False, path_type=Path))
 def keys_approver(key_file: Path) -> None:
