@@ -22,6 +22,9 @@ from gateway.services.validation import checksum_address
 from gateway.tracing import context_of
 
 MAX_ENTRIES_PAGE = 1000
+# Log indexes and sizes fit a BIGINT (SQLite INTEGER): beyond it, 400 rather than a 500 from the
+# database; within it, the services say what is out of range (`invalid_range`).
+LogIndex = Annotated[int, QueryParameter(ge=-(2**63), le=2**63 - 1)]
 
 
 @get("/health", tags=["operations"])
@@ -200,8 +203,8 @@ async def activate_policy(
 async def audit_entries(
     state: State,
     tenant_id: FromPath[str],
-    start: FromQuery[int] = 0,
-    end: FromQuery[int | None] = None,
+    start: LogIndex = 0,
+    end: Annotated[int | None, QueryParameter(ge=-(2**63), le=2**63 - 1)] = None,
 ) -> schemas.AuditEntries:
     """The exact stored entry bytes (base64) of `[start, end)`, at most 1000 at a time
     (`end` defaults to the log size or start + 1000)."""
@@ -236,7 +239,9 @@ def _text(note: str) -> Response[str]:
     media_type="text/plain; charset=utf-8",
 )
 async def audit_checkpoint(
-    state: State, tenant_id: FromPath[str], size: FromQuery[int | None] = None
+    state: State,
+    tenant_id: FromPath[str],
+    size: Annotated[int | None, QueryParameter(ge=-(2**63), le=2**63 - 1)] = None,
 ) -> Response[str]:
     """The latest signed checkpoint (C2SP tlog-checkpoint as a signed note), or the one of `size`."""
     if size is not None:
@@ -260,8 +265,8 @@ async def new_audit_checkpoint(state: State, tenant_id: FromPath[str]) -> Respon
 async def inclusion_proof(
     state: State,
     tenant_id: FromPath[str],
-    index: FromQuery[int],
-    size: FromQuery[int],
+    index: LogIndex,
+    size: LogIndex,
 ) -> schemas.Proof:
     """RFC 9162 inclusion proof of entry `index` in the tree of the first `size` entries."""
     return _proof(await state.audit.inclusion_proof(tenant_id, index, size))
@@ -271,8 +276,8 @@ async def inclusion_proof(
 async def consistency_proof(
     state: State,
     tenant_id: FromPath[str],
-    old_size: Annotated[int, QueryParameter(name="from")],
-    new_size: Annotated[int, QueryParameter(name="to")],
+    old_size: Annotated[int, QueryParameter(name="from", ge=-(2**63), le=2**63 - 1)],
+    new_size: Annotated[int, QueryParameter(name="to", ge=-(2**63), le=2**63 - 1)],
 ) -> schemas.Proof:
     """RFC 9162 consistency proof that the tree of `to` entries extends the tree of `from` entries."""
     return _proof(await state.audit.consistency_proof(tenant_id, old_size, new_size))

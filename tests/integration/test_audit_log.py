@@ -349,3 +349,16 @@ async def test_export_check_and_verify_from_the_command_line(client, backend, tm
     run = verdict_cli(backend, "check", "--tenant", "acme")
     assert run.returncode == 1
     assert "FAILED acme" in run.stderr and "entries were dropped" in run.stderr
+
+
+async def test_log_indexes_beyond_64_bits_are_400_not_500(client):
+    world = await make_world(client)
+    huge = str(2**70)
+    for path, params in (
+        ("audit/checkpoint", {"size": huge}),
+        ("audit/entries", {"start": huge}),
+        ("audit/proof/inclusion", {"index": "0", "size": huge}),
+        ("audit/proof/consistency", {"from": "1", "to": huge}),
+    ):
+        r = await client.get(f"/v1/tenants/acme/{path}", params=params, headers=bearer(world.auditor))
+        assert r.status_code == 400, (path, r.text)
