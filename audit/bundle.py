@@ -278,9 +278,10 @@ def _check_answer(entry: Entry, seen: _Seen) -> None:
 def _counted_roles(requirements: list[dict[str, Any]]) -> set[str]:
     roles: set[str] = set()
     for requirement in requirements:
-        roles.update(q["role"] for q in requirement["all_of"]) if "all_of" in requirement else roles.update(
-            requirement["roles"]
-        )
+        if "all_of" in requirement:
+            roles.update(quota["role"] for quota in requirement["all_of"])
+        else:
+            roles.update(requirement["roles"])
     return roles
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -138,6 +139,10 @@ def _view(answer: dict[str, Any]) -> schemas.ApprovalView:
     )
 
 
+# (label, digest) of what else a signature might have been made over, to explain a mismatch
+Variants = Callable[[], list[tuple[str, bytes]]]
+
+
 @dataclass(frozen=True, slots=True)
 class Signed:
     """A checked signature: who signed, how, over which digest and typed data."""
@@ -232,11 +237,9 @@ class ApprovalService:
                 if (other_role, other) != (role, approve)
             ]
 
+        typed_data = approval_typed_data(domain, message)
         signed = await self._verify(
-            row["tenant_id"], row["rpc_url"], body.signature, body.signer, digest, role, variants
-        )
-        signed = Signed(
-            signed.signer, signed.kind, signed.signature, digest, approval_typed_data(domain, message)
+            row["tenant_id"], row["rpc_url"], body.signature, body.signer, digest, typed_data, role, variants
         )
         note = body.comment if isinstance(body, schemas.ApproveRequest) else body.reason
         return await self._commit(row, requirements, signed, role, approve, _check_comment(note), context)
@@ -248,8 +251,9 @@ class ApprovalService:
         signature_text: str,
         claimed: str | None,
         digest: bytes,
+        typed_data: dict[str, Any],
         role: str,
-        variants: Any,
+        variants: Variants,
     ) -> Signed:
         """Steps 3-5: who made this signature over `digest`, and may they answer in `role`."""
         if not isinstance(signature_text, str) or not _HEX.fullmatch(signature_text):
@@ -306,10 +310,10 @@ class ApprovalService:
             raise NotAnApprover(f"{signer} was removed as an approver on {approver['removed_at']}")
         if role not in json.loads(approver["roles"]):
             raise RoleNotHeld(f"{signer} does not hold the role {role!r}")
-        return Signed(signer, kind, "0x" + signature.hex(), digest, {})
+        return Signed(signer, kind, "0x" + signature.hex(), digest, typed_data)
 
     @staticmethod
-    def _mismatch(signature: bytes, signer: str, variants: Any) -> str:
+    def _mismatch(signature: bytes, signer: str, variants: Variants) -> str:
         for label, other in variants():
             if _recover_or_none(other, signature) == signer:
                 return f"{signer} signed the approval request for {label}, not the one sent"
@@ -535,10 +539,16 @@ class ApprovalService:
         )
         digest = hash_bulk_approval(domain, message)
         typed_data = bulk_approval_typed_data(domain, message)
-        found = await self._verify(
-            tenant_id, tenant["rpc_url"], body.signature, body.signer, digest, body.approver_role, lambda: []
+        signed = await self._verify(
+            tenant_id,
+            tenant["rpc_url"],
+            body.signature,
+            body.signer,
+            digest,
+            typed_data,
+            body.approver_role,
+            list,
         )
-        signed = Signed(found.signer, found.kind, found.signature, digest, typed_data)
         comment = _check_comment(body.comment)
         results = await asyncio.gather(
             *(self._bulk_item(tenant_id, item, signed, body, comment, context) for item in items)

@@ -172,5 +172,15 @@ async def test_public_routes_are_limited_per_client_address(backend):
         assert r.status_code == 429 and r.json()["code"] == "rate_limited"
         assert int(r.headers["retry-after"]) >= 1
         assert (await client.get("/schema/openapi.json")).status_code == 429  # one bucket per address
+        # the wallet-approval routes need no token, so they are limited the same way
+        for method, path in (
+            ("GET", "/v1/actions/act_x/approval-request?role=cfo"),
+            ("POST", "/v1/actions/act_x/approve"),
+            ("POST", "/v1/actions/act_x/reject"),
+            ("POST", "/v1/tenants/acme/approvals/bulk"),
+            ("POST", "/v1/tenants/acme/approvals/bulk-request"),
+        ):
+            r = await client.request(method, path, json={} if method == "POST" else None)
+            assert r.status_code == 429 and r.json()["code"] == "rate_limited", (path, r.text)
         for _ in range(10):  # health checks are never limited
             assert (await client.get("/health")).status_code == 200
