@@ -314,6 +314,8 @@ def approve(
 
     Fetches the action's approval request, shows what you are signing, signs it locally (the key
     never leaves this machine) and sends the signature. Exit 0 when the gateway accepted it."""
+    from datetime import UTC, datetime
+
     from crypto.eip712 import parse_approval_typed_data
     from crypto.errors import CryptoError
     from crypto.signing import sign_approval
@@ -334,7 +336,8 @@ def approve(
         click.echo(f"{'REJECT' if reject else 'APPROVE'} as {role}: {message.summary}")
         click.echo(f"  action {message.action_id} of tenant {message.tenant}")
         click.echo(f"  action hash {'0x' + message.action_hash.hex()}")
-        click.echo(f"  window ends {message.expires_at} (Unix time); chain {domain.chain_id}")
+        ends = datetime.fromtimestamp(message.expires_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        click.echo(f"  approval window ends {ends}; chain id {domain.chain_id}")
         click.echo(f"  signer {signer.address}")
         if not yes:
             click.confirm("Sign?", abort=True)

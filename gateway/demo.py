@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from crypto.keys import generate_secp256k1_key_file, write_secret_file
@@ -120,9 +121,20 @@ Try it (in another shell):
   {head} -d '{{"action": {{"type": "pay_invoice", "invoice_id": "inv_8230", "amount": "1200.00", "asset": "USDC", "vendor": "acme-supplies"}}}}'
   # ESCALATE (a CFO must approve), then approve it with the demo CFO's wallet key:
   {head} -d '{{"action": {{"type": "pay_invoice", "invoice_id": "inv_8231", "amount": "7800.00", "asset": "USDC", "vendor": "acme-supplies"}}}}'
-  verdict approve <action_id> --role cfo --key-file {token_path.parent / CFO_KEY_FILE} --url {base_url}
+  {_verdict_command()} approve <action_id> --role cfo --key-file {token_path.parent / CFO_KEY_FILE} --url {base_url}
   # DENY (blocked vendor):
   {head} -d '{{"action": {{"type": "pay_invoice", "invoice_id": "inv_8232", "amount": "10.00", "asset": "USDC", "vendor": "evil-corp"}}}}'
   # The signer's public address, for executors:
   curl -s {base_url}/v1/keys
 """
+
+
+def _verdict_command() -> str:
+    """How this shell ran `verdict` (`.venv/bin/verdict` under `make demo`), for copy and paste."""
+    command = Path(sys.argv[0])
+    if command.name != "verdict":
+        return "verdict"
+    try:
+        return str(command.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(command)
