@@ -299,13 +299,24 @@ async def action_proof(state: State, request: Request, action_id: FromPath[str])
         " repeating the same request returns the original answer (marked `Idempotent-Replayed: true`)"
         " and creates nothing; another request with the same key answers 409 `idempotency_conflict`."
         " Each agent may make a limited number of proposals per minute (429 `rate_limited`)."
+        " An action breaking its type's parameters schema is refused with 422 `invalid_parameters`"
+        " listing every violation; `explain=false` leaves out the explain trace (`checks`)."
     ),
 )
 async def propose(
-    state: State, request: Request, agent_id: FromPath[str], data: JSONBody[schemas.ProposeRequest]
+    state: State,
+    request: Request,
+    agent_id: FromPath[str],
+    data: JSONBody[schemas.ProposeRequest],
+    explain: FromQuery[bool] = True,
 ) -> Response[schemas.ProposeResponse]:
     proposed = await state.actions.propose(
-        principal_of(request), agent_id, data, utc_now(), request.headers.get("idempotency-key")
+        principal_of(request),
+        agent_id,
+        data,
+        utc_now(),
+        request.headers.get("idempotency-key"),
+        explain=explain,
     )
     headers = {"Idempotent-Replayed": "true"} if proposed.replayed else None
     return Response(proposed.response, status_code=201, headers=headers)

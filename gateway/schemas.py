@@ -182,6 +182,14 @@ class ProposeResponse(msgspec.Struct, frozen=True):
     signed_verdict: SignedVerdict | None
     audit_event_id: int
     action_hash: str
+    # Set when the policy uses the feature (docs/policy.md): the risk assessment, the resource's
+    # classification, every applicable limit with its window total and headroom, the history
+    # values read, and the explain trace (null with `?explain=false`).
+    risk: policy.RiskAssessment | None = None
+    classification: policy.Classification | None = None
+    limits: list[policy.LimitStatus] | None = None
+    context: dict[str, Any] | None = None
+    checks: list[policy.Check] | None = None
 
 
 class ApprovalView(msgspec.Struct, frozen=True):
@@ -285,6 +293,11 @@ class ActionRecord(msgspec.Struct, frozen=True):
     summary: str | None = None  # what approvers sign (Approval.summary)
     approvals: list[ApprovalView] = []
     decided_at: str | None = None  # when an escalated action was allowed, rejected, expired or cancelled
+    risk: policy.RiskAssessment | None = None
+    classification: policy.Classification | None = None
+    limits: list[policy.LimitStatus] | None = None
+    context: dict[str, Any] | None = None
+    checks: list[policy.Check] | None = None
 
 
 class ActionPage(msgspec.Struct, frozen=True):
