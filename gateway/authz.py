@@ -66,6 +66,8 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/v1/tenants/{tenant_id}/agents"): _rule(TENANT, TENANT_ADMIN),
     ("GET", "/v1/tenants/{tenant_id}/agents"): _rule(TENANT, *READERS),
     ("POST", "/v1/tenants/{tenant_id}/agents/{agent_id}/token"): _rule(TENANT, TENANT_ADMIN),
+    ("GET", "/v1/tenants/{tenant_id}/agents/{agent_id}/scope"): _rule(TENANT, *READERS),
+    ("PUT", "/v1/tenants/{tenant_id}/agents/{agent_id}/scope"): _rule(TENANT, TENANT_ADMIN),
     ("POST", "/v1/tenants/{tenant_id}/approvers"): _rule(TENANT, TENANT_ADMIN),
     ("GET", "/v1/tenants/{tenant_id}/approvers"): _rule(TENANT, *READERS),
     ("POST", "/v1/tenants/{tenant_id}/policies"): _rule(TENANT, TENANT_ADMIN),

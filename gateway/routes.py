@@ -115,6 +115,26 @@ async def rotate_agent_token(
     return await state.credentials.rotate_agent_token(principal_of(request), tenant_id, agent_id, body)
 
 
+@get("/v1/tenants/{tenant_id:str}/agents/{agent_id:str}/scope", tags=["agents"])
+async def get_agent_scope(
+    state: State, tenant_id: FromPath[str], agent_id: FromPath[str]
+) -> schemas.AgentScopeView:
+    return await state.scopes.get(tenant_id, agent_id)
+
+
+@put("/v1/tenants/{tenant_id:str}/agents/{agent_id:str}/scope", tags=["agents"])
+async def set_agent_scope(
+    state: State,
+    request: Request,
+    tenant_id: FromPath[str],
+    agent_id: FromPath[str],
+    data: JSONBody[schemas.SetAgentScope | None] = None,
+) -> schemas.AgentScopeView:
+    """What the agent may propose at all, checked before any rule (DENY `scope_violation:<which>`);
+    null clears it. Applies to every proposal committed after this answer."""
+    return await state.scopes.set(principal_of(request), tenant_id, agent_id, data)
+
+
 @post("/v1/tenants/{tenant_id:str}/approvers", status_code=201, tags=["approvers"])
 async def create_approver(
     state: State, request: Request, tenant_id: FromPath[str], data: JSONBody[schemas.CreateApprover]
@@ -460,6 +480,8 @@ ROUTES = _document(
         create_agent,
         list_agents,
         rotate_agent_token,
+        get_agent_scope,
+        set_agent_scope,
         create_approver,
         list_approvers,
         publish_policy,

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from litestar.testing import AsyncTestClient
+
+from gateway.app import create_app
 from tests.integration.helpers import bearer, make_world, pay, verified_log
 
 FEATURES = """\
@@ -224,3 +227,19 @@ async def test_only_proposals_under_limits_take_the_locked_path(client):
         before = writer_batches["fast"]
         await asyncio.gather(*(propose(client, world, pay("10.00")) for _ in range(10)))
         assert client.app_state.ledger.writer(world.tenant).batches["fast"] > before
+
+
+async def test_fifty_proposals_through_two_gateways_on_one_database_pass_a_limit_twenty_times(backend):
+    first, second = create_app(backend.settings()), create_app(backend.settings())
+    async with AsyncTestClient(app=first) as a, AsyncTestClient(app=second) as b:
+        a.app_state = first.state
+        world = await make_world(a, policy=LIMIT_ONLY)
+        responses = await asyncio.gather(
+            *(propose(c, world, pay("1000.00")) for _ in range(25) for c in (a, b))
+        )
+        assert {r.status_code for r in responses} == {201}, [
+            r.text for r in responses if r.status_code != 201
+        ]
+        assert sum(r.json()["decision"] == "ALLOW" for r in responses) == 20
+        entries = await verified_log(a, world)
+        assert sum(e.type == "verdict.issued" for e in entries) == 20
