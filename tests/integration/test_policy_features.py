@@ -243,3 +243,89 @@ async def test_fifty_proposals_through_two_gateways_on_one_database_pass_a_limit
         assert sum(r.json()["decision"] == "ALLOW" for r in responses) == 20
         entries = await verified_log(a, world)
         assert sum(e.type == "verdict.issued" for e in entries) == 20
+
+
+STRICTER = FEATURES.replace(
+    "approvals: {threshold: 1, roles: [cfo]}", "approvals: {threshold: 2, roles: [cfo, ceo]}"
+)
+STRICTER = STRICTER.replace('summary: "Pay {amount}', 'summary: "Wire {amount}')
+
+
+async def test_a_new_policy_version_never_changes_an_action_already_pending(client):
+    from tests.integration.test_approvals import CFO, answer  # the approvals suite's wallets and signing
+
+    world = await make_world(client, policy=FEATURES)
+    r = await client.post(
+        "/v1/tenants/acme/approvers",
+        json={"address": CFO.address, "roles": ["cfo"]},
+        headers=bearer(world.tenant_admin),
+    )
+    assert r.status_code == 201, r.text
+    pending = (await propose(client, world, pay("7800.00"))).json()
+    assert pending["approvals_required"] == [{"rule": "cfo-over-5k", "threshold": 1, "roles": ["cfo"]}]
+    before = await record(client, world, pending["action_id"])
+    r = await client.post(
+        "/v1/tenants/acme/policies",
+        content=STRICTER.encode(),
+        headers={**bearer(world.tenant_admin), "Content-Type": "application/yaml"},
+    )
+    assert r.status_code == 201 and r.json()["version"] == 2, r.text
+    # a new proposal gets the new requirements and summary
+    fresh = (await propose(client, world, pay("7800.00"))).json()
+    assert fresh["policy_version"] == 2 and fresh["approvals_required"][0]["threshold"] == 2
+    assert (await record(client, world, fresh["action_id"]))["summary"].startswith("Wire 7,800.00")
+    # the pending one keeps its version, hash, requirements and summary ...
+    after = await record(client, world, pending["action_id"])
+    for field in ("policy_version", "policy_hash", "approvals_required", "summary"):
+        assert after[field] == before[field], field
+    assert after["summary"] == "Pay 7,800.00 USDC to acme-supplies for inv_8231"
+    # ... and one CFO approval (its old requirement) still allows it
+    r = await answer(client, pending["action_id"], CFO, "cfo")
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "allowed" and r.json()["signed_verdict"] is not None
+
+
+HISTORY = """\
+schema: verdict.policy/v1
+default: DENY
+rules:
+  - id: new-vendor-review
+    decision: ESCALATE
+    reason: new_vendor
+    match: {context.vendor.first_seen: {eq: true}}
+    approvals: {threshold: 1, roles: [controller]}
+  - id: busy-agent
+    decision: DENY
+    reason: busy
+    when: 'int(context.agent.count["1h"]) >= 5'
+  - id: big-spender
+    decision: DENY
+    reason: spent_too_much
+    match: {context.agent.spend.24h: {gt: "3000"}}
+  - {id: allow-rest, decision: ALLOW, match: {}}
+"""
+
+
+async def test_history_context_counts_allowed_vendors_and_the_agents_recent_spend(client):
+    world = await make_world(client, policy=HISTORY)
+    first = (await propose(client, world, pay("1000.00"))).json()
+    assert first["decision"] == "ESCALATE" and first["reason"] == "new_vendor"
+    assert first["context"] == {
+        "agent.count.1h": 0, "agent.spend.24h": "0", "vendor.first_seen": True
+    }  # fmt: skip
+    # a pending payment does not make the vendor known, but counts as the agent's spend
+    second = (await propose(client, world, pay("1500.50"))).json()
+    assert second["reason"] == "new_vendor"
+    assert second["context"]["agent.spend.24h"] == "1000.00" and second["context"]["agent.count.1h"] == 1
+    other = (
+        await propose(client, world, {"action": {"type": "note", "vendor": "x"}}, explain="false")
+    ).json()
+    assert other["context"]["agent.count.1h"] == 2
+    third = (await propose(client, world, pay("600.00", vendor="globex"))).json()
+    assert third["context"]["agent.spend.24h"] == "2500.50"
+    assert third["reason"] == "new_vendor"
+    fourth = (await propose(client, world, pay("1.00", vendor="globex"))).json()
+    assert (fourth["decision"], fourth["reason"]) == ("DENY", "spent_too_much")
+    assert fourth["context"]["agent.spend.24h"] == "3100.50"
+    fifth = (await propose(client, world, pay("1.00", vendor="globex"))).json()
+    assert fifth["context"]["agent.count.1h"] == 4  # the denied fourth counts for nothing
