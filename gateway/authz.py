@@ -72,6 +72,7 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/v1/tenants/{tenant_id}/approvers"): _rule(TENANT, *READERS),
     ("POST", "/v1/tenants/{tenant_id}/policies"): _rule(TENANT, TENANT_ADMIN),
     ("GET", "/v1/tenants/{tenant_id}/policies"): _rule(TENANT, *READERS),
+    ("POST", "/v1/tenants/{tenant_id}/policies/simulate"): _rule(TENANT, *READERS),
     ("GET", "/v1/tenants/{tenant_id}/policies/{version}"): _rule(TENANT, *READERS),
     ("POST", "/v1/tenants/{tenant_id}/policies/{version}/activate"): _rule(TENANT, TENANT_ADMIN),
     ("GET", "/v1/tenants/{tenant_id}/audit/entries"): _rule(TENANT, *READERS),

@@ -18,6 +18,7 @@ from gateway.errors import InvalidRequest
 from gateway.keyring import LOG, VERDICT
 from gateway.problems import PROBLEM_RESPONSES
 from gateway.services.actions import MAX_PAGE
+from gateway.services.simulation import MAX_SIMULATED, simulate_draft
 from gateway.services.validation import checksum_address
 from gateway.tracing import context_of
 
@@ -196,6 +197,31 @@ async def publish_policy(
     content_type = request.headers.get("content-type", "application/json")
     return await state.policies.publish(
         principal_of(request), tenant_id, body, content_type, activate=activate
+    )
+
+
+@post(
+    "/v1/tenants/{tenant_id:str}/policies/simulate",
+    status_code=200,
+    tags=["policies"],
+    description=(
+        "Body: a draft policy document as application/json or application/yaml. Replays the tenant's"
+        " last `last` actions (1-1000, default 100; within `from`/`to` when given) through the draft and"
+        " reports every decision that would change. Writes nothing."
+    ),
+)
+async def simulate_policy(
+    state: State,
+    request: Request,
+    tenant_id: FromPath[str],
+    last: Annotated[int, QueryParameter(ge=1, le=MAX_SIMULATED)] = 100,
+    created_from: Annotated[str | None, QueryParameter(name="from")] = None,
+    created_to: Annotated[str | None, QueryParameter(name="to")] = None,
+) -> schemas.SimulationResult:
+    body = await request.body()
+    content_type = request.headers.get("content-type", "application/json")
+    return await simulate_draft(
+        state.db, tenant_id, body, content_type, last=last, created_from=created_from, created_to=created_to
     )
 
 
@@ -485,6 +511,7 @@ ROUTES = _document(
         create_approver,
         list_approvers,
         publish_policy,
+        simulate_policy,
         list_policies,
         get_policy,
         activate_policy,

@@ -171,6 +171,14 @@ class PolicyDetail(msgspec.Struct, frozen=True):
     document: dict[str, Any]
 
 
+class SimulationResult(msgspec.Struct, frozen=True):
+    """How many recorded actions a draft policy was replayed on, and each whose decision, reason
+    or approvals would change (`after` is the draft's whole decision, with its trace)."""
+
+    replayed: int
+    changes: list[policy.DecisionChange]
+
+
 class ProposeRequest(Request):
     action: dict[str, Any]
     tenant_id: str | None = None
