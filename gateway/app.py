@@ -32,6 +32,7 @@ from gateway.services.credentials import CredentialService
 from gateway.services.lifecycle import run_expiry
 from gateway.services.policies import PolicyService
 from gateway.services.rate_limits import RateLimitService
+from gateway.services.scopes import ScopeService
 from gateway.services.tenants import TenantService
 from gateway.settings import Settings
 from gateway.storage import Database, open_database
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.policies = policies
             state.actions = ActionService(db, ledger, policies, keyring.verdict_signer)
             state.approvals = ApprovalService(db, ledger, policies, state.actions)
+            state.scopes = ScopeService(db, ledger, state.actions.forget_config)
             state.audit = AuditService(db, keyring.log_key, settings.log_origin, keyring.retired_log_keys())
             background.append(asyncio.get_running_loop().create_task(watch_keys(state), name="keys"))
             state.rate_limits = RateLimitService(db, ledger)

@@ -1,11 +1,14 @@
 """`verdict policy`: check a policy document and run its table-driven tests, offline.
 
 `verdict policy check FILE` validates (exit 1 with every problem, each anchored to its rule);
-`verdict policy test FILE CASES.yaml` runs the cases (exit 1 if any fails, like `opa test`).
+`verdict policy test FILE CASES.yaml` runs the cases (exit 1 if any fails, like `opa test`);
+`verdict policy simulate --url URL --token TOKEN --tenant T FILE` asks a gateway which of the
+tenant's recent decisions FILE would change (nothing is written).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -78,3 +81,42 @@ def test(file: Path, cases: Path, verbose: bool) -> None:
     click.echo(f"{report.passed} passed, {report.failed} failed")
     if not report.ok:
         sys.exit(1)
+
+
+@policy_group.command("simulate")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", required=True, help="The gateway, e.g. http://127.0.0.1:8000")
+@click.option("--token", required=True, envvar="VERDICT_TOKEN", help="A tenant admin's or auditor's token.")
+@click.option("--tenant", required=True)
+@click.option("--last", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the gateway's answer as JSON.")
+def simulate(file: Path, url: str, token: str, tenant: str, last: int, as_json: bool) -> None:
+    """Replay the tenant's last N actions through FILE; print every decision that would change."""
+    import httpx
+
+    response = httpx.post(
+        f"{url.rstrip('/')}/v1/tenants/{tenant}/policies/simulate",
+        params={"last": last},
+        content=file.read_bytes(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": _media_type(file)},
+        timeout=60,
+    )
+    if response.status_code != 200:
+        problem = response.json() if "json" in response.headers.get("content-type", "") else {}
+        click.echo(
+            f"{response.status_code} {problem.get('code', '')}: {problem.get('detail', response.text)}",
+            err=True,
+        )
+        for item in problem.get("problems", []):
+            click.echo(f"  {item.get('path') or '(document)'}: {item.get('message')}", err=True)
+        sys.exit(1)
+    result = response.json()
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for change in result["changes"]:
+        click.echo(
+            f"{change['id']}: {change['before_decision']} ({change['before_reason']})"
+            f" -> {change['after_decision']} ({change['after_reason']})"
+        )
+    click.echo(f"{len(result['changes'])} of {result['replayed']} decisions would change")

@@ -99,6 +99,11 @@ class Unit:
     policy_version: int | None = None
     # Set (by `prepare` or the caller) when this unit makes a version the active one.
     activates_policy: int | None = None
+    # Likewise for the tenant's configuration that decisions read besides the policy (agent
+    # scopes, the time zone): a unit decided under `config_version` commits only if it is still
+    # the tenant's; a unit with `bumps_config` changes it (later units of its batch then fail).
+    config_version: int | None = None
+    bumps_config: bool = False
     # The API key of whoever asked for this unit. The unit commits only if that key is
     # neither revoked nor expired at commit time, checked under the chain head lock (or in
     # the fast path's compare-and-set), so no cached authentication outlives a revocation.
@@ -116,7 +121,12 @@ class Unit:
 
     @property
     def plain(self) -> bool:
-        return self.prepare is None and self.statements is None and self.activates_policy is None
+        return (
+            self.prepare is None
+            and self.statements is None
+            and self.activates_policy is None
+            and not self.bumps_config
+        )
 
 
 class PolicyVersionChanged(AppError):
@@ -127,6 +137,17 @@ class PolicyVersionChanged(AppError):
     def __init__(self, active: int | None) -> None:
         super().__init__(f"the active policy is now version {active}")
         self.active = active
+
+
+class ConfigChanged(AppError):
+    """An agent scope or the tenant's time zone changed between the decision and its commit;
+    decide again with the new configuration."""
+
+    status, code, title = 409, "config_changed", "The tenant's configuration changed"
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"the tenant's configuration is now version {version}")
+        self.version = version
 
 
 @dataclass(slots=True)
@@ -186,13 +207,15 @@ async def write_units(
     (the caller rolls back).
     """
     head = await conn.fetchrow(
-        "SELECT audit_heads.size, audit_heads.head, tenants.active_policy_version FROM audit_heads"
+        "SELECT audit_heads.size, audit_heads.head, tenants.active_policy_version, tenants.config_version"
+        " FROM audit_heads"
         f" JOIN tenants ON tenants.id = audit_heads.tenant_id WHERE audit_heads.tenant_id = ?{lock}",
         tenant,
     )
     if head is None:
         raise NotFound(f"tenant {tenant!r} not found", code="tenant_not_found")
     current, active_policy = Head(int(head["size"]), head["head"]), head["active_policy_version"]
+    config_version = int(head["config_version"])
     moment = utc_now()
     time, unix_time = rfc3339(moment), moment.timestamp()
     window = window_of(unix_time)
@@ -236,6 +259,9 @@ async def write_units(
         if unit.expects_policy and unit.policy_version != active_policy:
             results.append(PolicyVersionChanged(active_policy))
             continue
+        if unit.config_version is not None and unit.config_version != config_version:
+            results.append(ConfigChanged(config_version))
+            continue
         if unit.rate_agent is not None:
             budget = budgets[unit.rate_agent]
             if budget[1] >= budget[0]:
@@ -244,6 +270,8 @@ async def write_units(
             budget[1] += 1
         if unit.activates_policy is not None:
             active_policy = unit.activates_policy
+        if unit.bumps_config:
+            config_version += 1
         dead.update(dict.fromkeys(unit.revokes, "invalid_token"))
         chained = chain_units(tenant, [unit], current, time)
         current = chained.head
@@ -434,6 +462,10 @@ class ChainWriter:
         if len(expected) > 1:
             return False
         policy = (next(iter(expected)),) if expected else None
+        configs = {unit.config_version for unit in batch if unit.config_version is not None}
+        if len(configs) > 1:
+            return False
+        config = next(iter(configs)) if configs else None
         credentials = sorted({unit.credential for unit in batch if unit.credential is not None})
         proposals = Counter(unit.rate_agent for unit in batch if unit.rate_agent is not None)
         rate_agents = sorted(proposals)
@@ -453,6 +485,7 @@ class ChainWriter:
                     expected_head=(head.size, head.hash),
                     new_head=(chained.head.size, chained.head.hash),
                     policy_version=policy,
+                    config_version=config,
                     credentials=(credentials, time),
                     rate=(window_of(moment.timestamp()), rate_agents, [proposals[a] for a in rate_agents]),
                     idempotency=([agent for agent, _ in claims], [key for _, key in claims]),

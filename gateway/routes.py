@@ -18,6 +18,7 @@ from gateway.errors import InvalidRequest
 from gateway.keyring import LOG, VERDICT
 from gateway.problems import PROBLEM_RESPONSES
 from gateway.services.actions import MAX_PAGE
+from gateway.services.simulation import MAX_SIMULATED, simulate_draft
 from gateway.services.validation import checksum_address
 from gateway.tracing import context_of
 
@@ -118,6 +119,26 @@ async def rotate_agent_token(
     return await state.credentials.rotate_agent_token(principal_of(request), tenant_id, agent_id, body)
 
 
+@get("/v1/tenants/{tenant_id:str}/agents/{agent_id:str}/scope", tags=["agents"])
+async def get_agent_scope(
+    state: State, tenant_id: FromPath[str], agent_id: FromPath[str]
+) -> schemas.AgentScopeView:
+    return await state.scopes.get(tenant_id, agent_id)
+
+
+@put("/v1/tenants/{tenant_id:str}/agents/{agent_id:str}/scope", tags=["agents"])
+async def set_agent_scope(
+    state: State,
+    request: Request,
+    tenant_id: FromPath[str],
+    agent_id: FromPath[str],
+    data: JSONBody[schemas.SetAgentScope | None] = None,
+) -> schemas.AgentScopeView:
+    """What the agent may propose at all, checked before any rule (DENY `scope_violation:<which>`);
+    null clears it. Applies to every proposal committed after this answer."""
+    return await state.scopes.set(principal_of(request), tenant_id, agent_id, data)
+
+
 @post("/v1/tenants/{tenant_id:str}/approvers", status_code=201, tags=["approvers"])
 async def create_approver(
     state: State, request: Request, tenant_id: FromPath[str], data: JSONBody[schemas.CreateApprover]
@@ -179,6 +200,31 @@ async def publish_policy(
     content_type = request.headers.get("content-type", "application/json")
     return await state.policies.publish(
         principal_of(request), tenant_id, body, content_type, activate=activate
+    )
+
+
+@post(
+    "/v1/tenants/{tenant_id:str}/policies/simulate",
+    status_code=200,
+    tags=["policies"],
+    description=(
+        "Body: a draft policy document as application/json or application/yaml. Replays the tenant's"
+        " last `last` actions (1-1000, default 100; within `from`/`to` when given) through the draft and"
+        " reports every decision that would change. Writes nothing."
+    ),
+)
+async def simulate_policy(
+    state: State,
+    request: Request,
+    tenant_id: FromPath[str],
+    last: Annotated[int, QueryParameter(ge=1, le=MAX_SIMULATED)] = 100,
+    created_from: Annotated[str | None, QueryParameter(name="from")] = None,
+    created_to: Annotated[str | None, QueryParameter(name="to")] = None,
+) -> schemas.SimulationResult:
+    body = await request.body()
+    content_type = request.headers.get("content-type", "application/json")
+    return await simulate_draft(
+        state.db, tenant_id, body, content_type, last=last, created_from=created_from, created_to=created_to
     )
 
 
@@ -304,13 +350,24 @@ async def action_proof(state: State, request: Request, action_id: FromPath[str])
         " repeating the same request returns the original answer (marked `Idempotent-Replayed: true`)"
         " and creates nothing; another request with the same key answers 409 `idempotency_conflict`."
         " Each agent may make a limited number of proposals per minute (429 `rate_limited`)."
+        " An action breaking its type's parameters schema is refused with 422 `invalid_parameters`"
+        " listing every violation; `explain=false` leaves out the explain trace (`checks`)."
     ),
 )
 async def propose(
-    state: State, request: Request, agent_id: FromPath[str], data: JSONBody[schemas.ProposeRequest]
+    state: State,
+    request: Request,
+    agent_id: FromPath[str],
+    data: JSONBody[schemas.ProposeRequest],
+    explain: FromQuery[bool] = True,
 ) -> Response[schemas.ProposeResponse]:
     proposed = await state.actions.propose(
-        principal_of(request), agent_id, data, utc_now(), request.headers.get("idempotency-key")
+        principal_of(request),
+        agent_id,
+        data,
+        utc_now(),
+        request.headers.get("idempotency-key"),
+        explain=explain,
     )
     headers = {"Idempotent-Replayed": "true"} if proposed.replayed else None
     return Response(proposed.response, status_code=201, headers=headers)
@@ -454,9 +511,12 @@ ROUTES = _document(
         create_agent,
         list_agents,
         rotate_agent_token,
+        get_agent_scope,
+        set_agent_scope,
         create_approver,
         list_approvers,
         publish_policy,
+        simulate_policy,
         list_policies,
         get_policy,
         activate_policy,

@@ -20,12 +20,16 @@ class CreateTenant(Request):
     verifying_contract: str = "0x0000000000000000000000000000000000000000"
     # JSON-RPC endpoint of `chain_id`, for EIP-1271 contract-wallet approvers (http or https).
     rpc_url: str | None = None
+    # IANA time zone of the tenant's business hours (policies' `business_hours`); null: UTC.
+    timezone: str | None = None
 
 
 class UpdateTenant(Request):
-    """Set (or, with null, clear) the chain RPC URL used to check contract-wallet approvals."""
+    """Set (or, with null, clear) the chain RPC URL used to check contract-wallet approvals
+    and the time zone policies read (`business_hours`, `is_weekend`); an absent field stays."""
 
-    rpc_url: str | None
+    rpc_url: str | msgspec.UnsetType | None = msgspec.UNSET
+    timezone: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class Tenant(msgspec.Struct, frozen=True):
@@ -37,6 +41,7 @@ class Tenant(msgspec.Struct, frozen=True):
     created_at: str
     # scheme://host[:port] of the RPC URL only: its path and query may hold an API key
     rpc_endpoint: str | None = None
+    timezone: str | None = None
 
 
 class CreateApiKey(Request):
@@ -124,6 +129,21 @@ class UpdateApprover(Request):
     name: str | None = None
 
 
+class SetAgentScope(Request):
+    """What an agent may propose at all (docs/policy.md, Agent scopes); an absent field does not
+    restrict. Send null instead of an object to clear the scope."""
+
+    action_types: list[str] | None = None
+    assets: list[str] | None = None
+    max_amount: str | None = None  # a non-negative decimal string such as "10000"
+
+
+class AgentScopeView(msgspec.Struct, frozen=True):
+    tenant_id: str
+    agent_id: str
+    scope: dict[str, Any] | None  # null: the agent is not restricted beyond the policy
+
+
 class Approver(msgspec.Struct, frozen=True):
     tenant_id: str
     address: str
@@ -149,6 +169,14 @@ class PolicyDetail(msgspec.Struct, frozen=True):
     created_at: str
     created_by: str
     document: dict[str, Any]
+
+
+class SimulationResult(msgspec.Struct, frozen=True):
+    """How many recorded actions a draft policy was replayed on, and each whose decision, reason
+    or approvals would change (`after` is the draft's whole decision, with its trace)."""
+
+    replayed: int
+    changes: list[policy.DecisionChange]
 
 
 class ProposeRequest(Request):
@@ -182,6 +210,14 @@ class ProposeResponse(msgspec.Struct, frozen=True):
     signed_verdict: SignedVerdict | None
     audit_event_id: int
     action_hash: str
+    # Set when the policy uses the feature (docs/policy.md): the risk assessment, the resource's
+    # classification, every applicable limit with its window total and headroom, the history
+    # values read, and the explain trace (null with `?explain=false`).
+    risk: policy.RiskAssessment | None = None
+    classification: policy.Classification | None = None
+    limits: list[policy.LimitStatus] | None = None
+    context: dict[str, Any] | None = None
+    checks: list[policy.Check] | None = None
 
 
 class ApprovalView(msgspec.Struct, frozen=True):
@@ -285,6 +321,11 @@ class ActionRecord(msgspec.Struct, frozen=True):
     summary: str | None = None  # what approvers sign (Approval.summary)
     approvals: list[ApprovalView] = []
     decided_at: str | None = None  # when an escalated action was allowed, rejected, expired or cancelled
+    risk: policy.RiskAssessment | None = None
+    classification: policy.Classification | None = None
+    limits: list[policy.LimitStatus] | None = None
+    context: dict[str, Any] | None = None
+    checks: list[policy.Check] | None = None
 
 
 class ActionPage(msgspec.Struct, frozen=True):

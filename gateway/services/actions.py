@@ -18,12 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
+import policy
 from crypto.canonical import action_hash as compute_action_hash
 from crypto.canonical import canonicalize
 from crypto.eip712 import DECISION_ALLOW, Domain, VerdictMessage
@@ -32,9 +33,10 @@ from crypto.signing import DigestSigner, sign_verdict
 from gateway import schemas
 from gateway.auth import AGENT, Principal
 from gateway.clock import new_id, parse_rfc3339, rfc3339, rfc3339_seconds
-from gateway.errors import InvalidRequest, NotFound, RateLimited, Unavailable, Unprocessable
+from gateway.errors import AppError, InvalidRequest, NotFound, RateLimited, Unavailable, Unprocessable
 from gateway.ledger import (
     IDEMPOTENCY_KEEP_SECONDS,
+    ConfigChanged,
     EntryDraft,
     IdempotencyClaim,
     Ledger,
@@ -43,27 +45,30 @@ from gateway.ledger import (
 )
 from gateway.ratelimit import seconds_until_next_window
 from gateway.services import lifecycle
+from gateway.services.history import claim_rows, decimal_amount, history_context, window_totals
 from gateway.services.policies import PolicyService
-from gateway.services.summaries import summarize
 from gateway.services.validation import ROLE
-from gateway.storage import Database, Insert
-from policy import Decision, EvaluationInput
+from gateway.storage import Conn, Database, Insert
+from policy import AgentScope, CompiledPolicy, Decision, EvaluationInput, LimitClaim, ScopeInvalid, load_scope
 from policy.approvals import required_roles
 from policy.document import TIMEOUT_MINUTES
 
 STATUS_OF = {"ALLOW": "allowed", "ESCALATE": "pending_approval", "DENY": "denied"}
 MAX_PAGE = 100
 MAX_DECISION_ATTEMPTS = 5
+# Concurrent proposals against one limit: each round commits at least one of them.
+MAX_LIMIT_ATTEMPTS = 50
 MAX_CACHED_AGENTS = 10_000
 _AGENT_QUERY = (
-    "SELECT a.name AS agent_name, t.name AS tenant_name, t.chain_id, t.verifying_contract,"
-    " t.active_policy_version FROM agents a JOIN tenants t ON t.id = a.tenant_id"
+    "SELECT a.name AS agent_name, a.scope, t.name AS tenant_name, t.chain_id, t.verifying_contract,"
+    " t.active_policy_version, t.timezone, t.config_version FROM agents a JOIN tenants t ON t.id = a.tenant_id"
     " WHERE a.tenant_id = ? AND a.id = ?"
 )
 _COLUMNS = (
     "id, tenant_id, agent_id, type, action, action_hash, rationale, metadata, decision, status, reason,"
     " matched_rules, policy_version, policy_hash, approvals_required, approval_expires_at, signed_verdict,"
-    " audit_event_ids, created_at, summary, required_roles, decided_at"
+    " audit_event_ids, created_at, summary, required_roles, decided_at,"
+    " risk, classification, limits, context, checks, proposed_reason, vendor, amount"
 )
 _ACTION_COLUMNS = tuple(column.strip() for column in _COLUMNS.split(","))
 _encode = msgspec.json.Encoder()
@@ -130,11 +135,50 @@ def check_action(action: dict[str, Any]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class AgentContext:
+    """What never changes about an agent and its tenant."""
+
     agent_id: str
     agent_name: str
     tenant_id: str
     tenant_name: str
     domain: Domain
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """What decisions read that a tenant admin may change: the agent's scope and the tenant's
+    time zone, as of the tenant's configuration `version` (checked again at commit)."""
+
+    version: int
+    timezone: str | None
+    scope: AgentScope | None
+
+
+class LimitsChanged(AppError):
+    """Under the chain lock, a limit's window total no longer gives the decision made; decide again."""
+
+    status, code, title = 503, "limits_changed", "Limit totals keep changing"
+    retry_after_seconds = 1
+
+
+def scope_of(text: str | None) -> AgentScope | None:
+    """A stored scope (validated when it was set). Raises ScopeInvalid for a corrupt one."""
+    return load_scope(json.loads(text)) if text is not None else None
+
+
+def same_outcome(a: Decision, b: Decision) -> bool:
+    """Whether two decisions differ at most in their window totals and trace."""
+    return (
+        a.decision == b.decision
+        and a.reason == b.reason
+        and a.matched_rules == b.matched_rules
+        and a.approvals_required == b.approvals_required
+        and a.timeout_minutes == b.timeout_minutes
+    )
+
+
+def _json(value: Any) -> str | None:
+    return _encode.encode(value).decode() if value is not None else None
 
 
 class ActionService:
@@ -145,14 +189,20 @@ class ActionService:
         self.signer = signer
         # (tenant, agent) -> names and EIP-712 domain; none of them ever changes
         self._agents: dict[tuple[str, str], AgentContext] = {}
+        # (tenant, agent) -> scope and time zone, valid while the tenant's configuration version
+        # is the one in `_config_version` (re-checked at commit by the chain writer)
+        self._configs: dict[tuple[str, str], AgentConfig] = {}
+        self._config_version: dict[str, int] = {}  # tenant -> newest configuration version seen
         self._active: dict[str, int | None] = {}  # tenant -> active policy version, as last seen
 
-    async def _agent(self, tenant_id: str, agent_id: str) -> AgentContext:
-        """The agent's names and its tenant's domain, cached (immutable; the active policy
-        version is re-checked at commit by the chain writer). Raises NotFound."""
-        context = self._agents.get((tenant_id, agent_id))
-        if context is not None:
-            return context
+    async def _agent(self, tenant_id: str, agent_id: str) -> tuple[AgentContext, AgentConfig]:
+        """The agent's names, its tenant's domain (immutable), its scope and the tenant's time
+        zone, cached; the active policy version and the configuration version are re-checked at
+        commit by the chain writer. Raises NotFound."""
+        key = (tenant_id, agent_id)
+        context, config = self._agents.get(key), self._configs.get(key)
+        if context is not None and config is not None and config.version == self._config_version[tenant_id]:
+            return context, config
         async with self.db.read() as conn:
             row = await conn.fetchrow(_AGENT_QUERY, tenant_id, agent_id)
         if row is None:
@@ -164,11 +214,24 @@ class ActionService:
             tenant_name=row["tenant_name"],
             domain=Domain(int(row["chain_id"]), row["verifying_contract"]),
         )
+        try:
+            scope = scope_of(row["scope"])
+        except (ValueError, ScopeInvalid) as exc:  # fail closed: no decision on a corrupt scope
+            raise Unavailable(f"agent {agent_id!r} has an unreadable scope", code="scope_unreadable") from exc
+        version = int(row["config_version"])
+        config = AgentConfig(version, row["timezone"], scope)
         self._active.setdefault(tenant_id, row["active_policy_version"])
+        self._config_version[tenant_id] = max(version, self._config_version.get(tenant_id, version))
         if len(self._agents) >= MAX_CACHED_AGENTS:
             self._agents.clear()
-        self._agents[(tenant_id, agent_id)] = context
-        return context
+            self._configs.clear()
+        self._agents[key] = context
+        self._configs[key] = config
+        return context, config
+
+    def forget_config(self, tenant_id: str, version: int) -> None:
+        """The tenant's configuration is now at least `version`: re-read scopes and time zone."""
+        self._config_version[tenant_id] = max(version, self._config_version.get(tenant_id, version))
 
     async def propose(
         self,
@@ -177,9 +240,12 @@ class ActionService:
         body: schemas.ProposeRequest,
         now: datetime,
         idempotency_key: str | None = None,
+        *,
+        explain: bool = True,
     ) -> Proposed:
-        """Decide a proposal of the agent `principal` (a credential of role agent). Raises
-        NotFound for another agent, Unprocessable, Unauthenticated when the key was revoked or
+        """Decide a proposal of the agent `principal` (a credential of role agent); `explain`
+        false skips the trace. Raises NotFound for another agent, Unprocessable
+        (`invalid_parameters` with every violation of the action type's schema), Unauthenticated when the key was revoked or
         expired before the commit, RateLimited when the agent has no proposals left this
         minute, InvalidRequest and Conflict (`idempotency_conflict`) for idempotency keys;
         never answers before the action and its audit entries are committed."""
@@ -190,7 +256,6 @@ class ActionService:
             or (body.tenant_id is not None and body.tenant_id != tenant_id)
         ):
             raise NotFound(f"agent {agent_id!r} not found", code="agent_not_found")
-        who = await self._agent(tenant_id, agent_id)
         claim = None
         if idempotency_key is not None:
             claim = IdempotencyClaim(agent_id, check_idempotency_key(idempotency_key), request_hash(body))
@@ -205,26 +270,41 @@ class ActionService:
             digest = compute_action_hash(body.action)
         except CryptoError as exc:
             raise Unprocessable(f"action cannot be hashed: {exc}", code="invalid_action") from exc
-        for _ in range(MAX_DECISION_ATTEMPTS):
+        changes = limit_changes = 0
+        while changes < MAX_DECISION_ATTEMPTS and limit_changes < MAX_LIMIT_ATTEMPTS:
+            who, config = await self._agent(tenant_id, agent_id)
             try:
-                return await self._decide(who, principal.credential, action_type, digest, body, now, claim)
+                return await self._decide(
+                    who, config, principal.credential, action_type, digest, body, now, claim, explain
+                )
             except PolicyVersionChanged as changed:  # activated meanwhile: decide under the new one
-                self._active[who.tenant_id] = changed.active
-        raise Unavailable("the active policy keeps changing; retry", code="policy_changed")
+                self._active[tenant_id] = changed.active
+                changes += 1
+            except ConfigChanged as changed:  # a scope or the time zone changed: read them again
+                self.forget_config(tenant_id, changed.version)
+                changes += 1
+            except LimitsChanged:  # other proposals took the headroom meanwhile: count again
+                limit_changes += 1
+        raise Unavailable("the active policy or its limits keep changing; retry", code="policy_changed")
 
     async def _decide(
         self,
         who: AgentContext,
+        config: AgentConfig,
         key_id: str | None,
         action_type: str,
         digest: bytes,
         body: schemas.ProposeRequest,
         now: datetime,
         claim: IdempotencyClaim | None,
+        explain: bool,
     ) -> Proposed:
         tenant_id, agent_id = who.tenant_id, who.agent_id
         action_hash = "0x" + digest.hex()
         version = self._active.get(tenant_id)
+        compiled: CompiledPolicy | None = None
+        claims: list[LimitClaim] = []
+        request: EvaluationInput | None = None
         if version is None:
             decision = Decision(decision="DENY", reason="no_active_policy", matched_rules=[],
                                 approvals_required=None, timeout_minutes=None, checks=[])  # fmt: skip
@@ -232,15 +312,39 @@ class ActionService:
             ttl = 0
         else:
             active = await self.policies.compiled(tenant_id, int(version))
-            decision = active.compiled.evaluate(
-                EvaluationInput(
-                    action=body.action,
-                    agent={"id": agent_id, "name": who.agent_name},
-                    tenant={"id": tenant_id, "name": who.tenant_name},
-                    now=now,
+            compiled = active.compiled
+            # (1) a proposal breaking its type's schema is refused: nothing is created
+            violations = compiled.check_parameters(body.action)
+            if violations:
+                raise Unprocessable(
+                    f"the action breaks the {action_type} parameters schema ({len(violations)} violation(s))",
+                    code="invalid_parameters",
+                    violations=[{"pointer": v.pointer, "message": v.message} for v in violations],
                 )
+            tenant: dict[str, Any] = {"id": tenant_id, "name": who.tenant_name}
+            if config.timezone is not None:
+                tenant["timezone"] = config.timezone
+            request = EvaluationInput(
+                action=body.action,
+                agent={"id": agent_id, "name": who.agent_name},
+                tenant=tenant,
+                now=now,
+                scope=config.scope,
             )
-            policy_hash, ttl = active.hash, active.compiled.verdict_ttl_seconds
+            # (2) history context and (3) limit totals: read only what the policy reads
+            needs = compiled.context_needs
+            if needs:
+                async with self.db.read() as conn:
+                    context = await history_context(conn, tenant_id, agent_id, needs, body.action, now)
+                request = replace(request, context=context)
+            claims = compiled.limit_claims(request)
+            if claims:
+                async with self.db.read() as conn:
+                    request = replace(request, usage=await window_totals(conn, tenant_id, claims, now))
+            decision = compiled.evaluate(request, explain=explain)  # (4)
+            policy_hash, ttl = active.hash, compiled.verdict_ttl_seconds
+        # (5) allowed and pending actions count against limits
+        kept = claims if decision.decision in ("ALLOW", "ESCALATE") else []
 
         action_id = new_id("act")
         created_at = rfc3339(now)
@@ -273,7 +377,7 @@ class ActionService:
         approvals_plain = msgspec.to_builtins(approvals)
         summary = required = None
         if approvals:  # what approvers' wallets show them, and whose answers count
-            summary = summarize(action_type, body.action)
+            summary = compiled.render_summary(body.action) if compiled is not None else None
             required = "," + ",".join(sorted(required_roles(approvals))) + ","
         record = {
             "agent": agent_id,
@@ -292,6 +396,7 @@ class ActionService:
         }
         if summary is not None:
             record["summary"] = summary
+        outcome = Outcome(decision, record)
         drafts = [EntryDraft("action.proposed", f"agent:{agent_id}", record, action_id)]
         if signed is not None:
             drafts.append(
@@ -303,23 +408,34 @@ class ActionService:
                 )
             )
         verdict_json = _encode.encode(signed).decode() if signed is not None else None
+        fields = compiled.action_fields(action_type) if compiled is not None else None
+        amount = decimal_amount(body.action, fields) if fields is not None else None
+        vendor = body.action.get("vendor")
+        vendor = vendor if isinstance(vendor, str) else None
 
         def respond(seqs: list[int]) -> schemas.ProposeResponse:
+            final = outcome.decision
             return schemas.ProposeResponse(
                 action_id=action_id,
-                decision=decision.decision,
+                decision=final.decision,
                 status=status,
-                reason=decision.reason,
-                matched_rules=list(decision.matched_rules),
+                reason=final.reason,
+                matched_rules=list(final.matched_rules),
                 policy_version=version,
                 policy_hash=policy_hash,
                 approvals_required=approvals,
                 signed_verdict=signed,
                 audit_event_id=seqs[0],
                 action_hash=action_hash,
+                risk=final.risk,
+                classification=final.classification,
+                limits=final.limits,
+                context=final.context,
+                checks=final.checks or None,
             )
 
         def inserts(seqs: list[int]) -> list[Insert]:
+            final = outcome.decision
             rows = [
                 Insert(
                     "actions",
@@ -328,14 +444,17 @@ class ActionService:
                         action_id, tenant_id, agent_id, action_type, _encode.encode(body.action).decode(),
                         action_hash, body.rationale,
                         _encode.encode(body.metadata).decode() if body.metadata is not None else None,
-                        decision.decision, status, decision.reason, json.dumps(list(decision.matched_rules)),
+                        final.decision, status, final.reason, json.dumps(list(final.matched_rules)),
                         version, policy_hash,
                         _encode.encode(approvals_plain).decode() if approvals is not None else None,
                         approval_expires_at, verdict_json, json.dumps(seqs), created_at,
                         summary, required, None,
+                        _json(final.risk), _json(final.classification), _json(final.limits),
+                        _json(final.context), _json(final.checks or None), final.reason, vendor, amount,
                     ),
                 )
             ]  # fmt: skip
+            rows.extend(claim_rows(tenant_id, action_id, kept, created_at))
             if claim is not None:
                 claim.response = _encode.encode(respond(seqs)).decode()
                 rows.append(
@@ -348,15 +467,35 @@ class ActionService:
                 )  # fmt: skip
             return rows
 
+        prepare = None
+        if claims and compiled is not None and request is not None and request.usage is not None:
+            # Only proposals that limits apply to pay for the locked path (the totals must be
+            # read under the chain lock); the others keep the fast path.
+            limited, evaluated, used = compiled, request, dict(request.usage)
+
+            async def prepare(conn: Conn) -> None:
+                """Under the chain lock the totals are exact: the decision must still hold with them."""
+                fresh = await window_totals(conn, tenant_id, claims, now)
+                if fresh == used:
+                    outcome.adopt(decision)
+                    return
+                again = limited.evaluate(replace(evaluated, usage=fresh), explain=explain)
+                if not same_outcome(again, decision):
+                    raise LimitsChanged("the limit totals changed before the commit")
+                outcome.adopt(again)  # the same decision; its totals and trace as committed
+
         unit = Unit(
             drafts,
             inserts=inserts,
+            prepare=prepare,
             expects_policy=True,
             policy_version=version,
+            config_version=config.version,
             credential=key_id,
             rate_agent=agent_id,
             idempotency=claim,
         )
+        outcome.adopt(decision)
         seqs = await self.ledger.append(tenant_id, unit)
         if unit.replay is not None:
             return Proposed(_decode_response.decode(unit.replay), replayed=True)
@@ -475,6 +614,38 @@ def _loads(text: str | None) -> Any:
     return json.loads(text) if text is not None else None
 
 
+class Outcome:
+    """The decision a proposal commits with, and its `action.proposed` entry data: under the
+    chain lock a limit re-check may replace the decision with the same one at exact totals."""
+
+    __slots__ = ("decision", "record")
+
+    def __init__(self, decision: Decision, record: dict[str, Any]) -> None:
+        self.decision = decision
+        self.record = record
+
+    def adopt(self, decision: Decision) -> None:
+        self.decision = decision
+        record = self.record
+        for name in ("risk", "classification", "limits", "context"):
+            value = getattr(decision, name)
+            if value is not None:
+                record[name] = msgspec.to_builtins(value)
+        # The explain trace is kept on the action row, not in the log: it is derived (the pinned
+        # policy re-evaluated on the logged action gives it again), and writing it into every
+        # entry cost ~9% of ALLOW throughput.
+
+
+_RISK = msgspec.json.Decoder(policy.RiskAssessment | None)
+_CLASSIFICATION = msgspec.json.Decoder(policy.Classification | None)
+_LIMITS = msgspec.json.Decoder(list[policy.LimitStatus] | None)
+_CHECKS = msgspec.json.Decoder(list[policy.Check] | None)
+
+
+def _decoded(decoder: msgspec.json.Decoder, text: str | None) -> Any:
+    return decoder.decode(text) if text is not None else None
+
+
 def _record(row: dict[str, Any]) -> schemas.ActionRecord:
     approvals = _loads(row["approvals_required"])
     verdict = _loads(row["signed_verdict"])
@@ -508,4 +679,9 @@ def _record(row: dict[str, Any]) -> schemas.ActionRecord:
             for a in row.get("approvals", ())
         ],
         decided_at=row["decided_at"],
+        risk=_decoded(_RISK, row["risk"]),
+        classification=_decoded(_CLASSIFICATION, row["classification"]),
+        limits=_decoded(_LIMITS, row["limits"]),
+        context=_loads(row["context"]),
+        checks=_decoded(_CHECKS, row["checks"]),
     )

@@ -120,6 +120,11 @@ def finish_statements(row: dict[str, Any], finish: Finish, seqs: list[int], now:
             ),
         )
     )
+    if finish.status in (REJECTED, EXPIRED, CANCELLED):  # no longer counts against limits
+        statements.append(
+            ("UPDATE limit_claims SET released_at = ? WHERE action_id = ? AND released_at IS NULL",
+             (rfc3339(now), row["id"]))
+        )  # fmt: skip
     return statements
 
 

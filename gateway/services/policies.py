@@ -12,9 +12,27 @@ from gateway.clock import rfc3339, utc_now
 from gateway.errors import NotFound, Unprocessable, UnsupportedMediaType
 from gateway.ledger import EntryDraft, Ledger, Unit
 from gateway.storage import Conn, Database
-from policy import CompiledPolicy, PolicyInvalid, compile_document, load_policy
+from policy import CompiledPolicy, LoadedPolicy, PolicyInvalid, compile_document, load_policy
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
+
+
+def load_draft(body: bytes, content_type: str) -> LoadedPolicy:
+    """Validate a policy document sent as JSON or YAML. Raises UnsupportedMediaType,
+    Unprocessable (`policy_invalid`, with every problem)."""
+    media_type = content_type.split(";", 1)[0].strip().lower() or "application/json"
+    if media_type not in ("application/json", *YAML_TYPES):
+        raise UnsupportedMediaType(
+            f"send the policy as application/json or application/yaml, not {media_type}"
+        )
+    try:
+        return load_policy(body, "application/yaml" if media_type in YAML_TYPES else "application/json")
+    except PolicyInvalid as exc:
+        raise Unprocessable(
+            f"the policy has {len(exc.problems)} problem(s)",
+            code="policy_invalid",
+            problems=[problem.as_dict() for problem in exc.problems],
+        ) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,19 +53,7 @@ class PolicyService:
         self, principal: Principal, tenant_id: str, body: bytes, content_type: str, *, activate: bool
     ) -> schemas.PolicyVersion:
         """Validate and store a new version. Raises Unprocessable (`policy_invalid`, with every problem)."""
-        media_type = content_type.split(";", 1)[0].strip().lower() or "application/json"
-        if media_type not in ("application/json", *YAML_TYPES):
-            raise UnsupportedMediaType(
-                f"send the policy as application/json or application/yaml, not {media_type}"
-            )
-        try:
-            loaded = load_policy(body, "application/yaml" if media_type in YAML_TYPES else "application/json")
-        except PolicyInvalid as exc:
-            raise Unprocessable(
-                f"the policy has {len(exc.problems)} problem(s)",
-                code="policy_invalid",
-                problems=[problem.as_dict() for problem in exc.problems],
-            ) from exc
+        loaded = load_draft(body, content_type)
         now = rfc3339(utc_now())
         draft = EntryDraft("policy.published", principal.actor, {"hash": loaded.hash, "activated": activate})
         state: dict[str, int] = {}

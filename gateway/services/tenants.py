@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
 
 from gateway import schemas
 from gateway.auth import AGENT, Principal
@@ -36,6 +39,23 @@ def check_rpc_url(url: str | None) -> str | None:
     return url
 
 
+def check_timezone(name: str | None) -> str | None:
+    """An IANA time zone name such as `America/New_York`, or None. Raises Unprocessable (`invalid_timezone`)."""
+    if name is None:
+        return None
+    try:
+        if not 0 < len(name) <= 64 or name.startswith(("/", ".")) or ".." in name:
+            raise ValueError(name)
+        ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError) as exc:
+        raise Unprocessable(
+            "timezone must be an IANA time zone name such as America/New_York",
+            code="invalid_timezone",
+            field="timezone",
+        ) from exc
+    return name
+
+
 def rpc_endpoint(url: str | None) -> str | None:
     """What may be shown and logged of an RPC URL: scheme://host[:port]. Its user, path and
     query often hold a provider's API key."""
@@ -49,7 +69,7 @@ def rpc_endpoint(url: str | None) -> str | None:
 def _tenant(row: dict) -> schemas.Tenant:
     return schemas.Tenant(
         row["id"], row["name"], int(row["chain_id"]), row["verifying_contract"],
-        row["active_policy_version"], row["created_at"], rpc_endpoint(row["rpc_url"]),
+        row["active_policy_version"], row["created_at"], rpc_endpoint(row["rpc_url"]), row["timezone"],
     )  # fmt: skip
 
 
@@ -73,22 +93,28 @@ class TenantService:
             raise Unprocessable("chain_id must be a positive EIP-155 chain id", code="invalid_chain_id")
         contract = checksum_address(body.verifying_contract, "verifying_contract")
         rpc_url = check_rpc_url(body.rpc_url)
+        timezone = check_timezone(body.timezone)
         now = rfc3339(utc_now())
-        tenant = schemas.Tenant(body.id, body.name, body.chain_id, contract, None, now, rpc_endpoint(rpc_url))
+        tenant = schemas.Tenant(
+            body.id, body.name, body.chain_id, contract, None, now, rpc_endpoint(rpc_url), timezone
+        )
         data = {"id": body.id, "name": body.name, "chain_id": body.chain_id, "verifying_contract": contract}
         if rpc_url is not None:
             data["rpc_endpoint"] = rpc_endpoint(rpc_url)
+        if timezone is not None:
+            data["timezone"] = timezone
         draft = EntryDraft("tenant.created", principal.actor, data)
         try:
             async with self.db.transaction() as conn:
                 await conn.execute(
-                    f"INSERT INTO tenants ({_TENANT_COLUMNS}, rpc_url) VALUES (?, ?, ?, ?, NULL, ?, ?)",
+                    f"INSERT INTO tenants ({_TENANT_COLUMNS}, rpc_url, timezone) VALUES (?, ?, ?, ?, NULL, ?, ?, ?)",
                     body.id,
                     body.name,
                     body.chain_id,
                     contract,
                     now,
                     rpc_url,
+                    timezone,
                 )
                 await create_chain(conn, body.id)
                 # (no `credential`: the bootstrap admin's key is not revocable through the API)
@@ -104,7 +130,7 @@ class TenantService:
         """Raises NotFound (`tenant_not_found`)."""
         async with self.db.read() as conn:
             row = await conn.fetchrow(
-                f"SELECT {_TENANT_COLUMNS}, rpc_url FROM tenants WHERE id = ?", tenant_id
+                f"SELECT {_TENANT_COLUMNS}, rpc_url, timezone FROM tenants WHERE id = ?", tenant_id
             )
         if row is None:
             raise NotFound(f"tenant {tenant_id!r} not found", code="tenant_not_found")
@@ -113,12 +139,31 @@ class TenantService:
     async def update_tenant(
         self, principal: Principal, tenant_id: str, body: schemas.UpdateTenant
     ) -> schemas.Tenant:
-        """Set or clear the chain RPC URL (audited as `tenant.updated`, with its endpoint only)."""
+        """Set or clear the chain RPC URL and the time zone (audited as `tenant.updated`, with the
+        RPC URL's endpoint only). A new time zone applies to every proposal committed after it
+        (it bumps the tenant's configuration version, like an agent scope)."""
         await self.get_tenant(tenant_id)
-        rpc_url = check_rpc_url(body.rpc_url)
+        data: dict[str, str | None] = {}
+        writes: list[tuple[str, tuple]] = []
+        if body.rpc_url is not msgspec.UNSET:
+            rpc_url = check_rpc_url(body.rpc_url)
+            data["rpc_endpoint"] = rpc_endpoint(rpc_url)
+            writes.append(("UPDATE tenants SET rpc_url = ? WHERE id = ?", (rpc_url, tenant_id)))
+        if body.timezone is not msgspec.UNSET:
+            timezone = check_timezone(body.timezone)
+            data["timezone"] = timezone
+            writes.append(
+                (
+                    "UPDATE tenants SET timezone = ?, config_version = config_version + 1 WHERE id = ?",
+                    (timezone, tenant_id),
+                )
+            )
+        if not writes:
+            return await self.get_tenant(tenant_id)
         unit = Unit(
-            [EntryDraft("tenant.updated", principal.actor, {"rpc_endpoint": rpc_endpoint(rpc_url)})],
-            lambda seqs: [("UPDATE tenants SET rpc_url = ? WHERE id = ?", (rpc_url, tenant_id))],
+            [EntryDraft("tenant.updated", principal.actor, data)],
+            lambda seqs: writes,
+            bumps_config=body.timezone is not msgspec.UNSET,
             credential=principal.credential,
         )
         await self.ledger.append(tenant_id, unit)

@@ -79,9 +79,10 @@ class Database(Protocol):
         inserts: list[Insert],
         rate: tuple[int, list[str], list[int]] = (0, [], []),
         idempotency: tuple[list[str], list[str]] = ([], []),
+        config_version: int | None = None,
     ) -> bool:
         """Atomically: if the tenant's head is `expected_head` (and, when given, its active
-        policy version is `policy_version[0]`, and none of the API keys `credentials[0]` is
+        policy version is `policy_version[0]` and its configuration version `config_version`, and none of the API keys `credentials[0]` is
         revoked or expired at time `credentials[1]`, and no agent `rate[1][i]` goes over its
         proposals per minute by adding `rate[2][i]` in window `rate[0]`, and no idempotency key
         `idempotency[1][i]` of agent `idempotency[0][i]` has a record), move it to `new_head`,

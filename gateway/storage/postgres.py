@@ -82,6 +82,8 @@ def _append_sql(groups: tuple[tuple[str, tuple[str, ...]], ...], check_policy: b
         if check_policy
         else " AND $6::bigint IS NULL"  # every parameter must appear for PostgreSQL to type it
     )
+    # Decisions read agent scopes and the time zone: their version must be the one decided under.
+    policy += " AND ($16::bigint IS NULL OR (SELECT config_version FROM tenants WHERE id = $1) = $16::bigint)"
     # Every unit's credential must still be live (neither revoked nor expired) at commit.
     credentials = (
         " AND NOT EXISTS (SELECT 1 FROM api_keys WHERE id = ANY($9::text[])"
@@ -113,7 +115,7 @@ def _append_sql(groups: tuple[tuple[str, tuple[str, ...]], ...], check_policy: b
         " THEN w.proposals + excluded.proposals ELSE excluded.proposals END,"
         " window_start = GREATEST(w.window_start, excluded.window_start))",
     ]
-    n = 16
+    n = 17
     for index, (table, columns) in enumerate(groups):
         arrays = []
         for column in columns:
@@ -180,6 +182,7 @@ class PostgresDatabase:
         inserts: list[Insert],
         rate: tuple[int, list[str], list[int]] = (0, [], []),
         idempotency: tuple[list[str], list[str]] = ([], []),
+        config_version: int | None = None,
     ) -> bool:
         assert self._pool is not None, "database is not open"
         groups: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
@@ -201,6 +204,7 @@ class PostgresDatabase:
             rate[2],
             idempotency[0],
             idempotency[1],
+            config_version,
         ]
         for rows in groups.values():
             args.extend(list(column) for column in zip(*rows, strict=True))

@@ -200,6 +200,45 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        # Issue 3's policy language in the gateway. See gateway/services/actions.py.
+        6,
+        [
+            # What the decision worked out (JSON; null when the policy has no such feature).
+            "ALTER TABLE actions ADD COLUMN risk TEXT",
+            "ALTER TABLE actions ADD COLUMN classification TEXT",
+            "ALTER TABLE actions ADD COLUMN limits TEXT",
+            "ALTER TABLE actions ADD COLUMN context TEXT",
+            "ALTER TABLE actions ADD COLUMN checks TEXT",
+            # The reason given at proposal time (`reason` changes when an escalation ends).
+            "ALTER TABLE actions ADD COLUMN proposed_reason TEXT",
+            # action.vendor and the action's decimal amount, as columns for the history context.
+            "ALTER TABLE actions ADD COLUMN vendor TEXT",
+            "ALTER TABLE actions ADD COLUMN amount TEXT",
+            "CREATE INDEX actions_vendor ON actions (tenant_id, vendor, status)",
+            "CREATE INDEX actions_agent_created ON actions (tenant_id, agent_id, created_at)",
+            # The agent's scope (JSON, policy.load_scope), null: unrestricted.
+            "ALTER TABLE agents ADD COLUMN scope TEXT",
+            "ALTER TABLE tenants ADD COLUMN timezone TEXT",
+            # Bumped by every change of an agent scope or the tenant's time zone: a proposal
+            # decided under an older value does not commit (checked under the chain head lock).
+            "ALTER TABLE tenants ADD COLUMN config_version BIGINT NOT NULL DEFAULT 0",
+            # What each allowed or pending action adds to a limit's bucket; a limit's window total
+            # is the sum of the unreleased claims in the window. Rejected, cancelled and expired
+            # actions release theirs.
+            """CREATE TABLE limit_claims (
+                tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                limit_id TEXT NOT NULL,
+                bucket TEXT NOT NULL,
+                amount TEXT NOT NULL,
+                action_id TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                released_at TEXT
+            )""",
+            "CREATE INDEX limit_claims_bucket ON limit_claims (tenant_id, limit_id, bucket, created_at)",
+            "CREATE INDEX limit_claims_action ON limit_claims (action_id)",
+        ],
+    ),
 ]
 
 

@@ -136,7 +136,7 @@ async def test_one_cfo_approval_allows_and_issues_one_verdict_that_eth_account_v
     message = typed["message"]
     assert message["actionId"] == action_id and message["actionHash"] == proposed["action_hash"]
     assert message["tenant"] == "acme" and message["role"] == "cfo" and message["approve"] is True
-    assert message["summary"] == "pay_invoice: 7,800.00 USDC to acme-supplies (invoice id inv_8231)"
+    assert message["summary"] == "pay invoice of 7,800.00 USDC to acme-supplies"
     record = await action(client, world, action_id)
     assert record["summary"] == message["summary"]
     # the window is the rule's timeout: 60 minutes after the proposal
