@@ -17,7 +17,7 @@ then checks, in this order, each refusal with its own code and nothing written:
    `signer_unavailable`, retryable), never accepts. A signature over anything else (another
    action, tenant, domain, role or answer) is 422 `signature_mismatch`; an address that is not an
    approver of this tenant (or was removed) is 403 `not_an_approver`;
-5. the signer holds the role (403 `role_not_held`);
+5. the signer holds the role (403 `role_not_held`) (steps 3-5: `gateway.services.signatures`);
 6. under the tenant's chain lock (`lifecycle.transition`): still pending and in its window, and
    this signer has not answered yet (409 `already_answered`).
 
@@ -29,10 +29,7 @@ the same commit; a rejection by a signer in a counted role ends it as `rejected`
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -50,47 +47,28 @@ from crypto.eip712 import (
     hash_approval,
     hash_bulk_approval,
 )
-from crypto.eip1271 import check_contract_signature
-from crypto.errors import ContractSignerUnavailable, SignatureError, TypedDataError
-from crypto.signing import recover_digest_signer, sign_verdict
+from crypto.errors import TypedDataError
+from crypto.signing import sign_verdict
 from gateway import schemas
 from gateway.auth import Principal
 from gateway.clock import parse_rfc3339, rfc3339, rfc3339_seconds, utc_now
-from gateway.errors import AppError, Conflict, Forbidden, InvalidRequest, NotFound, Unavailable, Unprocessable
+from gateway.errors import AppError, Conflict, InvalidRequest, NotFound, Unprocessable
 from gateway.ledger import EntryDraft, Ledger, Statement
 from gateway.services import lifecycle
 from gateway.services.actions import ActionService
 from gateway.services.policies import PolicyService
-from gateway.services.validation import ROLE, checksum_address
+from gateway.services.signatures import RPC_TIMEOUT_SECONDS, SignatureChecker, SignatureMismatch, Signed
+from gateway.services.validation import ROLE
 from gateway.storage import Conn, Database
 from gateway.tracing import RequestContext
 from policy import ApprovalRequirement
 from policy.approvals import Answer, all_met, missing, required_roles
 
-MAX_SIGNATURE_BYTES = 4096  # a contract wallet's signature (e.g. a Safe's, several owners') fits
 MAX_BULK_ITEMS = 100
 MAX_COMMENT = 1000
-RPC_TIMEOUT_SECONDS = 5.0
-_HEX = re.compile(r"0x(?:[0-9a-fA-F]{2})+")
 _HASH = re.compile(r"0x[0-9a-f]{64}")
 _REQUIREMENTS = msgspec.json.Decoder(list[ApprovalRequirement])
 _encode = msgspec.json.Encoder()
-
-
-class SignatureMismatch(Unprocessable):
-    code = "signature_mismatch"
-
-
-class InvalidSignature(Unprocessable):
-    code = "invalid_signature"
-
-
-class NotAnApprover(Forbidden):
-    code = "not_an_approver"
-
-
-class RoleNotHeld(Forbidden):
-    code = "role_not_held"
 
 
 class RoleNotRequired(Unprocessable):
@@ -99,11 +77,6 @@ class RoleNotRequired(Unprocessable):
 
 class AlreadyAnswered(Conflict):
     code = "already_answered"
-
-
-class SignerUnavailable(Unavailable):
-    code = "signer_unavailable"
-    retry_after_seconds = 5
 
 
 def requirements_of(row: dict[str, Any]) -> list[ApprovalRequirement]:
@@ -139,21 +112,6 @@ def _view(answer: dict[str, Any]) -> schemas.ApprovalView:
     )
 
 
-# (label, digest) of what else a signature might have been made over, to explain a mismatch
-Variants = Callable[[], list[tuple[str, bytes]]]
-
-
-@dataclass(frozen=True, slots=True)
-class Signed:
-    """A checked signature: who signed, how, over which digest and typed data."""
-
-    signer: str
-    kind: str
-    signature: str
-    digest: bytes
-    typed_data: dict[str, Any]
-
-
 class ApprovalService:
     def __init__(
         self,
@@ -168,7 +126,7 @@ class ApprovalService:
         self.ledger = ledger
         self.policies = policies
         self.actions = actions  # its `signer` is the verdict key (reloaded on rotation)
-        self.rpc_timeout = rpc_timeout
+        self.signatures = SignatureChecker(db, rpc_timeout=rpc_timeout)
 
     # ---- reading
 
@@ -238,103 +196,11 @@ class ApprovalService:
             ]
 
         typed_data = approval_typed_data(domain, message)
-        signed = await self._verify(
+        signed = await self.signatures.verify(
             row["tenant_id"], row["rpc_url"], body.signature, body.signer, digest, typed_data, role, variants
         )
         note = body.comment if isinstance(body, schemas.ApproveRequest) else body.reason
         return await self._commit(row, requirements, signed, role, approve, _check_comment(note), context)
-
-    async def _verify(
-        self,
-        tenant_id: str,
-        rpc_url: str | None,
-        signature_text: str,
-        claimed: str | None,
-        digest: bytes,
-        typed_data: dict[str, Any],
-        role: str,
-        variants: Variants,
-    ) -> Signed:
-        """Steps 3-5: who made this signature over `digest`, and may they answer in `role`."""
-        if not isinstance(signature_text, str) or not _HEX.fullmatch(signature_text):
-            raise InvalidSignature("signature must be 0x followed by hex digits")
-        signature = bytes.fromhex(signature_text[2:])
-        if len(signature) > MAX_SIGNATURE_BYTES:
-            raise InvalidSignature(f"signature is longer than {MAX_SIGNATURE_BYTES} bytes")
-        signer = checksum_address(claimed, "signer") if claimed is not None else None
-        approver = await self._approver(tenant_id, signer) if signer is not None else None
-        if approver is not None and approver["kind"] == "contract":
-            if rpc_url is None:
-                raise SignerUnavailable(
-                    f"{signer} is a contract wallet and this tenant has no rpc_url to check it (EIP-1271)"
-                )
-            try:
-                valid = await check_contract_signature(
-                    rpc_url, signer, digest, signature, timeout=self.rpc_timeout
-                )
-            except ContractSignerUnavailable as exc:
-                raise SignerUnavailable(f"the contract wallet {signer} could not be asked: {exc}") from None
-            if not valid:
-                raise SignatureMismatch(
-                    f"contract wallet {signer} does not accept this signature for this approval request"
-                )
-            kind = "contract"
-        else:
-            if len(signature) != 65:
-                hint = "" if claimed else "; for a contract wallet, also send `signer`"
-                raise InvalidSignature(f"an EOA signature is 65 bytes r ‖ s ‖ v, got {len(signature)}{hint}")
-            try:
-                recovered = recover_digest_signer(digest, signature)
-            except SignatureError as exc:
-                raise InvalidSignature(str(exc)) from None
-            if signer is not None and recovered != signer:
-                if approver is None:
-                    raise NotAnApprover(f"{signer} is not an approver of this tenant")
-                raise SignatureMismatch(self._mismatch(signature, signer, variants))
-            if approver is None:
-                approver = await self._approver(tenant_id, recovered)
-                if approver is None or approver["removed_at"] is not None:
-                    for label, other in variants():
-                        if await self._is_active_approver(tenant_id, _recover_or_none(other, signature)):
-                            raise SignatureMismatch(
-                                f"this signature is over the approval request for {label}, not the one sent"
-                            )
-                    raise NotAnApprover(
-                        f"the signature recovers to {recovered}, which is not an approver of this tenant;"
-                        " check that you signed this action's approval request for this role and answer"
-                    )
-            signer, kind = recovered, "eoa"
-        if approver is None:
-            raise NotAnApprover(f"{signer} is not an approver of this tenant")
-        if approver["removed_at"] is not None:
-            raise NotAnApprover(f"{signer} was removed as an approver on {approver['removed_at']}")
-        if role not in json.loads(approver["roles"]):
-            raise RoleNotHeld(f"{signer} does not hold the role {role!r}")
-        return Signed(signer, kind, "0x" + signature.hex(), digest, typed_data)
-
-    @staticmethod
-    def _mismatch(signature: bytes, signer: str, variants: Variants) -> str:
-        for label, other in variants():
-            if _recover_or_none(other, signature) == signer:
-                return f"{signer} signed the approval request for {label}, not the one sent"
-        return (
-            f"the signature is not {signer}'s over this approval request (another action, tenant, domain,"
-            " role or answer?)"
-        )
-
-    async def _approver(self, tenant_id: str, address: str) -> dict[str, Any] | None:
-        async with self.db.read() as conn:
-            return await conn.fetchrow(
-                "SELECT address, roles, kind, removed_at FROM approvers WHERE tenant_id = ? AND address = ?",
-                tenant_id,
-                address,
-            )
-
-    async def _is_active_approver(self, tenant_id: str, address: str | None) -> bool:
-        if address is None:
-            return False
-        approver = await self._approver(tenant_id, address)
-        return approver is not None and approver["removed_at"] is None
 
     async def _commit(
         self,
@@ -539,7 +405,7 @@ class ApprovalService:
         )
         digest = hash_bulk_approval(domain, message)
         typed_data = bulk_approval_typed_data(domain, message)
-        signed = await self._verify(
+        signed = await self.signatures.verify(
             tenant_id,
             tenant["rpc_url"],
             body.signature,
@@ -608,13 +474,6 @@ class ApprovalService:
                 action_status=record.status,
             )  # fmt: skip
         return record.signed_verdict
-
-
-def _recover_or_none(digest: bytes, signature: bytes) -> str | None:
-    try:
-        return recover_digest_signer(digest, signature)
-    except SignatureError:
-        return None
 
 
 def _check_comment(text: str | None) -> str | None:

@@ -103,7 +103,7 @@ async def test_an_unreachable_rpc_refuses_and_never_accepts(client, contract_cha
     action_id = (await propose(client, world, pay("7800.00")))["action_id"]
     typed = await request_for(client, action_id, "cfo")
     good = owner_signatures(typed, OWNERS[0], OWNERS[1])
-    client.app_state.approvals.rpc_timeout = 0.5
+    client.app_state.approvals.signatures.rpc_timeout = 0.5
     with silent_rpc() as silent:
         for url in (unused_rpc_url(), silent):
             r = await client.patch(
