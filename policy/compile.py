@@ -38,6 +38,7 @@ from policy.evaluate import (
     Extensions,
     RoleQuota,
     Roots,
+    Shown,
     Test,
 )
 from policy.limits import LIMIT_EXCEEDED, CompiledLimit
@@ -244,10 +245,15 @@ def _compile_condition(
         def test_exists(roots: Roots) -> bool:
             return (get(roots) is not MISSING) is wanted
 
-        def explain_exists(roots: Roots) -> tuple[bool, str]:
+        tail_exists, tail_absent = tail + MATCHED, tail + NOT_MATCHED
+
+        def explain_exists(roots: Roots, shown: Shown) -> tuple[bool, str]:
             value = get(roots)
             holds = (value is not MISSING) is wanted
-            return holds, head + render_value(value) + tail + (MATCHED if holds else NOT_MATCHED)
+            text = shown.get(head)
+            if text is None:
+                text = shown[head] = head + render_value(value)
+            return holds, text + (tail_exists if holds else tail_absent)
 
         return test_exists, explain_exists
 
@@ -261,12 +267,13 @@ def _compile_condition(
         value = get(roots)
         return value is not MISSING and membership(value) is not negate
 
-    def compare(roots: Roots) -> tuple[bool, str]:
+    def compare(roots: Roots, shown: Shown) -> tuple[bool, str]:
         value = get(roots)
-        if value is MISSING:
-            return False, head + "<missing>" + tail_false
-        holds = membership(value) is not negate
-        return holds, head + render_value(value) + (tail_true if holds else tail_false)
+        holds = value is not MISSING and membership(value) is not negate
+        text = shown.get(head)
+        if text is None:  # the field's first condition in this evaluation (a missing one shows <missing>)
+            text = shown[head] = head + render_value(value)
+        return holds, text + (tail_true if holds else tail_false)
 
     return test, compare
 
@@ -297,15 +304,15 @@ def _compile_ordering(
             raise fail(value)
         return ordering(number, bound)
 
-    def order(roots: Roots) -> tuple[bool, str]:
+    def order(roots: Roots, shown: Shown) -> tuple[bool, str]:
         value = get(roots)
         number = cached_decimal(value)
         if number is None:
             raise fail(value)
-        shown = value if type(value) is str and len(value) <= 80 else render_value(value)
+        text = value if type(value) is str and len(value) <= 80 else render_value(value)
         if ordering(number, bound):
-            return True, head + shown + tail_true
-        return False, head + shown + tail_false
+            return True, head + text + tail_true
+        return False, head + text + tail_false
 
     return test, order
 

@@ -82,9 +82,13 @@ INVALID_PARAMETERS = "invalid_parameters"
 # The values a condition reads from, indexed as policy.document.ROOTS:
 # (action, agent, tenant, risk, classification, context).
 Roots = tuple[Any, Any, Any, Any, Any, Any]
-# A compiled `match` condition: roots -> (holds, trace line), for explain on.
+# The rendered fields of one evaluation, for explain on: the head of a trace line ("action.vendor ")
+# -> that head and the field's value ('action.vendor "acme"'). Many conditions read the same few
+# fields; each field is rendered once per evaluation (never across evaluations).
+Shown = dict[str, str]
+# A compiled `match` condition: (roots, shown) -> (holds, trace line), for explain on.
 # Raises RuleEvaluationError (with the trace line in `.condition`) when it cannot be evaluated.
-Condition = Any  # Callable[[Roots], tuple[bool, str]]
+Condition = Any  # Callable[[Roots, Shown], tuple[bool, str]]
 # The same condition without its trace line, for explain off; raises like a Condition.
 Test = Any  # Callable[[Roots], bool]
 
@@ -271,7 +275,7 @@ class CompiledPolicy:
             modifier = classified[2] if classified is not None else Decimal(1)
             risk, risk_root = ext.risk.assess(state, modifier, checks)
             roots = state.roots
-            state.roots = (roots[0], roots[1], roots[2], risk_root, roots[4], roots[5])
+            state.set_roots((roots[0], roots[1], roots[2], risk_root, roots[4], roots[5]))
             if ext.rules_read_risk_in_cel:
                 state.forget_context()
         matches = self._run_rules(state, checks)  # (1)
@@ -314,13 +318,14 @@ class CompiledPolicy:
                 if matched:
                     matches.append((rule, error))
             return matches
+        shown = state.shown
         for rule in self.rules:
             trace = []
             error = None
             matched = True
             for condition in rule.conditions:
                 try:
-                    holds, line = condition(roots)
+                    holds, line = condition(roots, shown)
                 except RuleEvaluationError as failure:
                     trace.append(failure.condition)
                     error = error or failure.message
