@@ -82,10 +82,10 @@ INVALID_PARAMETERS = "invalid_parameters"
 # The values a condition reads from, indexed as policy.document.ROOTS:
 # (action, agent, tenant, risk, classification, context).
 Roots = tuple[Any, Any, Any, Any, Any, Any]
-# The rendered fields of one evaluation, for explain on: the head of a trace line ("action.vendor ")
-# -> that head and the field's value ('action.vendor "acme"'). Many conditions read the same few
-# fields; each field is rendered once per evaluation (never across evaluations).
-Shown = dict[str, str]
+# The fields read in one evaluation, for explain on: the head of a trace line ("action.vendor ") ->
+# (the field's value, that head and the value rendered: 'action.vendor "acme"'). Many conditions
+# read the same few fields; each is read and rendered once per evaluation (never across evaluations).
+Shown = dict[str, tuple[Any, str]]
 # A compiled `match` condition: (roots, shown) -> (holds, trace line), for explain on.
 # Raises RuleEvaluationError (with the trace line in `.condition`) when it cannot be evaluated.
 Condition = Any  # Callable[[Roots, Shown], tuple[bool, str]]

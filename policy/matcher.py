@@ -38,7 +38,7 @@ class EvaluationState:
     def __init__(self, request: EvaluationInput, scope: CelScope, roots: tuple[Any, ...]) -> None:
         self.request = request
         self.roots = roots
-        self.shown: dict[str, str] = {}
+        self.shown: dict[str, tuple[Any, str]] = {}
         self.classification: Any = None
         self._scope = scope
         self._context: Any = None
