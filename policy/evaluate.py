@@ -124,6 +124,7 @@ class CompiledPolicy:
     """A validated policy ready to evaluate. Immutable; safe to share between threads and tasks."""
 
     __slots__ = (
+        "_context_keys",
         "_plain",
         "_scope",
         "context_needs",
@@ -152,6 +153,7 @@ class CompiledPolicy:
         #: The history values the policy reads, as paths such as ``vendor.first_seen`` or
         #: ``agent.spend.24h``: the gateway queries only these for ``EvaluationInput.context``.
         self.context_needs = self.extensions.context_needs
+        self._context_keys = tuple((path, tuple(path.split("."))) for path in sorted(self.context_needs))
         ext = self.extensions
         self._plain = ext.action_types is None and ext.classifications is None and ext.risk is None
         self._plain = self._plain and not ext.limits and not ext.context_needs
@@ -169,7 +171,7 @@ class CompiledPolicy:
             roots = (request.action, request.agent, request.tenant, None, None, None)
             state = EvaluationState(request, self._scope, roots)
             matches = self._run_rules(state, checks)
-            return self._combine(matches, [], checks)
+            return self._combine(matches, [], checks, {})
         return self._evaluate_extended(request, checks)
 
     def limit_claims(self, request: EvaluationInput) -> list[LimitClaim]:
@@ -274,13 +276,11 @@ class CompiledPolicy:
         if ext.risk is not None:  # (E)
             modifier = classified[2] if classified is not None else Decimal(1)
             risk, risk_root = ext.risk.assess(state, modifier, checks)
-            roots = state.roots
-            state.set_roots((roots[0], roots[1], roots[2], risk_root, roots[4], roots[5]))
+            state.set_risk(risk_root)
             if ext.rules_read_risk_in_cel:
                 state.forget_context()
         matches = self._run_rules(state, checks)  # (1)
         limits, limit_outcomes = self._run_limits(state, checks) if ext.limits else (None, [])  # (G)
-        decision = self._combine(matches, limit_outcomes, checks)
         extra: dict[str, Any] = {}
         if risk is not None:
             extra["risk"] = risk
@@ -288,9 +288,9 @@ class CompiledPolicy:
             extra["classification"] = classified[0]
         if limits is not None:
             extra["limits"] = limits
-        if ext.context_needs:
-            extra["context"] = _context_used(ext.context_needs, state.roots[5])
-        return _with(decision, extra) if extra else decision
+        if self._context_keys:
+            extra["context"] = _context_used(self._context_keys, state.roots[5])
+        return self._combine(matches, limit_outcomes, checks, extra)
 
     def _run_rules(
         self, state: EvaluationState, checks: list[Check] | None
@@ -384,7 +384,9 @@ class CompiledPolicy:
         matches: list[tuple[CompiledRule, str | None]],
         limit_outcomes: list[tuple[str, str, str, CompiledLimit]],
         checks: list[Check] | None,
+        extra: dict[str, Any],
     ) -> Decision:
+        """Steps (2) to (5); ``extra`` holds the decision's risk, classification, limits and context."""
         trace = checks if checks is not None else []
         matched_rules = [rule.id for rule, _ in matches]
         # (2) a rule in error is a DENY; (3) the strongest decision, first reason in document order
@@ -405,36 +407,27 @@ class CompiledPolicy:
             if decision == ESCALATE:
                 escalations.append((limit.requirement, limit.timeout_minutes))
         if best == 0:  # (5) validation admits only ALLOW or DENY as the default
-            return Decision(self.default, NO_RULE_MATCHED, matched_rules, None, None, trace)
+            return Decision(self.default, NO_RULE_MATCHED, matched_rules, None, None, trace, **extra)
         if not matches and _DECIDED[self.default] > best:
-            return Decision(self.default, NO_RULE_MATCHED, matched_rules, None, None, trace)
+            return Decision(self.default, NO_RULE_MATCHED, matched_rules, None, None, trace, **extra)
         if best == 3:
-            return Decision(DENY, reason, matched_rules, None, None, trace)
+            return Decision(DENY, reason, matched_rules, None, None, trace, **extra)
         if best == 1:
-            return Decision(ALLOW, reason, matched_rules, None, None, trace)
+            return Decision(ALLOW, reason, matched_rules, None, None, trace, **extra)
         approvals = [requirement for requirement, _ in escalations if requirement is not None]  # (4)
         timeout = min(timeout for _, timeout in escalations)
-        return Decision(ESCALATE, reason, matched_rules, approvals, timeout, trace)
+        return Decision(ESCALATE, reason, matched_rules, approvals, timeout, trace, **extra)
 
 
-def _with(decision: Decision, extra: dict[str, Any]) -> Decision:
-    return Decision(
-        decision.decision,
-        decision.reason,
-        decision.matched_rules,
-        decision.approvals_required,
-        decision.timeout_minutes,
-        decision.checks,
-        **extra,
-    )
+def _context_used(paths: tuple[tuple[str, tuple[str, ...]], ...], context: Any) -> dict[str, Any]:
+    """The supplied values of the context paths the policy reads (absent ones left out).
 
-
-def _context_used(needs: frozenset[str], context: Any) -> dict[str, Any]:
-    """The supplied values of the context paths the policy reads (absent ones left out)."""
+    ``paths`` holds each path the policy reads, in sorted order, with its keys.
+    """
     used = {}
-    for path in sorted(needs):
+    for path, keys in paths:
         value: Any = context
-        for key in path.split("."):
+        for key in keys:
             value = value.get(key, MISSING) if isinstance(value, Mapping) else MISSING
         if value is not MISSING:
             used[path] = value

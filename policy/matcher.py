@@ -30,7 +30,7 @@ class EvaluationState:
 
     The context holds the derived roots (risk, classification) as they are when
     it is built; :meth:`forget_context` drops it once risk is known, so rules see it.
-    :meth:`set_roots` replaces the roots and empties ``shown``.
+    :meth:`set_risk` sets the risk root and forgets what ``shown`` holds of it.
     """
 
     __slots__ = ("_context", "_scope", "classification", "request", "roots", "shown")
@@ -43,9 +43,11 @@ class EvaluationState:
         self._scope = scope
         self._context: Any = None
 
-    def set_roots(self, roots: tuple[Any, ...]) -> None:
-        self.roots = roots
-        self.shown = {}
+    def set_risk(self, risk: dict[str, Any]) -> None:
+        """Set the ``risk`` root, once the factors scored the request (rules and limits read it)."""
+        roots = self.roots
+        self.roots = (roots[0], roots[1], roots[2], risk, roots[4], roots[5])
+        self.shown = {head: seen for head, seen in self.shown.items() if not head.startswith("risk.")}
 
     def context(self) -> Any:
         """The CEL context, or the RuleEvaluationError that building it raised."""
