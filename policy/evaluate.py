@@ -322,7 +322,6 @@ class CompiledPolicy:
         for rule in self.rules:
             trace = []
             error = None
-            matched = True
             for condition in rule.conditions:
                 try:
                     holds, line = condition(roots, shown)
@@ -331,21 +330,23 @@ class CompiledPolicy:
                     error = error or failure.message
                     continue
                 trace.append(line)
-                if not holds:
-                    matched = False
+                if not holds:  # the first false condition stops the rule: not matched, no error
+                    checks.append(Check(rule.id, False, None, trace))
                     break
-            if matched and rule.when is not None:
-                outcome = check_when(rule.when, state.context())
-                head = describe_when(rule.when, roots, state.request.now)
-                if type(outcome) is bool:
-                    trace.append(head + (": matched" if outcome else ": not matched"))
-                    matched = outcome
-                else:
-                    trace.append(f"{head}: error: {outcome}")
-                    error = error or outcome
-            checks.append(Check(rule.id, matched, error if matched else None, trace))
-            if matched:
-                matches.append((rule, error))
+            else:
+                matched = True
+                if rule.when is not None:
+                    outcome = check_when(rule.when, state.context())
+                    head = describe_when(rule.when, roots, state.request.now)
+                    if type(outcome) is bool:
+                        trace.append(head + (": matched" if outcome else ": not matched"))
+                        matched = outcome
+                    else:
+                        trace.append(f"{head}: error: {outcome}")
+                        error = error or outcome
+                checks.append(Check(rule.id, matched, error if matched else None, trace))
+                if matched:
+                    matches.append((rule, error))
         return matches
 
     def _run_limits(
