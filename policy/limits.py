@@ -39,7 +39,7 @@ from typing import Any
 from policy.decimals import explain_not_decimal, parse_decimal
 from policy.decision import ApprovalRequirement, LimitClaim, LimitStatus
 from policy.matcher import Matcher
-from policy.values import MISSING, render_value
+from policy.values import MISSING, cached_decimal, render_value
 
 __all__ = ["CompiledLimit", "LimitError", "format_decimal"]
 
@@ -110,7 +110,7 @@ class CompiledLimit:
             amount = ONE
         else:
             raw = self.read_amount(roots)
-            number = parse_decimal(raw)
+            number = cached_decimal(raw)  # the amount the ordering conditions already parsed
             if number is None:
                 problem = "is missing" if raw is MISSING else explain_not_decimal(raw)
                 raise LimitError(f"sum: the amount {problem}")
