@@ -38,6 +38,7 @@ from policy.evaluate import (
     Extensions,
     RoleQuota,
     Roots,
+    Shown,
     Test,
 )
 from policy.limits import LIMIT_EXCEEDED, CompiledLimit
@@ -240,33 +241,53 @@ def _compile_condition(
     if name == "exists":
         wanted = operand
         tail = " exists" if wanted else " absent"
+        tail_true, tail_false = tail + MATCHED, tail + NOT_MATCHED
 
         def test_exists(roots: Roots) -> bool:
             return (get(roots) is not MISSING) is wanted
 
-        def explain_exists(roots: Roots) -> tuple[bool, str]:
-            value = get(roots)
-            holds = (value is not MISSING) is wanted
-            return holds, head + render_value(value) + tail + (MATCHED if holds else NOT_MATCHED)
+        def explain_exists(roots: Roots, shown: Shown) -> tuple[bool, str]:
+            seen = shown.get(head)
+            if seen is None:  # the field's first condition in this evaluation
+                value = get(roots)
+                seen = shown[head] = (value, head + render_value(value))
+            holds = (seen[0] is not MISSING) is wanted
+            return holds, seen[1] + (tail_true if holds else tail_false)
 
         return test_exists, explain_exists
 
-    membership = _make_membership(items) if name in MEMBERSHIP_OPERATORS else _make_equality(operand)
+    # eq/ne/in/not_in: exact JSON membership (eq as a one-item list). Strings and integers, nearly
+    # every request value, are looked up in a set here rather than through another call; type()
+    # rather than isinstance keeps True out of {1}. A missing field makes the condition false,
+    # whatever the operator.
+    strings, integers, others = _split_members(items if name in MEMBERSHIP_OPERATORS else [operand])
     negate = name in ("ne", "not_in")
     middle = f" {_SYMBOLS[name]} {operand_text}"
     tail_true, tail_false = middle + MATCHED, middle + NOT_MATCHED
 
-    # eq/ne/in/not_in: a missing field makes the condition false, whatever the operator.
     def test(roots: Roots) -> bool:
         value = get(roots)
-        return value is not MISSING and membership(value) is not negate
+        value_type = type(value)
+        if value_type is str:
+            return (value in strings) is not negate
+        if value_type is int:
+            return (value in integers) is not negate
+        return value is not MISSING and any(json_equal(value, item) for item in others) is not negate
 
-    def compare(roots: Roots) -> tuple[bool, str]:
-        value = get(roots)
-        if value is MISSING:
-            return False, head + "<missing>" + tail_false
-        holds = membership(value) is not negate
-        return holds, head + render_value(value) + (tail_true if holds else tail_false)
+    def compare(roots: Roots, shown: Shown) -> tuple[bool, str]:
+        seen = shown.get(head)
+        if seen is None:  # the field's first condition in this evaluation (a missing one shows <missing>)
+            value = get(roots)
+            seen = shown[head] = (value, head + render_value(value))
+        value = seen[0]
+        value_type = type(value)
+        if value_type is str:
+            holds = (value in strings) is not negate
+        elif value_type is int:
+            holds = (value in integers) is not negate
+        else:
+            holds = value is not MISSING and any(json_equal(value, item) for item in others) is not negate
+        return holds, seen[1] + (tail_true if holds else tail_false)
 
     return test, compare
 
@@ -297,15 +318,15 @@ def _compile_ordering(
             raise fail(value)
         return ordering(number, bound)
 
-    def order(roots: Roots) -> tuple[bool, str]:
+    def order(roots: Roots, shown: Shown) -> tuple[bool, str]:
         value = get(roots)
         number = cached_decimal(value)
         if number is None:
             raise fail(value)
-        shown = value if type(value) is str and len(value) <= 80 else render_value(value)
+        text = value if type(value) is str and len(value) <= 80 else render_value(value)
         if ordering(number, bound):
-            return True, head + shown + tail_true
-        return False, head + shown + tail_false
+            return True, head + text + tail_true
+        return False, head + text + tail_false
 
     return test, order
 
@@ -332,27 +353,9 @@ def _make_getter(field: FieldPath) -> Callable[[Roots], Any]:
     return get_nested
 
 
-def _make_equality(operand: Any) -> Callable[[Any], bool]:
-    operand_type = type(operand)
-    if operand_type is str or operand_type is int:
-        return lambda value: type(value) is operand_type and value == operand
-    if operand is None or operand_type is bool:
-        return lambda value: value is operand
-    return lambda value: json_equal(value, operand)
-
-
-def _make_membership(items: list[Any]) -> Callable[[Any], bool]:
-    """Exact JSON membership: strings and integers by set lookup, anything else by :func:`json_equal`."""
+def _split_members(items: list[Any]) -> tuple[frozenset[str], frozenset[int], tuple[Any, ...]]:
+    """The strings, the integers (never bools) and the other JSON values of ``items``."""
     strings = frozenset(item for item in items if type(item) is str)
     integers = frozenset(item for item in items if type(item) is int)
     others = tuple(item for item in items if type(item) is not str and type(item) is not int)
-
-    def contains(value: Any) -> bool:
-        value_type = type(value)
-        if value_type is str:
-            return value in strings
-        if value_type is int:
-            return value in integers
-        return any(json_equal(value, item) for item in others)
-
-    return contains
+    return strings, integers, others

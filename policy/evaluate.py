@@ -82,9 +82,13 @@ INVALID_PARAMETERS = "invalid_parameters"
 # The values a condition reads from, indexed as policy.document.ROOTS:
 # (action, agent, tenant, risk, classification, context).
 Roots = tuple[Any, Any, Any, Any, Any, Any]
-# A compiled `match` condition: roots -> (holds, trace line), for explain on.
+# The fields read in one evaluation, for explain on: the head of a trace line ("action.vendor ") ->
+# (the field's value, that head and the value rendered: 'action.vendor "acme"'). Many conditions
+# read the same few fields; each is read and rendered once per evaluation (never across evaluations).
+Shown = dict[str, tuple[Any, str]]
+# A compiled `match` condition: (roots, shown) -> (holds, trace line), for explain on.
 # Raises RuleEvaluationError (with the trace line in `.condition`) when it cannot be evaluated.
-Condition = Any  # Callable[[Roots], tuple[bool, str]]
+Condition = Any  # Callable[[Roots, Shown], tuple[bool, str]]
 # The same condition without its trace line, for explain off; raises like a Condition.
 Test = Any  # Callable[[Roots], bool]
 
@@ -120,6 +124,7 @@ class CompiledPolicy:
     """A validated policy ready to evaluate. Immutable; safe to share between threads and tasks."""
 
     __slots__ = (
+        "_context_keys",
         "_plain",
         "_scope",
         "context_needs",
@@ -148,6 +153,7 @@ class CompiledPolicy:
         #: The history values the policy reads, as paths such as ``vendor.first_seen`` or
         #: ``agent.spend.24h``: the gateway queries only these for ``EvaluationInput.context``.
         self.context_needs = self.extensions.context_needs
+        self._context_keys = tuple((path, tuple(path.split("."))) for path in sorted(self.context_needs))
         ext = self.extensions
         self._plain = ext.action_types is None and ext.classifications is None and ext.risk is None
         self._plain = self._plain and not ext.limits and not ext.context_needs
@@ -165,7 +171,7 @@ class CompiledPolicy:
             roots = (request.action, request.agent, request.tenant, None, None, None)
             state = EvaluationState(request, self._scope, roots)
             matches = self._run_rules(state, checks)
-            return self._combine(matches, [], checks)
+            return self._combine(matches, [], checks, {})
         return self._evaluate_extended(request, checks)
 
     def limit_claims(self, request: EvaluationInput) -> list[LimitClaim]:
@@ -270,13 +276,11 @@ class CompiledPolicy:
         if ext.risk is not None:  # (E)
             modifier = classified[2] if classified is not None else Decimal(1)
             risk, risk_root = ext.risk.assess(state, modifier, checks)
-            roots = state.roots
-            state.roots = (roots[0], roots[1], roots[2], risk_root, roots[4], roots[5])
+            state.set_risk(risk_root)
             if ext.rules_read_risk_in_cel:
                 state.forget_context()
         matches = self._run_rules(state, checks)  # (1)
         limits, limit_outcomes = self._run_limits(state, checks) if ext.limits else (None, [])  # (G)
-        decision = self._combine(matches, limit_outcomes, checks)
         extra: dict[str, Any] = {}
         if risk is not None:
             extra["risk"] = risk
@@ -284,9 +288,9 @@ class CompiledPolicy:
             extra["classification"] = classified[0]
         if limits is not None:
             extra["limits"] = limits
-        if ext.context_needs:
-            extra["context"] = _context_used(ext.context_needs, state.roots[5])
-        return _with(decision, extra) if extra else decision
+        if self._context_keys:
+            extra["context"] = _context_used(self._context_keys, state.roots[5])
+        return self._combine(matches, limit_outcomes, checks, extra)
 
     def _run_rules(
         self, state: EvaluationState, checks: list[Check] | None
@@ -314,33 +318,35 @@ class CompiledPolicy:
                 if matched:
                     matches.append((rule, error))
             return matches
+        shown = state.shown
         for rule in self.rules:
             trace = []
             error = None
-            matched = True
             for condition in rule.conditions:
                 try:
-                    holds, line = condition(roots)
+                    holds, line = condition(roots, shown)
                 except RuleEvaluationError as failure:
                     trace.append(failure.condition)
                     error = error or failure.message
                     continue
                 trace.append(line)
-                if not holds:
-                    matched = False
+                if not holds:  # the first false condition stops the rule: not matched, no error
+                    checks.append(Check(rule.id, False, None, trace))
                     break
-            if matched and rule.when is not None:
-                outcome = check_when(rule.when, state.context())
-                head = describe_when(rule.when, roots, state.request.now)
-                if type(outcome) is bool:
-                    trace.append(head + (": matched" if outcome else ": not matched"))
-                    matched = outcome
-                else:
-                    trace.append(f"{head}: error: {outcome}")
-                    error = error or outcome
-            checks.append(Check(rule.id, matched, error if matched else None, trace))
-            if matched:
-                matches.append((rule, error))
+            else:
+                matched = True
+                if rule.when is not None:
+                    outcome = check_when(rule.when, state.context())
+                    head = describe_when(rule.when, roots, state.request.now)
+                    if type(outcome) is bool:
+                        trace.append(head + (": matched" if outcome else ": not matched"))
+                        matched = outcome
+                    else:
+                        trace.append(f"{head}: error: {outcome}")
+                        error = error or outcome
+                checks.append(Check(rule.id, matched, error if matched else None, trace))
+                if matched:
+                    matches.append((rule, error))
         return matches
 
     def _run_limits(
@@ -379,7 +385,9 @@ class CompiledPolicy:
         matches: list[tuple[CompiledRule, str | None]],
         limit_outcomes: list[tuple[str, str, str, CompiledLimit]],
         checks: list[Check] | None,
+        extra: dict[str, Any],
     ) -> Decision:
+        """Steps (2) to (5); ``extra`` holds the decision's risk, classification, limits and context."""
         trace = checks if checks is not None else []
         matched_rules = [rule.id for rule, _ in matches]
         # (2) a rule in error is a DENY; (3) the strongest decision, first reason in document order
@@ -400,36 +408,27 @@ class CompiledPolicy:
             if decision == ESCALATE:
                 escalations.append((limit.requirement, limit.timeout_minutes))
         if best == 0:  # (5) validation admits only ALLOW or DENY as the default
-            return Decision(self.default, NO_RULE_MATCHED, matched_rules, None, None, trace)
+            return Decision(self.default, NO_RULE_MATCHED, matched_rules, None, None, trace, **extra)
         if not matches and _DECIDED[self.default] > best:
-            return Decision(self.default, NO_RULE_MATCHED, matched_rules, None, None, trace)
+            return Decision(self.default, NO_RULE_MATCHED, matched_rules, None, None, trace, **extra)
         if best == 3:
-            return Decision(DENY, reason, matched_rules, None, None, trace)
+            return Decision(DENY, reason, matched_rules, None, None, trace, **extra)
         if best == 1:
-            return Decision(ALLOW, reason, matched_rules, None, None, trace)
+            return Decision(ALLOW, reason, matched_rules, None, None, trace, **extra)
         approvals = [requirement for requirement, _ in escalations if requirement is not None]  # (4)
         timeout = min(timeout for _, timeout in escalations)
-        return Decision(ESCALATE, reason, matched_rules, approvals, timeout, trace)
+        return Decision(ESCALATE, reason, matched_rules, approvals, timeout, trace, **extra)
 
 
-def _with(decision: Decision, extra: dict[str, Any]) -> Decision:
-    return Decision(
-        decision.decision,
-        decision.reason,
-        decision.matched_rules,
-        decision.approvals_required,
-        decision.timeout_minutes,
-        decision.checks,
-        **extra,
-    )
+def _context_used(paths: tuple[tuple[str, tuple[str, ...]], ...], context: Any) -> dict[str, Any]:
+    """The supplied values of the context paths the policy reads (absent ones left out).
 
-
-def _context_used(needs: frozenset[str], context: Any) -> dict[str, Any]:
-    """The supplied values of the context paths the policy reads (absent ones left out)."""
+    ``paths`` holds each path the policy reads, in sorted order, with its keys.
+    """
     used = {}
-    for path in sorted(needs):
+    for path, keys in paths:
         value: Any = context
-        for key in path.split("."):
+        for key in keys:
             value = value.get(key, MISSING) if isinstance(value, Mapping) else MISSING
         if value is not MISSING:
             used[path] = value

@@ -39,7 +39,7 @@ from typing import Any
 from policy.decimals import explain_not_decimal, parse_decimal
 from policy.decision import ApprovalRequirement, LimitClaim, LimitStatus
 from policy.matcher import Matcher
-from policy.values import MISSING, render_value
+from policy.values import MISSING, cached_decimal, render_value
 
 __all__ = ["CompiledLimit", "LimitError", "format_decimal"]
 
@@ -68,8 +68,12 @@ class LimitError(Exception):
 
 
 def format_decimal(value: Decimal) -> str:
-    """A decimal as plain digits, never in exponent form."""
-    return format(value, "f")
+    """A decimal as plain digits, never in exponent form (what ``format(value, "f")`` gives)."""
+    # str() is about four times faster and writes the same plain digits unless the exponent is
+    # positive or the number is below 1e-6 (General Decimal Arithmetic, to-scientific-string),
+    # where it switches to exponent form.
+    text = str(value)
+    return text if "E" not in text else format(value, "f")
 
 
 def bucket_key(value: Any) -> str:
@@ -106,7 +110,7 @@ class CompiledLimit:
             amount = ONE
         else:
             raw = self.read_amount(roots)
-            number = parse_decimal(raw)
+            number = cached_decimal(raw)  # the amount the ordering conditions already parsed
             if number is None:
                 problem = "is missing" if raw is MISSING else explain_not_decimal(raw)
                 raise LimitError(f"sum: the amount {problem}")
@@ -131,10 +135,10 @@ class CompiledLimit:
             self.id,
             self.window,
             claim.key,
-            format(total, "f"),
-            format(claim.amount, "f"),
+            format_decimal(total),
+            format_decimal(claim.amount),
             self.max_text,
-            format(headroom, "f"),
+            format_decimal(headroom),
             tripped,
         )
 

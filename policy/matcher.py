@@ -25,20 +25,29 @@ __all__ = ["EvaluationState", "Matcher", "describe_when"]
 
 
 class EvaluationState:
-    """What one evaluation computes at most once: the CEL context, built on the first ``when``.
+    """What one evaluation computes at most once: the CEL context, built on the first ``when``,
+    and (explain on) each field's rendering for the trace, in ``shown``.
 
     The context holds the derived roots (risk, classification) as they are when
     it is built; :meth:`forget_context` drops it once risk is known, so rules see it.
+    :meth:`set_risk` sets the risk root and forgets what ``shown`` holds of it.
     """
 
-    __slots__ = ("_context", "_scope", "classification", "request", "roots")
+    __slots__ = ("_context", "_scope", "classification", "request", "roots", "shown")
 
     def __init__(self, request: EvaluationInput, scope: CelScope, roots: tuple[Any, ...]) -> None:
         self.request = request
         self.roots = roots
+        self.shown: dict[str, tuple[Any, str]] = {}
         self.classification: Any = None
         self._scope = scope
         self._context: Any = None
+
+    def set_risk(self, risk: dict[str, Any]) -> None:
+        """Set the ``risk`` root, once the factors scored the request (rules and limits read it)."""
+        roots = self.roots
+        self.roots = (roots[0], roots[1], roots[2], risk, roots[4], roots[5])
+        self.shown = {head: seen for head, seen in self.shown.items() if not head.startswith("risk.")}
 
     def context(self) -> Any:
         """The CEL context, or the RuleEvaluationError that building it raised."""
@@ -80,9 +89,10 @@ class Matcher:
                 except RuleEvaluationError as failure:
                     error = error or failure.message
         else:
+            shown = state.shown
             for condition in self.conditions:
                 try:
-                    holds, line = condition(roots)
+                    holds, line = condition(roots, shown)
                 except RuleEvaluationError as failure:
                     trace.append(failure.condition)
                     error = error or failure.message

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from policy import EvaluationInput, PolicyInvalid, compile_document
+from policy.limits import format_decimal
 
 from .conftest import AGENT, NOON, TENANT, make_document
 
@@ -159,3 +160,12 @@ def test_duplicate_limit_ids() -> None:
     with pytest.raises(PolicyInvalid) as caught:
         limited(DAILY, DAILY)
     assert caught.value.problems[0].path == "limits[1].id"
+
+
+@pytest.mark.parametrize(
+    "text", ["15000.00", "0", "-0", "0.000001", "0.0000001", "1E+3", "-2.5E-9", "123456789012.123456"]
+)
+def test_format_decimal_writes_plain_digits_like_format_f(text: str) -> None:
+    value = Decimal(text)
+    assert format_decimal(value) == format(value, "f")
+    assert format_decimal(value - 1) == format(value - 1, "f")

@@ -228,3 +228,27 @@ def test_trace_lines(build: Any, decide: Any) -> None:
     line = decide(policy, {"vendor": long_value}).checks[0].conditions[0]
     assert line.endswith("..." + " in blocked: not matched")
     assert len(line) < 120
+
+
+def test_trace_shows_each_requests_own_value_of_a_field_many_conditions_read(build: Any, decide: Any) -> None:
+    # Explain on reads and renders a field once per evaluation for all the conditions that read it;
+    # never across evaluations of the same compiled policy.
+    policy = build(
+        {"id": "a", "decision": "DENY", "match": {"action.vendor": {"eq": "evil"}}},
+        {"id": "b", "decision": "DENY", "match": {"action.vendor": {"in": ["bad", "worse"]}}},
+        {"id": "c", "decision": "DENY", "match": {"action.vendor": {"exists": True}}},
+        {"id": "allow", "decision": "ALLOW", "match": {}},
+    )
+    lines = [check.conditions for check in decide(policy, {"vendor": "acme"}).checks]
+    assert lines[:3] == [
+        ['action.vendor "acme" == "evil": not matched'],
+        ['action.vendor "acme" in ["bad","worse"]: not matched'],
+        ['action.vendor "acme" exists: matched'],
+    ]
+    lines = [check.conditions for check in decide(policy, {"vendor": "worse"}).checks]
+    assert lines[:2] == [
+        ['action.vendor "worse" == "evil": not matched'],
+        ['action.vendor "worse" in ["bad","worse"]: matched'],
+    ]
+    lines = [check.conditions for check in decide(policy, {}).checks]
+    assert lines[2] == ["action.vendor <missing> exists: not matched"]

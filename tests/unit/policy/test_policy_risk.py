@@ -214,3 +214,17 @@ def test_risk_and_classification_need_their_sections(rule: dict[str, Any], path:
     problem = caught.value.problems[0]
     assert (problem.path, problem.rule) == (path, "r")
     assert "section" in problem.message
+
+
+def test_rules_see_the_risk_level_factors_made_while_other_fields_stay_rendered() -> None:
+    by_type = {"name": "payment", "match": {"action.type": {"eq": "pay"}}, "score": 75}
+    deny_high = {"id": "deny-high", "decision": "DENY", "match": {"risk.level": {"eq": "high"}}}
+    pay = {"id": "pay", "decision": "ALLOW", "match": {"action.type": {"eq": "pay"}}}
+    policy = compile_document(make_document(deny_high, pay, risk={"factors": [by_type]}))
+    decision = evaluate(policy, {"type": "pay"})
+    assert decision.reason == "deny-high"
+    assert [check.conditions for check in decision.checks] == [
+        ['action.type "pay" == "pay": matched'],
+        ['risk.level "high" == "high": matched'],
+        ['action.type "pay" == "pay": matched'],
+    ]
