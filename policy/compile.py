@@ -44,6 +44,7 @@ from policy.evaluate import (
 )
 from policy.limits import LIMIT_EXCEEDED, CompiledLimit
 from policy.matcher import Matcher
+from policy.native_when import compile_native_when
 from policy.risk import DEFAULT_BANDS, RiskFactor, RiskModel
 from policy.scopes import read_field
 from policy.values import MISSING, cached_decimal, render_value
@@ -76,6 +77,7 @@ def compile_policy(document: dict[str, Any]) -> CompiledPolicy:
             when, problems = compile_expression(spec["when"], lists)
             if when is None or problems:
                 raise PolicyInvalid([Problem(path=f"{path}.when", rule=label, message=m) for m in problems])
+            when = when._replace(native=compile_native_when(when.source))
             expressions.append(when)
             context_needs.update(when.context_paths)
         match = spec.get("match", {})

@@ -59,7 +59,7 @@ from policy.decision import (
 from policy.document import ALLOW, DENY, ESCALATE
 from policy.errors import RuleEvaluationError
 from policy.limits import CompiledLimit, LimitError
-from policy.matcher import EvaluationState, check_when, describe_when
+from policy.matcher import EvaluationState, describe_when
 from policy.risk import RiskModel
 from policy.scopes import DEFAULT_FIELDS, ActionFields, check_scope
 from policy.values import MISSING
@@ -318,7 +318,7 @@ class CompiledPolicy:
                         matched = False
                         break
                 if matched and rule.when is not None:
-                    outcome = check_when(rule.when, state.context())
+                    outcome = state.check_when(rule.when)
                     if type(outcome) is bool:
                         matched = outcome
                     else:
@@ -346,7 +346,7 @@ class CompiledPolicy:
             else:
                 matched = True
                 if rule.when is not None:
-                    outcome = check_when(rule.when, state.context())
+                    outcome = state.check_when(rule.when)
                     head = describe_when(rule.when, roots, state.request.now)
                     if type(outcome) is bool:
                         trace.append(head + (": matched" if outcome else ": not matched"))

@@ -72,6 +72,17 @@ class EvaluationState:
                 self._context = failure
         return self._context
 
+    def check_when(self, expression: Expression) -> bool | str:
+        """Run a ``when``: natively when it has a native form and the context holds no request
+        data (see :mod:`policy.native_when`), else in the CEL context; see :func:`check_when`."""
+        native = expression.native
+        if native is not None and not self._scope.reads_request_data:
+            request = self.request
+            outcome = native(request.now, request.tenant)
+            if outcome is not None:
+                return outcome
+        return check_when(expression, self.context())
+
     def forget_context(self) -> None:
         self._context = None
 
@@ -115,7 +126,7 @@ class Matcher:
                 if not outcome[0]:
                     return False, None
         if self.when is not None:  # (2)
-            outcome = check_when(self.when, state.context())
+            outcome = state.check_when(self.when)
             if trace is not None:
                 head = describe_when(self.when, roots, state.request.now)
                 if type(outcome) is bool:
