@@ -81,6 +81,7 @@ class Expression(NamedTuple):
     reads_now: bool
     functions: frozenset[str]
     context_paths: frozenset[str] = frozenset()  # e.g. {"vendor.first_seen", "agent.spend.24h"}
+    native: Any = None  # a policy.native_when.NativeWhen running it without CEL, if it has one
 
 
 def compile_expression(source: str, list_names: Iterable[str]) -> tuple[Expression | None, list[str]]:
@@ -371,7 +372,7 @@ class CelScope:
     :meth:`build_context` returns a fresh ``cel.Context``.
     """
 
-    __slots__ = ("_functions", "_lists", "_reads", "_reads_now", "_tenant_functions")
+    __slots__ = ("_functions", "_lists", "_reads", "_reads_now", "_tenant_functions", "reads_request_data")
 
     def __init__(self, expressions: Sequence[Expression], lists: dict[str, list[Any]]) -> None:
         reads: dict[str, set[str] | None] = {}
@@ -383,6 +384,9 @@ class CelScope:
             (root, None if keys is None else tuple(sorted(keys))) for root, keys in reads.items()
         )
         self._reads_now = any(expression.reads_now for expression in expressions)
+        #: Whether the context holds request values (not only `now` and the document's lists), so
+        #: that building it can fail on the request's data.
+        self.reads_request_data = any(root != "lists" for root, _ in self._reads)
         names = set().union(*(expression.functions for expression in expressions))
         self._functions = {name: TIME_FUNCTIONS[name] for name in sorted(names) if name in TIME_FUNCTIONS}
         self._tenant_functions = bool(names & TENANT_TIME_FUNCTIONS)

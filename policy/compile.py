@@ -22,6 +22,7 @@ from policy.document import (
     ESCALATE,
     MEMBERSHIP_OPERATORS,
     ORDERING_OPERATORS,
+    ROOTS,
     TIMEOUT_MINUTES,
     VERDICT_TTL_SECONDS,
     FieldPath,
@@ -43,6 +44,7 @@ from policy.evaluate import (
 )
 from policy.limits import LIMIT_EXCEEDED, CompiledLimit
 from policy.matcher import Matcher
+from policy.native_when import compile_native_when
 from policy.risk import DEFAULT_BANDS, RiskFactor, RiskModel
 from policy.scopes import read_field
 from policy.values import MISSING, cached_decimal, render_value
@@ -67,6 +69,7 @@ def compile_policy(document: dict[str, Any]) -> CompiledPolicy:
     lists = document.get("lists", {})
     expressions: list[Expression] = []
     context_needs: set[str] = set()
+    slots: dict[tuple[str, ...], int] = {}  # one memo slot per distinct condition of the document
 
     def matcher(spec: dict[str, Any], path: str, label: str) -> Matcher:
         when = None
@@ -74,13 +77,14 @@ def compile_policy(document: dict[str, Any]) -> CompiledPolicy:
             when, problems = compile_expression(spec["when"], lists)
             if when is None or problems:
                 raise PolicyInvalid([Problem(path=f"{path}.when", rule=label, message=m) for m in problems])
+            when = when._replace(native=compile_native_when(when.source))
             expressions.append(when)
             context_needs.update(when.context_paths)
         match = spec.get("match", {})
         context_needs.update(
             field.removeprefix("context.") for field in match if field.startswith("context.")
         )
-        tests, conditions = compile_conditions(match, lists, f"{path}.match", label)
+        tests, conditions = compile_conditions(match, lists, f"{path}.match", label, slots)
         return Matcher(tests, conditions, when)
 
     rules = []
@@ -126,6 +130,7 @@ def compile_policy(document: dict[str, Any]) -> CompiledPolicy:
         default_timeout_minutes=TIMEOUT_MINUTES[2],
         scope=CelScope(expressions, lists),
         extensions=extensions,
+        condition_slots=len(slots),
     )
 
 
@@ -202,12 +207,24 @@ _SYMBOLS = {
     "lte": "<=",
 }
 MATCHED, NOT_MATCHED = ": matched", ": not matched"
+_RISK_ROOT = ROOTS.index("risk")
 
 
 def compile_conditions(
-    match: dict[str, Any], lists: dict[str, list[Any]], where: str = "match", rule: str | None = None
-) -> tuple[tuple[Test, ...], tuple[Condition, ...]]:
-    """Compile a ``match`` mapping into fast tests (explain off) and tracing conditions (explain on)."""
+    match: dict[str, Any],
+    lists: dict[str, list[Any]],
+    where: str = "match",
+    rule: str | None = None,
+    slots: dict[tuple[str, ...], int] | None = None,
+) -> tuple[tuple[tuple[int, Test], ...], tuple[tuple[int, Condition], ...]]:
+    """Compile a ``match`` mapping into fast tests (explain off) and tracing conditions (explain on).
+
+    Each comes with its memo slot (see :class:`policy.matcher.EvaluationState`): conditions
+    written the same way (same field, operator and operand) share a slot, taken from ``slots``,
+    the document's table, so that one evaluation runs each of them once. A condition on the
+    ``risk`` root gets a slot of its own: risk is set midway through an evaluation.
+    """
+    slots = {} if slots is None else slots
     tests, conditions = [], []
     for path_text, operators in match.items():
         field = parse_field_path(path_text)
@@ -217,8 +234,12 @@ def compile_conditions(
             )
         for operator_name, operand in operators.items():
             test, condition = _compile_condition(field, operator_name, operand, lists)
-            tests.append(test)
-            conditions.append(condition)
+            key = (field.text, operator_name, type(operand).__name__, repr(operand))
+            if field.root == _RISK_ROOT:
+                key = ("risk", str(len(slots)))  # never shared
+            slot = slots.setdefault(key, len(slots))
+            tests.append((slot, test))
+            conditions.append((slot, condition))
     return tuple(tests), tuple(conditions)
 
 

@@ -59,7 +59,7 @@ from policy.decision import (
 from policy.document import ALLOW, DENY, ESCALATE
 from policy.errors import RuleEvaluationError
 from policy.limits import CompiledLimit, LimitError
-from policy.matcher import EvaluationState, check_when, describe_when
+from policy.matcher import EvaluationState, describe_when
 from policy.risk import RiskModel
 from policy.scopes import DEFAULT_FIELDS, ActionFields, check_scope
 from policy.values import MISSING
@@ -100,8 +100,8 @@ class CompiledRule:
     id: str
     decision: str
     reason: str
-    tests: tuple[Test, ...]
-    conditions: tuple[Condition, ...]
+    tests: tuple[tuple[int, Test], ...]  # (memo slot, test): see policy.matcher.EvaluationState
+    conditions: tuple[tuple[int, Condition], ...]
     when: Expression | None
     requirement: ApprovalRequirement | None
     timeout_minutes: int
@@ -124,6 +124,7 @@ class CompiledPolicy:
     """A validated policy ready to evaluate. Immutable; safe to share between threads and tasks."""
 
     __slots__ = (
+        "_condition_slots",
         "_context_keys",
         "_plain",
         "_scope",
@@ -143,8 +144,10 @@ class CompiledPolicy:
         default_timeout_minutes: int,
         scope: CelScope,
         extensions: Extensions | None = None,
+        condition_slots: int = 0,
     ) -> None:
         self.rules = rules
+        self._condition_slots = condition_slots
         self.default = default
         self.verdict_ttl_seconds = verdict_ttl_seconds
         self.default_timeout_minutes = default_timeout_minutes
@@ -169,7 +172,7 @@ class CompiledPolicy:
         checks: list[Check] | None = [] if explain else None
         if self._plain and request.scope is None:
             roots = (request.action, request.agent, request.tenant, None, None, None)
-            state = EvaluationState(request, self._scope, roots)
+            state = EvaluationState(request, self._scope, roots, self._condition_slots)
             matches = self._run_rules(state, checks)
             return self._combine(matches, [], checks, {})
         return self._evaluate_extended(request, checks)
@@ -261,7 +264,7 @@ class CompiledPolicy:
             classified[1] if classified is not None else None,
             context if context is not None else {},
         )
-        state = EvaluationState(request, self._scope, roots)
+        state = EvaluationState(request, self._scope, roots, self._condition_slots)
         state.classification = classified
         return state
 
@@ -297,20 +300,25 @@ class CompiledPolicy:
     ) -> list[tuple[CompiledRule, str | None]]:
         """Every rule in document order (1): the matched ones with their error, if any."""
         roots = state.roots
+        memo = state.memo  # each distinct condition runs once per evaluation
         matches: list[tuple[CompiledRule, str | None]] = []  # (rule, error)
         if checks is None:
             for rule in self.rules:
                 error = None
                 matched = True
-                for test in rule.tests:
-                    try:
-                        if not test(roots):
-                            matched = False
-                            break
-                    except RuleEvaluationError as failure:
-                        error = error or failure.message
+                for slot, test in rule.tests:
+                    holds = memo[slot]
+                    if holds is None:
+                        try:
+                            holds = memo[slot] = test(roots)
+                        except RuleEvaluationError as failure:
+                            error = error or failure.message
+                            continue
+                    if not holds:
+                        matched = False
+                        break
                 if matched and rule.when is not None:
-                    outcome = check_when(rule.when, state.context())
+                    outcome = state.check_when(rule.when)
                     if type(outcome) is bool:
                         matched = outcome
                     else:
@@ -322,21 +330,23 @@ class CompiledPolicy:
         for rule in self.rules:
             trace = []
             error = None
-            for condition in rule.conditions:
-                try:
-                    holds, line = condition(roots, shown)
-                except RuleEvaluationError as failure:
-                    trace.append(failure.condition)
-                    error = error or failure.message
-                    continue
-                trace.append(line)
-                if not holds:  # the first false condition stops the rule: not matched, no error
+            for slot, condition in rule.conditions:
+                outcome = memo[slot]
+                if outcome is None:
+                    try:
+                        outcome = memo[slot] = condition(roots, shown)
+                    except RuleEvaluationError as failure:
+                        trace.append(failure.condition)
+                        error = error or failure.message
+                        continue
+                trace.append(outcome[1])
+                if not outcome[0]:  # the first false condition stops the rule: not matched, no error
                     checks.append(Check(rule.id, False, None, trace))
                     break
             else:
                 matched = True
                 if rule.when is not None:
-                    outcome = check_when(rule.when, state.context())
+                    outcome = state.check_when(rule.when)
                     head = describe_when(rule.when, roots, state.request.now)
                     if type(outcome) is bool:
                         trace.append(head + (": matched" if outcome else ": not matched"))

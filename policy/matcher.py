@@ -26,19 +26,26 @@ __all__ = ["EvaluationState", "Matcher", "describe_when"]
 
 class EvaluationState:
     """What one evaluation computes at most once: the CEL context, built on the first ``when``,
-    and (explain on) each field's rendering for the trace, in ``shown``.
+    (explain on) each field's rendering for the trace, in ``shown``, and each distinct ``match``
+    condition's outcome, in ``memo`` (indexed by the slot the compiler gave it; ``None`` until it
+    ran): a bool with explain off, ``(holds, trace line)`` with it on (one evaluation runs only
+    one kind). A condition that raised is not kept: it runs, and raises, again. Nothing here
+    outlives the evaluation.
 
     The context holds the derived roots (risk, classification) as they are when
     it is built; :meth:`forget_context` drops it once risk is known, so rules see it.
     :meth:`set_risk` sets the risk root and forgets what ``shown`` holds of it.
     """
 
-    __slots__ = ("_context", "_scope", "classification", "request", "roots", "shown")
+    __slots__ = ("_context", "_scope", "classification", "memo", "request", "roots", "shown")
 
-    def __init__(self, request: EvaluationInput, scope: CelScope, roots: tuple[Any, ...]) -> None:
+    def __init__(
+        self, request: EvaluationInput, scope: CelScope, roots: tuple[Any, ...], slots: int = 0
+    ) -> None:
         self.request = request
         self.roots = roots
         self.shown: dict[str, tuple[Any, str]] = {}
+        self.memo: list[Any] = [None] * slots
         self.classification: Any = None
         self._scope = scope
         self._context: Any = None
@@ -65,6 +72,17 @@ class EvaluationState:
                 self._context = failure
         return self._context
 
+    def check_when(self, expression: Expression) -> bool | str:
+        """Run a ``when``: natively when it has a native form and the context holds no request
+        data (see :mod:`policy.native_when`), else in the CEL context; see :func:`check_when`."""
+        native = expression.native
+        if native is not None and not self._scope.reads_request_data:
+            request = self.request
+            outcome = native(request.now, request.tenant)
+            if outcome is not None:
+                return outcome
+        return check_when(expression, self.context())
+
     def forget_context(self) -> None:
         self._context = None
 
@@ -80,28 +98,35 @@ class Matcher:
     def run(self, state: EvaluationState, trace: list[str] | None) -> tuple[bool, str | None]:
         """Return ``(matched, error)``; append a line per condition to ``trace`` unless it is ``None``."""
         roots = state.roots
+        memo = state.memo
         error = None
         if trace is None:
-            for test in self.tests:  # (1)
-                try:
-                    if not test(roots):
-                        return False, None
-                except RuleEvaluationError as failure:
-                    error = error or failure.message
-        else:
-            shown = state.shown
-            for condition in self.conditions:
-                try:
-                    holds, line = condition(roots, shown)
-                except RuleEvaluationError as failure:
-                    trace.append(failure.condition)
-                    error = error or failure.message
-                    continue
-                trace.append(line)
+            for slot, test in self.tests:  # (1)
+                holds = memo[slot]
+                if holds is None:
+                    try:
+                        holds = memo[slot] = test(roots)
+                    except RuleEvaluationError as failure:
+                        error = error or failure.message
+                        continue
                 if not holds:
                     return False, None
+        else:
+            shown = state.shown
+            for slot, condition in self.conditions:
+                outcome = memo[slot]
+                if outcome is None:
+                    try:
+                        outcome = memo[slot] = condition(roots, shown)
+                    except RuleEvaluationError as failure:
+                        trace.append(failure.condition)
+                        error = error or failure.message
+                        continue
+                trace.append(outcome[1])
+                if not outcome[0]:
+                    return False, None
         if self.when is not None:  # (2)
-            outcome = check_when(self.when, state.context())
+            outcome = state.check_when(self.when)
             if trace is not None:
                 head = describe_when(self.when, roots, state.request.now)
                 if type(outcome) is bool:
