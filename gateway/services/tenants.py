@@ -25,6 +25,7 @@ from gateway.services.validation import (
 )
 from gateway.storage import Database, IntegrityError
 
+MAX_CHAIN_ID = 2**53 - 1
 _TENANT_COLUMNS = "id, name, chain_id, verifying_contract, active_policy_version, created_at"
 _APPROVER_COLUMNS = "tenant_id, address, roles, name, created_at, kind, removed_at"
 
@@ -89,8 +90,12 @@ class TenantService:
         """
         check_identifier(body.id, TENANT_ID, "tenant_id")
         check_name(body.name, "name")
-        if not 0 < body.chain_id < 2**63:
-            raise Unprocessable("chain_id must be a positive EIP-155 chain id", code="invalid_chain_id")
+        # At most 2**53 - 1: the typed data logged with every verdict and approval carries it, and
+        # RFC 8785 JSON holds integers exactly only up to there.
+        if not 0 < body.chain_id <= MAX_CHAIN_ID:
+            raise Unprocessable(
+                f"chain_id must be a positive EIP-155 chain id up to {MAX_CHAIN_ID}", code="invalid_chain_id"
+            )
         contract = checksum_address(body.verifying_contract, "verifying_contract")
         rpc_url = check_rpc_url(body.rpc_url)
         timezone = check_timezone(body.timezone)
