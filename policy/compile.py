@@ -141,9 +141,7 @@ def _compile_rule(rule: dict[str, Any], matcher: Matcher) -> CompiledRule:
         id=rule["id"],
         decision=rule["decision"],
         reason=rule.get("reason", rule["id"]),
-        tests=matcher.tests,
-        conditions=matcher.conditions,
-        when=matcher.when,
+        matcher=matcher,
         requirement=_requirement(rule["id"], approvals) if escalates else None,
         timeout_minutes=rule.get("timeout_minutes", TIMEOUT_MINUTES[2]) if escalates else 0,
     )

@@ -42,7 +42,7 @@ from decimal import Decimal
 from typing import Any
 
 from policy.action_types import ActionType, render_summary_for
-from policy.cel_env import CelScope, Expression
+from policy.cel_env import CelScope
 from policy.classification import Classified, classify
 from policy.decision import (
     ApprovalRequirement,
@@ -57,9 +57,8 @@ from policy.decision import (
     RoleQuota,
 )
 from policy.document import ALLOW, DENY, ESCALATE
-from policy.errors import RuleEvaluationError
 from policy.limits import CompiledLimit, LimitError
-from policy.matcher import EvaluationState, describe_when
+from policy.matcher import EvaluationState, Matcher
 from policy.risk import RiskModel
 from policy.scopes import DEFAULT_FIELDS, ActionFields, check_scope
 from policy.values import MISSING
@@ -100,9 +99,7 @@ class CompiledRule:
     id: str
     decision: str
     reason: str
-    tests: tuple[tuple[int, Test], ...]  # (memo slot, test): see policy.matcher.EvaluationState
-    conditions: tuple[tuple[int, Condition], ...]
-    when: Expression | None
+    matcher: Matcher  # its `match` conditions and `when`
     requirement: ApprovalRequirement | None
     timeout_minutes: int
 
@@ -299,64 +296,14 @@ class CompiledPolicy:
         self, state: EvaluationState, checks: list[Check] | None
     ) -> list[tuple[CompiledRule, str | None]]:
         """Every rule in document order (1): the matched ones with their error, if any."""
-        roots = state.roots
-        memo = state.memo  # each distinct condition runs once per evaluation
         matches: list[tuple[CompiledRule, str | None]] = []  # (rule, error)
-        if checks is None:
-            for rule in self.rules:
-                error = None
-                matched = True
-                for slot, test in rule.tests:
-                    holds = memo[slot]
-                    if holds is None:
-                        try:
-                            holds = memo[slot] = test(roots)
-                        except RuleEvaluationError as failure:
-                            error = error or failure.message
-                            continue
-                    if not holds:
-                        matched = False
-                        break
-                if matched and rule.when is not None:
-                    outcome = state.check_when(rule.when)
-                    if type(outcome) is bool:
-                        matched = outcome
-                    else:
-                        error = error or outcome
-                if matched:
-                    matches.append((rule, error))
-            return matches
-        shown = state.shown
         for rule in self.rules:
-            trace = []
-            error = None
-            for slot, condition in rule.conditions:
-                outcome = memo[slot]
-                if outcome is None:
-                    try:
-                        outcome = memo[slot] = condition(roots, shown)
-                    except RuleEvaluationError as failure:
-                        trace.append(failure.condition)
-                        error = error or failure.message
-                        continue
-                trace.append(outcome[1])
-                if not outcome[0]:  # the first false condition stops the rule: not matched, no error
-                    checks.append(Check(rule.id, False, None, trace))
-                    break
-            else:
-                matched = True
-                if rule.when is not None:
-                    outcome = state.check_when(rule.when)
-                    head = describe_when(rule.when, roots, state.request.now)
-                    if type(outcome) is bool:
-                        trace.append(head + (": matched" if outcome else ": not matched"))
-                        matched = outcome
-                    else:
-                        trace.append(f"{head}: error: {outcome}")
-                        error = error or outcome
+            trace: list[str] | None = None if checks is None else []
+            matched, error = rule.matcher.run(state, trace)
+            if checks is not None:
                 checks.append(Check(rule.id, matched, error if matched else None, trace))
-                if matched:
-                    matches.append((rule, error))
+            if matched:
+                matches.append((rule, error))
         return matches
 
     def _run_limits(

@@ -76,7 +76,7 @@ def test_the_accounts_payable_document_shares_its_repeated_conditions() -> None:
         return load_policy(ACCOUNTS_PAYABLE.read_bytes(), "application/yaml").compiled
 
     shared = compile_it()
-    slots = [slot for rule in shared.rules for slot, _ in rule.conditions]
+    slots = [slot for rule in shared.rules for slot, _ in rule.matcher.conditions]
     assert len(set(slots)) < len(slots)  # `action.type eq pay_invoice` has one slot
 
 
@@ -85,7 +85,7 @@ def test_shared_conditions_give_the_same_decisions_and_traces(monkeypatch: pytes
         return load_policy(ACCOUNTS_PAYABLE.read_bytes(), "application/yaml").compiled
 
     shared, unshared = compile_it(), compile_unshared(monkeypatch, compile_it)
-    slots = [slot for rule in unshared.rules for slot, _ in rule.conditions]
+    slots = [slot for rule in unshared.rules for slot, _ in rule.matcher.conditions]
     assert len(set(slots)) == len(slots)
     for request in requests():
         for explain in (True, False):
@@ -120,7 +120,7 @@ def test_the_same_field_and_operator_with_other_operands_are_not_shared() -> Non
         {"id": "allow", "decision": "ALLOW", "match": {}},
     )
     compiled = compile_document(document)
-    assert len({slot for rule in compiled.rules for slot, _ in rule.conditions}) == 3
+    assert len({slot for rule in compiled.rules for slot, _ in rule.matcher.conditions}) == 3
     request = EvaluationInput({"level": 1}, AGENT, TENANT, NOON)
     assert [check.matched for check in compiled.evaluate(request).checks] == [False, True, False, True]
 

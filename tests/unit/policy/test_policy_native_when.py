@@ -171,8 +171,8 @@ def test_decisions_and_traces_are_the_same_with_and_without_native_helpers(
     factors = [{"name": "after-hours", "when": SOURCES[1], "score": 90}]
     document = make_document(*rules, risk={"factors": factors})
     native, plain = compile_document(document), native_off(monkeypatch, document)
-    assert native.rules[0].when is not None and native.rules[0].when.native is not None
-    assert plain.rules[0].when is not None and plain.rules[0].when.native is None
+    assert native.rules[0].matcher.when is not None and native.rules[0].matcher.when.native is not None
+    assert plain.rules[0].matcher.when is not None and plain.rules[0].matcher.when.native is None
     tenants = [TENANT, {**TENANT, "timezone": "Europe/Berlin"}, {**TENANT, "timezone": "Nowhere/Land"}]
     actions: list[dict[str, Any]] = [{"n": 1}, {"n": 99}, {"n": 2**70}, {"n": "x"}]
     times: list[Any] = [*moments()[::97], datetime.datetime(2024, 5, 1, 12, 0), None]
