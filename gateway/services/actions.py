@@ -672,12 +672,7 @@ def _record(row: dict[str, Any]) -> schemas.ActionRecord:
         audit_event_ids=json.loads(row["audit_event_ids"]),
         created_at=row["created_at"],
         summary=row["summary"],
-        approvals=[
-            schemas.ApprovalView(
-                a["signer"], a["role"], bool(a["approve"]), a["signed_at"], a["kind"], a["comment"]
-            )
-            for a in row.get("approvals", ())
-        ],
+        approvals=[lifecycle.approval_view(a) for a in row.get("approvals", ())],
         decided_at=row["decided_at"],
         risk=_decoded(_RISK, row["risk"]),
         classification=_decoded(_CLASSIFICATION, row["classification"]),

@@ -101,17 +101,6 @@ def approval_message(row: dict[str, Any], role: str, approve: bool) -> ApprovalM
     )
 
 
-def _view(answer: dict[str, Any]) -> schemas.ApprovalView:
-    return schemas.ApprovalView(
-        answer["signer"],
-        answer["role"],
-        bool(answer["approve"]),
-        answer["signed_at"],
-        answer["kind"],
-        answer["comment"],
-    )
-
-
 class ApprovalService:
     def __init__(
         self,
@@ -299,7 +288,7 @@ class ApprovalService:
             action_id=row["id"],
             decision=result["decision"],
             status=result["status"],
-            approvals=[_view(answer) for answer in result["answers"]],
+            approvals=[lifecycle.approval_view(answer) for answer in result["answers"]],
             approvals_required=requirements,
             signed_verdict=result["verdict"],
             missing=[item for r in requirements for item in missing(r, result["counted"])]

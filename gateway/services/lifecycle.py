@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gateway import schemas
 from gateway.clock import parse_rfc3339, rfc3339, utc_now
 from gateway.errors import Conflict, NotFound
 from gateway.ledger import EntryDraft, Ledger, Statement, Unit
@@ -48,6 +49,14 @@ ANSWERS_SQL = (
     "SELECT signer, role, approve, kind, comment, signed_at FROM approvals WHERE action_id = ?"
     " ORDER BY signed_at, signer"
 )
+
+
+def approval_view(answer: dict[str, Any]) -> schemas.ApprovalView:
+    """An `approvals` row (as `ANSWERS_SQL` selects it) as the API shows it."""
+    return schemas.ApprovalView(
+        answer["signer"], answer["role"], bool(answer["approve"]), answer["signed_at"], answer["kind"],
+        answer["comment"],
+    )  # fmt: skip
 
 
 class ActionNotPending(Conflict):
