@@ -35,8 +35,12 @@ import cel
 
 from policy import CompiledPolicy, EvaluationInput, compile_document, load_policy
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "policy.yaml"
-ACCOUNTS_PAYABLE = Path(__file__).resolve().parents[1] / "examples" / "accounts-payable.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.unit.policy.reference_set import BLOCKLIST, STABLECOINS, reference_document  # noqa: E402
+
+EXAMPLE = ROOT / "examples" / "policy.yaml"
+ACCOUNTS_PAYABLE = ROOT / "examples" / "accounts-payable.yaml"
 AGENT = {"id": "agent-7", "name": "payments-bot"}
 TENANT = {"id": "tenant-1", "name": "acme"}
 NOW = datetime.datetime(2024, 5, 1, 14, 30, tzinfo=datetime.UTC)
@@ -145,36 +149,6 @@ def main() -> None:
 
 
 # -- issue 3: reference set, 50 rules, full document, against CEL -----------------------------------
-
-BLOCKLIST = [f"blocked-vendor-{index:04d}" for index in range(1000)]
-STABLECOINS = ["USDC", "USDT", "EURC"]
-
-
-def reference_document() -> dict[str, Any]:
-    """Issue 3's reference set."""
-    return {
-        "schema": "verdict.policy/v1",
-        "default": "DENY",
-        "lists": {"blocked_vendors": BLOCKLIST, "stablecoins": STABLECOINS},
-        "rules": [
-            {"id": "blocked", "decision": "DENY", "match": {"action.vendor": {"in": "blocked_vendors"}}},
-            {"id": "asset", "decision": "DENY", "match": {"action.asset": {"not_in": "stablecoins"}}},
-            {
-                "id": "cfo",
-                "decision": "ESCALATE",
-                "match": {"action.amount": {"gt": "5000", "lte": "50000"}},
-                "approvals": {"threshold": 1, "roles": ["cfo"]},
-            },
-            {
-                "id": "execs",
-                "decision": "ESCALATE",
-                "match": {"action.amount": {"gt": "50000"}},
-                "approvals": {"threshold": 2, "roles": ["cfo", "controller", "ceo"]},
-            },
-            {"id": "allow", "decision": "ALLOW", "match": {}},
-        ],
-    }
-
 
 REFERENCE_CEL = [
     ("DENY", "action.vendor in blocked_vendors"),

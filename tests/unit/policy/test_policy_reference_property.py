@@ -11,32 +11,9 @@ from hypothesis import strategies as st
 from policy import EvaluationInput, compile_document
 
 from .conftest import AGENT, NOON, TENANT
+from .reference_set import BLOCKLIST, STABLECOINS, reference_document
 
-BLOCKLIST = [f"blocked-{index:04d}" for index in range(1000)]
-STABLECOINS = {"USDC", "USDT", "EURC"}
-POLICY = compile_document(
-    {
-        "schema": "verdict.policy/v1",
-        "lists": {"blocked_vendors": BLOCKLIST},
-        "rules": [
-            {"id": "blocked", "decision": "DENY", "match": {"action.vendor": {"in": "blocked_vendors"}}},
-            {"id": "asset", "decision": "DENY", "match": {"action.asset": {"not_in": sorted(STABLECOINS)}}},
-            {
-                "id": "cfo",
-                "decision": "ESCALATE",
-                "match": {"action.amount": {"gt": "5000", "lte": "50000"}},
-                "approvals": {"threshold": 1, "roles": ["cfo"]},
-            },
-            {
-                "id": "execs",
-                "decision": "ESCALATE",
-                "match": {"action.amount": {"gt": "50000"}},
-                "approvals": {"threshold": 2, "roles": ["cfo", "controller", "ceo"]},
-            },
-            {"id": "allow", "decision": "ALLOW", "match": {}},
-        ],
-    }
-)
+POLICY = compile_document(reference_document())
 BLOCKED = frozenset(BLOCKLIST)
 
 
@@ -72,7 +49,9 @@ amounts = st.one_of(
 actions = st.fixed_dictionaries(
     {},
     optional={
-        "vendor": st.one_of(st.sampled_from([*BLOCKLIST[:5], "acme", "blocked-1000"]), st.text(max_size=12)),
+        "vendor": st.one_of(
+            st.sampled_from([*BLOCKLIST[:5], "acme", "blocked-vendor-1000"]), st.text(max_size=12)
+        ),
         "asset": st.sampled_from(["USDC", "USDT", "EURC", "DOGE", "usdc", ""]),
         "amount": amounts,
     },
