@@ -112,3 +112,106 @@ async def test_query_integers_beyond_64_bits_are_refused(client, number):
         headers={**bearer(world.tenant_admin), "Content-Type": "application/yaml"},
     )
     assert problem_code(r)[0] == 400, r.text
+
+
+NOT_AMOUNTS = ["-5", "-0", "-0.00", "NaN", "1e309", "+7800", "7_800", "\uff17\uff18\uff10\uff10", "7800.", "", "lots",
+               ".5", "007", " 7800", "7800 ", "7800\n", "1" * 79, "0x1F", "Infinity", "\u0663"]  # fmt: skip
+AMOUNTS = ["0", "0.00", "7800", "7800.00", "0.000000000000000001", "1" * 78, "9" * 40 + "." + "9" * 38]
+
+
+@pytest.mark.parametrize("amount", NOT_AMOUNTS)
+async def test_an_amount_that_is_not_a_plain_decimal_is_refused_at_intake(client, audit_size, amount):
+    """Issue 11 item 2: these reached the policy (201 DENY `policy_error:…`), and "-5" was allowed."""
+    world = await make_world(client)
+    before = await audit_size()
+    r = await client.post("/v1/agents/ap-bot/propose", json=pay(amount), headers=bearer(world.agent_token))
+    assert problem_code(r) == (422, "invalid_amount"), r.text
+    assert r.json()["field"] == "action.amount"
+    assert await audit_size() == before
+
+
+@pytest.mark.parametrize("amount", AMOUNTS)
+async def test_plain_decimal_amounts_are_decided(client, amount):
+    world = await make_world(client)
+    r = await client.post("/v1/agents/ap-bot/propose", json=pay(amount), headers=bearer(world.agent_token))
+    assert r.status_code == 201, r.text
+
+
+async def test_amounts_are_checked_without_an_active_policy(client, audit_size):
+    world = await make_world(client, policy="")
+    before = await audit_size()
+    r = await client.post("/v1/agents/ap-bot/propose", json=pay("-5"), headers=bearer(world.agent_token))
+    assert problem_code(r) == (422, "invalid_amount"), r.text
+    assert await audit_size() == before
+    r = await client.post("/v1/agents/ap-bot/propose", json=pay("5"), headers=bearer(world.agent_token))
+    assert (r.status_code, r.json()["reason"]) == (201, "no_active_policy"), r.text
+
+
+DECLARED_AMOUNTS = """
+schema: verdict.policy/v1
+action_types:
+  refund:
+    amount_field: payment.value
+    amount_fields: [fee, payment.tip]
+    allow_negative: true
+  pay_invoice: {}
+undeclared_types: allow
+limits:
+  - {id: fx, per: agent, window: 24h, sum: action.fx_total, max: "1000000", decision: DENY}
+rules:
+  - {id: everything, decision: ALLOW, match: {action.type: {in: [refund, pay_invoice, other]}}}
+"""
+
+
+async def test_declared_amount_fields_and_negative_amounts(client, audit_size):
+    world = await make_world(client, policy=DECLARED_AMOUNTS)
+    agent = bearer(world.agent_token)
+
+    async def propose(action: dict) -> tuple[int, str | None, str | None]:
+        r = await client.post("/v1/agents/ap-bot/propose", json={"action": action}, headers=agent)
+        body = r.json()
+        return r.status_code, body.get("code"), body.get("field")
+
+    before = await audit_size()
+    refused = [
+        ({"type": "refund", "payment": {"value": "1e3"}}, "action.payment.value"),
+        ({"type": "refund", "payment": {"value": "-5", "tip": "+1"}}, "action.payment.tip"),
+        ({"type": "refund", "payment": {"value": "-5"}, "fee": 3}, "action.fee"),
+        ({"type": "pay_invoice", "amount": "-5"}, "action.amount"),  # not allowed for this type
+        ({"type": "other", "amount": "-0"}, "action.amount"),  # undeclared: `amount`, no negatives
+        ({"type": "other", "amount": "5", "fx_total": "5e2"}, "action.fx_total"),  # a limit sums it
+        ({"type": "pay_invoice", "fx_total": "-1"}, "action.fx_total"),
+    ]
+    for action, field in refused:
+        assert await propose(action) == (422, "invalid_amount", field), action
+    assert await audit_size() == before
+    allowed = [
+        {"type": "refund", "payment": {"value": "-5.00", "tip": "-0.5"}, "fee": "-0", "amount": "lots"},
+        {"type": "pay_invoice", "amount": "5", "fx_total": "7"},
+        {"type": "other", "amount": "5", "fee": "not an amount here"},
+    ]
+    for action in allowed:
+        status, _, _ = await propose(action)
+        assert status == 201, action
+
+
+@pytest.mark.parametrize(
+    ("declaration", "path"),
+    [
+        ("{amount_fields: []}", "action_types.t.amount_fields"),
+        ("{amount_fields: fee}", "action_types.t.amount_fields"),
+        ("{amount_fields: [fee, fee]}", "action_types.t.amount_fields[1]"),
+        ("{amount_fields: ['a..b']}", "action_types.t.amount_fields[0]"),
+        ("{allow_negative: 'yes'}", "action_types.t.allow_negative"),
+    ],
+)
+async def test_amount_declarations_are_validated(client, declaration, path):
+    world = await make_world(client, policy="")
+    document = f"schema: verdict.policy/v1\naction_types: {{t: {declaration}}}\nrules: [{{id: r, decision: DENY, match: {{action.type: {{eq: t}}}}}}]\n"
+    r = await client.post(
+        "/v1/tenants/acme/policies",
+        content=document.encode(),
+        headers={**bearer(world.tenant_admin), "Content-Type": "application/yaml"},
+    )
+    assert problem_code(r) == (422, "policy_invalid"), r.text
+    assert path in [p["path"] for p in r.json()["problems"]], r.text
