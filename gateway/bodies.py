@@ -21,6 +21,7 @@ import math
 from typing import Any
 
 from litestar import Request
+from litestar.exceptions import InternalServerException
 
 from gateway.errors import AppError, InvalidRequest, NotFound, Unprocessable, UnsupportedMediaType
 from policy import DocumentUnreadable
@@ -243,11 +244,22 @@ def _has_body(request: Request) -> bool:
 
 
 async def check_request_body(request: Request) -> None:
-    """Litestar `before_request` hook. Raises UnsupportedMediaType, InvalidRequest or
-    Unprocessable (see `check_json_text`, `check_yaml_text`)."""
+    """Litestar `before_request` hook: reads the body (if any) and checks it. Raises
+    UnsupportedMediaType, InvalidRequest (`incomplete_body`, and see `check_json_text`,
+    `check_yaml_text`) or Unprocessable."""
     if request.method not in BODY_METHODS and not _has_body(request):
         return
-    body = await request.body()
+    try:
+        body = await request.body()  # the one read: handlers get this copy (Litestar caches it)
+    except InternalServerException:
+        # Granian hands the app `http.disconnect` when the body's framing is broken (a chunk size
+        # such as `zz`) as when the client goes away mid-body; Litestar's reader calls that a
+        # server error. It is the client's: 400, whoever is left to read it.
+        raise InvalidRequest(
+            "the body ended before it was complete: malformed chunked encoding, or a body shorter"
+            " than its Content-Length",
+            code="incomplete_body",
+        ) from None
     if not body:
         return
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
