@@ -50,7 +50,7 @@ async def test_verdict_key_rotation(client, backend):
 
     async def two_signers():
         keys = (await client.get("/v1/keys")).json()["verdict_signers"]
-        return keys if len(keys) == 2 else None
+        return keys if len(keys) == 2 and keys[1]["status"] == "active" else None
 
     keys = await wait_for(two_signers)
     assert keys[0]["address"] == old_signer and keys[0]["status"] == "retired" and keys[0]["not_after"]
