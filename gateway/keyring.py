@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, replace
@@ -102,9 +103,13 @@ class Lease:
             )
 
 
-def _check_window(record: KeyRecord, lease: Lease) -> None:
+def _until(record: KeyRecord) -> float:
+    return math.inf if record.not_after is None else parse_time(record.not_after)
+
+
+def _check_window(record: KeyRecord, until: float, lease: Lease) -> None:
     lease.check()
-    if record.not_after is not None and time.time() >= parse_time(record.not_after):
+    if time.time() >= until:
         raise KeysUnavailable(f"the {record.kind} key {record.public} is retired; retry shortly")
 
 
@@ -112,14 +117,15 @@ class PublishedSigner(LocalSigner):
     """The verdict signer in force: an in-process key that refuses to sign outside its published
     window or with a stale lease (`KeysUnavailable`, a 503)."""
 
-    __slots__ = ("_lease", "record")
+    __slots__ = ("_lease", "_until", "record")
 
     def __init__(self, private_key: bytes, record: KeyRecord, lease: Lease) -> None:
         super().__init__(private_key)
-        self.record, self._lease = record, lease
+        self.record, self._lease, self._until = record, lease, _until(record)
 
     def sign_digest(self, digest: bytes) -> bytes:
-        _check_window(self.record, self._lease)
+        """Raises `KeysUnavailable` outside the key's window or with a stale lease."""
+        _check_window(self.record, self._until, self._lease)
         return super().sign_digest(digest)
 
 
@@ -128,13 +134,14 @@ class PublishedLogKey:
     same refusals as `PublishedSigner`."""
 
     def __init__(self, private_key: Ed25519PrivateKey, record: KeyRecord, lease: Lease) -> None:
-        self._key, self.record, self._lease = private_key, record, lease
+        self._key, self.record, self._lease, self._until = private_key, record, lease, _until(record)
 
     def public_key(self) -> Ed25519PublicKey:
         return self._key.public_key()
 
     def sign(self, message: bytes) -> bytes:
-        _check_window(self.record, self._lease)
+        """Raises `KeysUnavailable` outside the key's window or with a stale lease."""
+        _check_window(self.record, self._until, self._lease)
         return self._key.sign(message)
 
 

@@ -1,7 +1,7 @@
 """The key-encryption key (KEK) that lets every host of a deployment load the same signing keys.
 
-With `VERDICT_KEY_ENCRYPTION_KEY` set (32 random bytes, base64url, as `verdict keys new-kek`
-prints them), the signing keys live in the database, each private key sealed with AES-256-GCM
+With `VERDICT_KEY_ENCRYPTION_KEY` set (32 random bytes in base64 or base64url: the output of
+`verdict keys new-kek` or `openssl rand -base64 32`), the signing keys live in the database, each private key sealed with AES-256-GCM
 under the KEK; any host with the database and the KEK opens them, and no key file is written.
 `VERDICT_KEY_ENCRYPTION_KEY_FILE` names a file holding it instead (a Docker or Kubernetes secret).
 
@@ -39,7 +39,7 @@ def new_kek() -> str:
 def kek_from_env(environ: dict[str, str] | os._Environ[str]) -> bytes | None:
     """The KEK the environment names, or None (keys then stay in the data dir's files).
 
-    Raises `KeyFileError` when the variable (or the file it names) is not 32 bytes in base64url.
+    Raises `KeyFileError` when the variable (or the file it names) is not 32 bytes in base64(url).
     """
     text = environ.get(KEK_ENV) or None
     source = KEK_ENV
@@ -57,7 +57,8 @@ def kek_from_env(environ: dict[str, str] | os._Environ[str]) -> bytes | None:
         key = b""
     if len(key) != 32:
         raise KeyFileError(
-            f"{source} must be 32 random bytes in base64url (43 characters); make one with `verdict keys new-kek`"
+            f"{source} must be 32 random bytes in base64 or base64url; make one with `verdict keys new-kek`"
+            " or `openssl rand -base64 32`"
         )
     return key
 

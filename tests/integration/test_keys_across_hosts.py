@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -51,9 +52,14 @@ def deployment(tmp_path: Path):
             }
 
         def start(self, name: str, kek: str | None = None) -> GatewayProcess:
-            host = GatewayProcess(self.env(name, kek))
-            hosts.append(host)
-            return host.start(timeout=60)
+            return self.start_together([name], kek)[0]
+
+        def start_together(self, names: list[str], kek: str | None = None) -> list[GatewayProcess]:
+            """Start one host per name at the same moment (as `docker compose --scale` does)."""
+            started = [GatewayProcess(self.env(name, kek)) for name in names]
+            hosts.extend(started)
+            with ThreadPoolExecutor(len(started)) as pool:
+                return list(pool.map(lambda host: host.start(timeout=90), started))
 
         def refused(self, name: str, kek: str | None = None) -> subprocess.CompletedProcess:
             """Start a host expected to refuse: it must exit by itself, not serve."""
@@ -276,3 +282,20 @@ async def test_a_host_that_misses_a_rotation_stops_signing_instead_of_using_the_
     second.stop()
     run = deployment.refused("b")
     assert run.returncode != 0 and "does not hold the signing keys" in run.stderr
+
+
+async def test_replicas_started_at_once_on_a_new_database_agree_on_one_key_set(deployment):
+    """`docker compose up --scale gateway=3`: three replicas with one KEK and one shared data dir
+    volume start at the same moment on an empty database."""
+    kek = new_kek()
+    hosts = deployment.start_together(["shared", "shared", "shared"], kek)
+    admin = admin_token_of(deployment.data_dir("shared"))
+    async with client_of(hosts[0], admin) as client:
+        world = await make_world(client)
+    views = [await published(host, world) for host in hosts]
+    assert views[0] == views[1] == views[2] and len(views[0][0]) == 1
+    assert sorted(p.name for p in deployment.data_dir("shared").iterdir()) == ["admin.token"]
+    for host in hosts:
+        async with client_of(host, admin) as client:
+            r = await client.get(f"/v1/tenants/{world.tenant}", headers=bearer(admin))
+            assert r.status_code == 200, r.text
