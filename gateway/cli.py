@@ -286,11 +286,12 @@ def _echo_keys(settings: Settings, keyring) -> None:
     from gateway.keyring import LOG
     from gateway.sealing import kek_from_env
 
-    sealed = kek_from_env(os.environ) is not None
-    where = (
-        "sealed in the database (VERDICT_KEY_ENCRYPTION_KEY)" if sealed else f"files in {settings.data_dir}"
-    )
-    click.echo(f"  signing keys: {where}; {', '.join(keyring.created) or 'none'} created at this start")
+    for name, path in keyring.paths.items():
+        state = "created" if name in keyring.created else "found"
+        click.echo(f"  {name:<12} {path} ({state}, mode 0600)")
+    if kek_from_env(os.environ) is not None:
+        created = " (created now)" if any("sealed" in c for c in keyring.created) else ""
+        click.echo(f"  signing keys sealed in the database under VERDICT_KEY_ENCRYPTION_KEY{created}")
     click.echo(f"  verdict signer address {keyring.verdict_signer.address}")
     click.echo(f"  log key {keyring.active(LOG).public}")
     if keyring.admin_token is not None:

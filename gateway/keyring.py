@@ -128,6 +128,10 @@ class PublishedSigner(LocalSigner):
         _check_window(self.record, self._until, self._lease)
         return super().sign_digest(digest)
 
+    def retired(self) -> PublishedSigner:
+        """This key as one that refuses to sign from now on (its successor is not loadable here)."""
+        return PublishedSigner(self._private_key.secret, _retired_now(self.record), self._lease)
+
 
 class PublishedLogKey:
     """The log key in force, as `audit.note` uses it (`public_key()`, `sign(message)`), with the
@@ -143,6 +147,14 @@ class PublishedLogKey:
         """Raises `KeysUnavailable` outside the key's window or with a stale lease."""
         _check_window(self.record, self._until, self._lease)
         return self._key.sign(message)
+
+    def retired(self) -> PublishedLogKey:
+        """This key as one that refuses to sign from now on (its successor is not loadable here)."""
+        return PublishedLogKey(self._key, _retired_now(self.record), self._lease)
+
+
+def _retired_now(record: KeyRecord) -> KeyRecord:
+    return replace(record, not_after=format_time(datetime.now(UTC)))
 
 
 @dataclass(frozen=True, slots=True)

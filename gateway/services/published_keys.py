@@ -108,8 +108,16 @@ async def establish_keys(
         admin = await _install_admin_token(conn, data_dir, created) if publish else read_admin_token(data_dir)
         version = (await conn.fetchrow("SELECT version FROM key_set WHERE id = 1"))["version"]
     keyring = build_keyring(rows, privates, Lease(lease), version, strict=True)
-    paths = {"admin_token": data_dir / ADMIN_TOKEN_FILE}
-    return replace(keyring, admin_token=admin, created=tuple(created), paths={**keyring.paths, **paths})
+    local = {(r.kind, r.public): r for r in local_records(data_dir, env)}
+    paths = {}
+    for kind in (VERDICT, LOG):  # the files the keys in force were loaded from, if any
+        record = local.get((kind, keyring.active(kind).public))
+        sealed = next(s for r, s in rows if (r.kind, r.public) == (kind, keyring.active(kind).public))
+        if record is not None and (kek is None or sealed is None):
+            paths[f"{kind}_key"] = data_dir / record.file
+    if admin is not None:
+        paths["admin_token"] = data_dir / ADMIN_TOKEN_FILE
+    return replace(keyring, admin_token=admin, created=tuple(created), paths=paths)
 
 
 async def refresh_keys(db: Database, keyring: Keyring, data_dir: Path, environ: Any = None) -> Keyring:
@@ -140,7 +148,7 @@ def build_keyring(
     previous: Keyring | None = None,
 ) -> Keyring:
     """The signers of the keys in force now. `strict`: raise `KeysRefused` when one is missing;
-    else keep `previous`'s signer of that kind (which refuses to sign past its window)."""
+    else put in its place `previous`'s signer of that kind, made to refuse every signature."""
     now = time.time()
     chosen: dict[str, tuple[KeyRecord, bytes] | None] = {}
     missing = []
@@ -162,8 +170,9 @@ def build_keyring(
         if chosen[LOG]
         else None
     )
-    if previous is not None:  # a key in force that this host cannot load: the old one, which refuses
-        verdict, log = verdict or previous.verdict_signer, log or previous.log_key
+    if previous is not None:  # the key in force is one this host cannot load: sign nothing
+        verdict = verdict or previous.verdict_signer.retired()
+        log = log or previous.log_key.retired()
     history = tuple(r for r, _ in rows)
     return Keyring(verdict, log, None, {}, (), history, lease, _next_switch(history, now), version)
 
