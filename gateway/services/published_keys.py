@@ -160,10 +160,9 @@ def build_keyring(
         missing += [
             r for r in ([record] if record else []) + scheduled if privates.get((r.kind, r.public)) is None
         ]
-    if missing and strict:
-        raise KeysRefused(_missing_message(missing))
-    if (not chosen[VERDICT] or not chosen[LOG]) and previous is None:
-        raise KeysRefused(_missing_message(missing))
+    if (missing and strict) or ((not chosen[VERDICT] or not chosen[LOG]) and previous is None):
+        sealed = {(r.kind, r.public) for r, blob in rows if blob is not None}
+        raise KeysRefused(_missing_message(missing, all((r.kind, r.public) in sealed for r in missing)))
     verdict = PublishedSigner(chosen[VERDICT][1], chosen[VERDICT][0], lease) if chosen[VERDICT] else None
     log = (
         PublishedLogKey(Ed25519PrivateKey.from_private_bytes(chosen[LOG][1]), chosen[LOG][0], lease)
@@ -405,8 +404,14 @@ def _names(records: list[KeyRecord]) -> str:
     )
 
 
-def _missing_message(missing: list[KeyRecord]) -> str:
+def _missing_message(missing: list[KeyRecord], sealed: bool) -> str:
+    how = (
+        f"They are sealed in the database under the deployment's key-encryption key: start this host with"
+        f' the same {KEK_ENV} as the others (docs/deployment.md, "Keys across hosts").'
+        if sealed
+        else HOW_TO_SHARE
+    )
     return (
         f"This host does not hold the signing keys this deployment's database publishes ({_names(missing)})"
-        f" and cannot open them, so it refuses to start rather than sign with keys of its own. {HOW_TO_SHARE}"
+        f" and cannot open them, so it refuses to start rather than sign with keys of its own. {how}"
     )

@@ -246,6 +246,11 @@ async def test_a_host_without_the_published_keys_or_with_foreign_ones_refuses_to
         r = await client.get(f"/v1/tenants/{world.tenant}", headers=bearer(admin))
         assert r.status_code == 200, r.text
 
+    # once sealed, a host without the KEK is told to use it
+    run = deployment.refused("e")
+    assert run.returncode != 0
+    assert "start this host with the same VERDICT_KEY_ENCRYPTION_KEY as the others" in run.stderr
+
     # a host with another KEK cannot open them: refused
     run = deployment.refused("d", new_kek())
     assert run.returncode != 0
