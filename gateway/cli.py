@@ -280,6 +280,8 @@ def _establish_keys(settings: Settings):
         return asyncio.run(establish())
     except KeyFileError as exc:
         raise click.ClickException(str(exc)) from exc
+    except (OSError, TimeoutError) as exc:  # unreachable: say so in a line, not a traceback
+        raise click.ClickException(f"cannot reach the database to check the signing keys: {exc}") from exc
 
 
 def _echo_keys(settings: Settings, keyring) -> None:
