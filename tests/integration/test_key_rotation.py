@@ -9,12 +9,14 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
+import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
 from audit import parse_entry, parse_vkey, verify_checkpoint, verify_consistency
 from audit.bundle import verify_bundle
 from audit.errors import BundleError
+from gateway.errors import Conflict
 from gateway.services.keys import rotate_key
 from tests.integration.helpers import bearer, make_world, read_log
 from tests.integration.test_audit_log import b64, database, propose, verdict_cli
@@ -86,6 +88,8 @@ async def test_log_key_rotation(client, backend):
 
     async with database(backend) as db:
         rotation = await rotate_key(db, backend.data_dir, "log", "localhost/verdict")
+        with pytest.raises(Conflict, match="already scheduled"):  # one switch at a time
+            await rotate_key(db, backend.data_dir, "log", "localhost/verdict")
     assert rotation.tenants == ["acme"]
 
     async def new_key():
