@@ -244,7 +244,7 @@ def keys_new_kek() -> None:
 def keys_admin_token(reset: bool, data_dir: Path | None) -> None:
     """Replace the deployment's bootstrap admin token: the new one is written to this host's
     data dir (admin.token, mode 0600, never printed); the old one stops working on every host."""
-    from gateway.services.published_keys import reset_admin_token
+    from gateway.services.admin_token import reset_admin_token
     from gateway.storage import open_database
 
     settings = Settings.from_env()

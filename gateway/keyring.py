@@ -307,11 +307,12 @@ def read_admin_token(data_dir: Path) -> str | None:
     return _read_secret(path) if path.exists() else None
 
 
-def write_admin_token(data_dir: Path) -> str:
-    """Create `admin.token` (0600) with a new token, replacing any. Returns the token."""
+def write_admin_token(data_dir: Path, token: str | None = None) -> str:
+    """Write `admin.token` (0600) with `token` (default: a new one), replacing any, atomically.
+    Returns the token. Raises `KeyFileError` when it cannot be written."""
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / ADMIN_TOKEN_FILE
-    token = new_token()
+    token = token or new_token()
     tmp = data_dir / f".{ADMIN_TOKEN_FILE}.{os.getpid()}.tmp"
     tmp.unlink(missing_ok=True)
     write_secret_file(tmp, token + "\n")

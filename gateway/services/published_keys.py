@@ -16,8 +16,7 @@ At start (`establish_keys`), under that lock:
 3. with a KEK, published keys this host holds in files but the database lacks sealed are sealed
    into it (how a single host moves to a shared deployment).
 
-The bootstrap admin token is created once per database, by the first host, in its data dir;
-later starts neither create nor replace it (`verdict keys admin-token --reset` does).
+The bootstrap admin token is installed in the same transaction (`gateway.services.admin_token`).
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from crypto.errors import KeyFileError
-from gateway.clock import hash_token, rfc3339, utc_now
+from gateway.clock import rfc3339, utc_now
 from gateway.keyring import (
     ADMIN_TOKEN_FILE,
     LOG,
@@ -50,16 +49,15 @@ from gateway.keyring import (
     local_records,
     parse_time,
     read_admin_token,
-    write_admin_token,
 )
 from gateway.sealing import KEK_ENV, SealError, kek_from_env, seal, unseal
+from gateway.services.admin_token import install_admin_token
 from gateway.storage import Database
 from gateway.storage.base import Conn
 
 SWITCH_SECONDS = 10  # a rotation takes effect on every host this long after it commits
 LEASE_SECONDS = 8.0  # a gateway signs only this long after it last read the published keys
 POLL_SECONDS = 1.0
-ADMIN_KEY_ID = "key_admin"
 HOW_TO_SHARE = (
     f"Every host of a deployment must sign with the same keys. To share them, give every host the same"
     f" {KEK_ENV} (make one with `verdict keys new-kek`), start the host that holds the published keys"
@@ -105,7 +103,7 @@ async def establish_keys(
         privates = _privates(rows, data_dir, env, kek)
         if kek is not None and publish:
             await _seal_missing(conn, rows, privates, kek)
-        admin = await _install_admin_token(conn, data_dir, created) if publish else read_admin_token(data_dir)
+        admin = await install_admin_token(conn, data_dir, created) if publish else read_admin_token(data_dir)
         version = (await conn.fetchrow("SELECT version FROM key_set WHERE id = 1"))["version"]
     keyring = build_keyring(rows, privates, Lease(lease), version, strict=True)
     local = {(r.kind, r.public): r for r in local_records(data_dir, env)}
@@ -213,16 +211,6 @@ async def schedule_switch(db: Database, retired: KeyRecord, active: KeyRecord) -
         )
         await _bump(conn)
     return at
-
-
-async def reset_admin_token(db: Database, data_dir: Path) -> Path:
-    """Write a new bootstrap admin token to `data_dir`/admin.token and make it the only one: the
-    old token stops working. Returns the file's path."""
-    token = write_admin_token(data_dir)
-    async with db.transaction() as conn:
-        await conn.execute("DELETE FROM api_keys WHERE id = ?", ADMIN_KEY_ID)
-        await _insert_admin(conn, token)
-    return data_dir / ADMIN_TOKEN_FILE
 
 
 def format_time_unix(seconds: float) -> str:
@@ -341,30 +329,6 @@ async def _seal_missing(
             sealed_any = True
     if sealed_any:
         await _bump(conn)
-
-
-async def _install_admin_token(conn: Conn, data_dir: Path, created: list[str]) -> str | None:
-    """The token this host holds, creating it when the database has none; None when another host
-    holds it. Never replaces the database's token."""
-    row = await conn.fetchrow("SELECT token_hash FROM api_keys WHERE id = ?", ADMIN_KEY_ID)
-    local = read_admin_token(data_dir)
-    if row is None:
-        if local is None:
-            local = write_admin_token(data_dir)
-            created.append("admin_token")
-        await _insert_admin(conn, local)
-        return local
-    return local if local is not None and hash_token(local) == row["token_hash"] else None
-
-
-async def _insert_admin(conn: Conn, token: str) -> None:
-    await conn.execute(
-        "INSERT INTO api_keys (id, tenant_id, role, agent_id, token_hash, created_at)"
-        " VALUES (?, NULL, 'admin', NULL, ?, ?)",
-        ADMIN_KEY_ID,
-        hash_token(token),
-        rfc3339(utc_now()),
-    )
 
 
 async def _insert(conn: Conn, record: KeyRecord, sealed: bytes | None) -> None:
