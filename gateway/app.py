@@ -47,6 +47,7 @@ async def watch_keys(state: State) -> None:
     """Follow the published keys (`gateway.services.published_keys`): a rotation made on any host,
     and the scheduled instant it takes effect at. Each successful look renews the signing lease;
     a host that cannot look for LEASE_SECONDS stops signing (503) until it can again."""
+    failing = False
     while True:
         keyring = state.keyring
         delay = POLL_SECONDS
@@ -55,9 +56,14 @@ async def watch_keys(state: State) -> None:
         await asyncio.sleep(delay)
         try:
             fresh = await refresh_keys(state.db, keyring, state.settings.data_dir)
-        except Exception as error:  # a database outage or a bad file: keep the keys in use, say so
-            log.warning("could not read the published signing keys: %s: %s", type(error).__name__, error)
+        except Exception as error:  # a database outage or a bad file: keep the keys in use, say so once
+            if not failing:
+                log.warning("cannot read the published signing keys: %s: %s", type(error).__name__, error)
+            failing = True
             continue
+        if failing:
+            log.warning("the published signing keys are readable again")
+            failing = False
         if fresh is keyring:
             continue
         state.keyring = fresh
