@@ -175,12 +175,14 @@ def build_keyring(
 
 
 def in_force(records: list[KeyRecord], kind: str, now: float) -> KeyRecord | None:
-    """The key of `kind` whose window holds `now`."""
-    for r in records:
-        if r.kind == kind and r.not_before and parse_time(r.not_before) <= now:
-            if r.not_after is None or now < parse_time(r.not_after):
-                return r
-    return None
+    """The key of `kind` whose window holds `now`; before the first key's `not_before` (a host
+    whose clock is a little behind the one that published it), the first key."""
+    scheduled = [r for r in records if r.kind == kind and r.not_before]
+    for r in scheduled:
+        if parse_time(r.not_before) <= now and (r.not_after is None or now < parse_time(r.not_after)):
+            return r
+    first = min(scheduled, key=lambda r: parse_time(r.not_before), default=None)
+    return first if first is not None and now < parse_time(first.not_before) else None
 
 
 async def publish_pending(db: Database, record: KeyRecord, sealed: bytes | None) -> None:

@@ -142,3 +142,18 @@ def format_time_seconds(offset: float) -> str:
     from datetime import UTC, datetime
 
     return format_time(datetime.fromtimestamp(time.time() + offset, UTC))
+
+
+def test_the_key_in_force_follows_the_published_windows():
+    from gateway.services.published_keys import in_force
+
+    now = time.time()
+    old = KeyRecord(VERDICT, "", "0xold", format_time_seconds(-100), format_time_seconds(10))
+    new = KeyRecord(VERDICT, "", "0xnew", format_time_seconds(10))
+    pending = KeyRecord(VERDICT, "", "0xpending", "")
+    records = [old, new, pending]
+    assert in_force(records, VERDICT, now) == old
+    assert in_force(records, VERDICT, now + 11) == new
+    assert in_force(records, LOG, now) is None
+    # a host whose clock is behind the publisher's: before the first window, the first key
+    assert in_force(records, VERDICT, now - 200) == old
