@@ -35,7 +35,7 @@ from audit.tree import integrate
 from crypto.canonical import canonicalize
 from crypto.errors import CanonicalizationError
 
-__all__ = ["LogCheckReport", "LogChecker"]
+__all__ = ["LogCheckReport", "LogChecker", "parse_entry_at"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +105,7 @@ class LogChecker:
 
     def _check_entry(self, seq: int, raw: bytes, stored: bytes | None) -> bytes:
         """Steps (1) to (3) for the entry at position `seq`; returns its leaf hash."""
-        entry = _parse_at(seq, raw)  # (1)
+        entry = parse_entry_at(seq, raw)  # (1)
         if entry.tenant != self.tenant:
             raise ChainError("entry of another tenant", seq=seq, expected=self.tenant, found=entry.tenant)
         if entry.seq != seq:
@@ -181,7 +181,7 @@ class LogChecker:
             self._verified += 1
 
 
-def _parse_at(seq: int, raw: bytes) -> Entry:
+def parse_entry_at(seq: int, raw: bytes) -> Entry:
     """`parse_entry`, with the position in the error. For bytes that are JSON but not in canonical
     form, says where they first differ from their canonical form.
 

@@ -7,15 +7,19 @@ checkpoint that covers its entries). One integration step, for one tenant:
 
 1. read, outside any transaction, the tree head (size m, root), the chain's size n, entries [m, n)
    and the stored hashes the step needs (entries and stored hashes never change once written);
-2. check the new entries (seq without gaps, `prev` links, tenant), that the stored frontier folds to
-   the tree head's root, compute the new subtree hashes and root, and check that the new tree is
+2. check that the stored frontier folds to the tree head's root and that the last checkpoint signed
+   that head, that a random sample of earlier entries still is what the tree holds
+   (`gateway.services.log_integrity`), the new entries (canonical v1 entries, seq without gaps,
+   `prev` links, tenant); compute the new subtree hashes and root, and check that the new tree is
    consistent with the last checkpoint (an RFC 9162 consistency proof, built from the stored hashes
    and verified) — only then sign the checkpoint;
 3. in a short transaction, lock the tree head row; if another process integrated meanwhile, drop
    the work; otherwise store the hashes, the checkpoint and the new head.
 
 A size has at most one checkpoint (primary key), so the log never signs two roots for one size.
-Anything wrong in step 2 refuses to sign and is logged: the log fails closed.
+Anything wrong in step 2 marks the tenant's log broken (`LogIntegrity`): no checkpoint is signed for
+it any more, its log routes answer 500 `log_integrity_error`, and it is logged once. At start-up,
+`verify_logs` re-checks every tenant's whole log in the background, as `verdict audit check` does.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,11 +36,11 @@ from typing import Any
 import msgspec
 
 from audit.bundle import make_bundle
-from audit.check import LogChecker, LogCheckReport
+from audit.check import LogChecker, LogCheckReport, parse_entry_at
 from audit.checkpoint import Checkpoint, sign_checkpoint
 from audit.entry import GENESIS_PREV
 from audit.errors import AuditError, LogCheckError
-from audit.note import NoteSigner, new_signer, parse_vkey, vkey
+from audit.note import NoteSigner, NoteVerifier, new_signer, parse_vkey, vkey
 from audit.proof import verify_consistency
 from audit.rfc6962 import EMPTY_ROOT, hash_leaf
 from audit.tree import (
@@ -49,8 +55,17 @@ from audit.tree import (
 )
 from gateway.auth import Principal
 from gateway.clock import rfc3339, utc_now
-from gateway.errors import AppError, InvalidRequest, NotFound
+from gateway.errors import InvalidRequest, NotFound
 from gateway.services.actions import ActionService
+from gateway.services.log_integrity import (
+    IntegrityProblem,
+    LogIntegrity,
+    LogIntegrityError,
+    pick_sample,
+    sample_keys,
+    verify_sample,
+    verify_signed_head,
+)
 from gateway.storage import Conn, Database
 
 log = logging.getLogger("verdict.audit")
@@ -59,12 +74,11 @@ MAX_INTEGRATION_STEP = 65_536  # entries per checkpoint (one transaction)
 SLICE = 128  # entries read and hashed between two awaits (a few ms of event-loop time each)
 MAX_BUNDLE_ENTRIES = 1000
 _KEYS_PER_QUERY = 400
+CHECK_PAGE = 20_000  # entries per read of `check_log` (the command line)
+SCAN_PAGE = 2_000  # entries per read of the start-up scan (smaller: the server is serving meanwhile)
+SCAN_RETRY_SECONDS = 5.0
 
-
-class IntegrityError(AppError):
-    """The stored log does not check out; the gateway refuses to sign a checkpoint over it."""
-
-    status, code, title = 500, "log_integrity_error", "The audit log failed an integrity check"
+__all__ = ["AuditService", "IntegrityProblem", "LogIntegrityError", "StoredCheckpoint"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,15 +86,6 @@ class StoredCheckpoint:
     size: int
     root: bytes
     note: str
-
-
-class _Link(msgspec.Struct):
-    seq: int
-    tenant: str
-    prev: str
-
-
-_decode_link = msgspec.json.Decoder(_Link).decode
 
 
 class AuditService:
@@ -93,6 +98,17 @@ class AuditService:
         self.origin_base = origin_base.rstrip("/")
         self._signers: dict[str, NoteSigner] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self.integrity = LogIntegrity()
+        self._rng = random.Random()
+
+    @property
+    def integrity_errors(self) -> dict[str, IntegrityProblem]:
+        """Tenants whose log failed an integrity check in this process (for `/health`)."""
+        return self.integrity.problems
+
+    def require_intact(self, tenant: str) -> None:
+        """Raises `LogIntegrityError` if the tenant's log failed an integrity check."""
+        self.integrity.require_intact(tenant)
 
     # ---- keys
 
@@ -109,6 +125,11 @@ class AuditService:
         """The signed-note verifier key of the tenant's log: of the active key, or of `public_key`."""
         return vkey(self.origin(tenant), public_key or self._log_key.public_key())
 
+    def verifiers(self, tenant: str) -> list[NoteVerifier]:
+        """The verifiers of the tenant's checkpoints: the active log key's, then retired ones'."""
+        keys = [self._log_key.public_key(), *self._retired]
+        return [parse_vkey(self.vkey(tenant, key)) for key in keys]
+
     def set_log_key(self, log_key: Any, retired: list[Any] | None = None) -> None:
         """Sign checkpoints with `log_key` from now on (after a rotation); `retired` are the public
         keys of earlier log keys, which still verify older checkpoints (`check_log`)."""
@@ -119,6 +140,8 @@ class AuditService:
     # ---- checkpoints
 
     async def latest(self, tenant: str) -> StoredCheckpoint | None:
+        """Raises `LogIntegrityError` if the tenant's log failed an integrity check."""
+        self.require_intact(tenant)
         async with self.db.read() as conn:
             row = await conn.fetchrow(
                 "SELECT size, root, note FROM audit_checkpoints WHERE tenant_id = ? ORDER BY size DESC LIMIT 1",
@@ -127,6 +150,8 @@ class AuditService:
         return StoredCheckpoint(int(row["size"]), bytes(row["root"]), row["note"]) if row else None
 
     async def at_size(self, tenant: str, size: int) -> StoredCheckpoint:
+        """Raises NotFound, or `LogIntegrityError` if the tenant's log failed an integrity check."""
+        self.require_intact(tenant)
         async with self.db.read() as conn:
             row = await conn.fetchrow(
                 "SELECT size, root, note FROM audit_checkpoints WHERE tenant_id = ? AND size = ?",
@@ -140,8 +165,10 @@ class AuditService:
     async def checkpoint(self, tenant: str) -> StoredCheckpoint:
         """Integrate every entry appended so far and return the checkpoint that covers them.
 
-        Raises NotFound for an unknown tenant, IntegrityError when the stored log does not check out.
+        Raises NotFound for an unknown tenant, `LogIntegrityError` when the stored log does not check
+        out (now, or earlier in this process).
         """
+        self.require_intact(tenant)
         lock = self._locks.setdefault(tenant, asyncio.Lock())
         async with lock:
             while True:
@@ -165,18 +192,28 @@ class AuditService:
         Every gateway process runs this. On PostgreSQL a tenant's integration is claimed with a
         session advisory lock (tried, never waited for), so one process does the work and the
         others skip that tenant for the round instead of repeating it.
+
+        A tenant whose log failed an integrity check is skipped (it was logged when found), and
+        one tenant's failure never holds up the others'.
         """
         while True:
             await asyncio.sleep(interval)
             try:
-                for tenant in await self.pending_tenants():
+                tenants = await self.pending_tenants()
+            except Exception:  # a database outage: log it, try again next round
+                log.exception("checkpointing failed: could not list the logs to checkpoint")
+                continue
+            for tenant in tenants:
+                if tenant in self.integrity.problems:
+                    continue
+                try:
                     async with self._claim(tenant) as claimed:
                         if claimed:
                             await self.checkpoint(tenant)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a database outage or a failed check: log it, try again next round
-                log.exception("checkpointing failed")
+                except LogIntegrityError:
+                    continue  # recorded and logged once, by `LogIntegrity.record`
+                except Exception:  # a database outage: log it, try again next round
+                    log.exception("checkpointing the log of tenant %s failed", tenant)
 
     @contextlib.asynccontextmanager
     async def _claim(self, tenant: str) -> AsyncIterator[bool]:
@@ -198,7 +235,10 @@ class AuditService:
 
         Entries are read and hashed in slices of `SLICE` with an await in between, so that a
         large step never holds the event loop for long: requests keep flowing meanwhile.
+
+        Raises NotFound for an unknown tenant, `LogIntegrityError` (recorded) when a check fails.
         """
+        self.require_intact(tenant)
         async with self.db.read() as conn:
             head = await conn.fetchrow("SELECT size, root FROM audit_tree_heads WHERE tenant_id = ?", tenant)
             chain = await conn.fetchrow("SELECT size FROM audit_heads WHERE tenant_id = ?", tenant)
@@ -206,20 +246,29 @@ class AuditService:
                 raise NotFound(f"tenant {tenant!r} not found", code="tenant_not_found")
             old_size, old_root = (int(head["size"]), bytes(head["root"])) if head else (0, EMPTY_ROOT)
             chain_size = int(chain["size"])
+            signed = await conn.fetchrow(
+                "SELECT note FROM audit_checkpoints WHERE tenant_id = ? AND size = ?", tenant, old_size
+            )
             if head is not None and old_size >= chain_size:
-                latest = await conn.fetchrow(
-                    "SELECT note FROM audit_checkpoints WHERE tenant_id = ? AND size = ?", tenant, old_size
-                )
-                return StoredCheckpoint(old_size, old_root, latest["note"])
+                if signed is None:
+                    raise self._fail(tenant, f"no checkpoint signs the tree head of size {old_size}")
+                return StoredCheckpoint(old_size, old_root, signed["note"])
             new_size = min(chain_size, old_size + MAX_INTEGRATION_STEP)
             proof_keys = consistency_keys(old_size, new_size)
-            wanted = set(frontier_keys(old_size)) | proof_keys
+            sample = pick_sample(old_size, self._rng)
+            wanted = set(frontier_keys(old_size)) | proof_keys | sample_keys(sample, old_size)
             if old_size:
                 wanted.add((0, old_size - 1))
             stored = await read_hashes(conn, tenant, {k for k in wanted if _below(k, old_size)})
+            sampled = await read_entries(conn, tenant, sample)
 
+        # (1) the tree head is the tree the last checkpoint signed; (2) earlier entries still are
+        # what it holds (a sample; the start-up scan checks them all)
         if root_from(old_size, stored) != old_root:
             raise self._fail(tenant, f"the stored tree of size {old_size} does not fold to its recorded root")
+        note = signed["note"] if signed else None
+        verify_signed_head(self.integrity, tenant, old_size, old_root, note, self.verifiers(tenant))
+        verify_sample(self.integrity, tenant, old_size, old_root, sampled, stored, sample)
         prev = stored[(0, old_size - 1)].hex() if old_size else GENESIS_PREV
         size, frontier, root = old_size, [stored[k] for k in frontier_keys(old_size)], old_root
         new_hashes: list[tuple[int, int, bytes]] = []
@@ -232,7 +281,7 @@ class AuditService:
                     start,
                     end,
                 )
-            leaves, prev = self._check_entries(tenant, start, end, rows, prev)
+            leaves, prev = self._check_entries(tenant, start, end, rows, prev, start == old_size)
             integrated = integrate(size, frontier, leaves)
             size, frontier, root = integrated.size, integrated.frontier, integrated.root
             new_hashes.extend(integrated.hashes)
@@ -276,32 +325,48 @@ class AuditService:
         return StoredCheckpoint(new_size, root, note)
 
     def _check_entries(
-        self, tenant: str, start: int, end: int, rows: list[dict[str, Any]], prev: str
+        self,
+        tenant: str,
+        start: int,
+        end: int,
+        rows: list[dict[str, Any]],
+        prev: str,
+        prev_is_stored: bool,
     ) -> tuple[list[bytes], str]:
-        """The leaf hashes of entries [start, end), after checking they continue the chain from
-        `prev`; and the new `prev`."""
+        """The leaf hashes of entries [start, end), after checking that each is a canonical v1
+        entry of the tenant in its place and that they continue the chain from `prev` (the stored
+        leaf hash of entry start - 1 when `prev_is_stored`); and the new `prev`.
+
+        Raises `LogIntegrityError` (recorded) naming the first entry that is not: for a broken
+        link, the entry before it (its bytes no longer hash to the `prev` the next one recorded),
+        unless that one is the stored leaf."""
         leaves = []
         for expected, row in enumerate(rows, start):
             raw = bytes(row["entry"])
+            if int(row["seq"]) != expected:
+                raise self._fail(tenant, f"entry {expected} is missing", expected)
             try:
-                link = _decode_link(raw)
-            except msgspec.DecodeError:
-                raise self._fail(tenant, f"entry {expected} is not an entry") from None
-            if int(row["seq"]) != expected or link.seq != expected:
-                raise self._fail(tenant, f"entry {expected} is missing or says seq {link.seq}")
-            if link.tenant != tenant or link.prev != prev:
-                raise self._fail(tenant, f"entry {expected} does not link to entry {expected - 1}")
+                entry = parse_entry_at(expected, raw)
+            except AuditError as error:
+                raise self._fail(tenant, str(error), expected) from None
+            if entry.seq != expected or entry.tenant != tenant:
+                message = f"entry {expected} is out of place: it says seq {entry.seq} of {entry.tenant!r}"
+                raise self._fail(tenant, message, expected)
+            if entry.prev != prev:
+                message = f"entry {expected - 1} or {expected} was changed: they do not link"
+                trusted = prev_is_stored and expected == start
+                raise self._fail(tenant, message, expected if trusted else expected - 1)
             leaf = hash_leaf(raw)
             leaves.append(leaf)
             prev = leaf.hex()
         if len(leaves) != end - start:
-            raise self._fail(tenant, f"entries {start + len(leaves)}..{end - 1} are missing")
+            missing = start + len(leaves)
+            raise self._fail(tenant, f"entries {missing}..{end - 1} are missing", missing)
         return leaves, prev
 
-    @staticmethod
-    def _fail(tenant: str, message: str) -> IntegrityError:
-        log.error("audit log of tenant %s: %s; no checkpoint signed", tenant, message)
-        return IntegrityError(f"the audit log failed an integrity check: {message}")
+    def _fail(self, tenant: str, message: str, seq: int | None = None) -> LogIntegrityError:
+        """Record the tenant's log as broken (logged once) and return the error to raise."""
+        return self.integrity.record(tenant, f"{message}; no checkpoint signed", seq)
 
     # ---- proofs
 
@@ -332,6 +397,8 @@ class AuditService:
         return consistency_proof_from(old_size, new_size, stored)
 
     async def _check_size(self, tenant: str, size: int) -> None:
+        """Raises `LogIntegrityError` for a broken log, NotFound, InvalidRequest for a size beyond it."""
+        self.require_intact(tenant)
         async with self.db.read() as conn:
             chain = await conn.fetchrow("SELECT size FROM audit_heads WHERE tenant_id = ?", tenant)
         if chain is None:
@@ -343,58 +410,125 @@ class AuditService:
 
     # ---- whole-log check
 
-    async def check_log(self, tenant: str, *, page: int = 20_000) -> LogCheckReport:
-        """Re-verify the tenant's whole log from the database (`verdict audit check`): every entry and
-        link, every checkpoint's signature and root, every stored subtree hash, the chain head.
+    async def check_log(self, tenant: str, *, page: int = CHECK_PAGE) -> LogCheckReport:
+        """Re-verify the tenant's whole log from the database (`verdict audit check`, and the start-up
+        scan): every entry (canonical, in its place, hashing to its stored leaf) and link, every
+        checkpoint's signature and root, every stored subtree hash, the chain head.
 
-        Raises NotFound for an unknown tenant, an `AuditError` naming the first thing that fails.
+        Safe while gateways append and integrate: it checks the log as far as the chain head it read
+        after the checkpoints (entries and stored hashes never change once written). Entries are
+        checked in slices of `SLICE` with an await in between, so a server keeps answering.
+
+        Raises NotFound for an unknown tenant, an `AuditError` naming the first thing that fails
+        (with `seq` when it is one entry).
         """
         async with self.db.read() as conn:
-            chain = await conn.fetchrow("SELECT size, head FROM audit_heads WHERE tenant_id = ?", tenant)
-            if chain is None:
-                raise NotFound(f"tenant {tenant!r} not found", code="tenant_not_found")
+            # in this order: each one only grows, so the chain read last covers every checkpoint
             head = await conn.fetchrow("SELECT size FROM audit_tree_heads WHERE tenant_id = ?", tenant)
             notes = await conn.fetch(
                 "SELECT note FROM audit_checkpoints WHERE tenant_id = ? ORDER BY size", tenant
             )
-        integrated = int(head["size"]) if head else 0
-        verifiers = [
-            parse_vkey(self.vkey(tenant, key)) for key in [self._log_key.public_key(), *self._retired]
-        ]
-        checker = LogChecker(tenant, [row["note"] for row in notes], verifiers)
+            chain = await conn.fetchrow("SELECT size, head FROM audit_heads WHERE tenant_id = ?", tenant)
+        if chain is None:
+            raise NotFound(f"tenant {tenant!r} not found", code="tenant_not_found")
+        integrated, chain_size = (int(head["size"]) if head else 0), int(chain["size"])
+        checker = LogChecker(tenant, [row["note"] for row in notes], self.verifiers(tenant))
 
         async def read_page(start: int) -> list[dict[str, Any]]:
             async with self.db.read() as conn:
                 return await conn.fetch(
-                    "SELECT seq, entry FROM audit_entries WHERE tenant_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
+                    "SELECT e.seq, e.entry, t.hash FROM audit_entries e LEFT JOIN audit_tree t"
+                    " ON t.tenant_id = e.tenant_id AND t.level = 0 AND t.idx = e.seq"
+                    " WHERE e.tenant_id = ? AND e.seq >= ? AND e.seq < ? ORDER BY e.seq LIMIT ?",
                     tenant,
                     start,
+                    chain_size,
                     page,
                 )
 
         position = 0
         rows = await read_page(0)
         while rows:
-            position += len(rows)
             # read the next page while this one is checked
-            following = asyncio.get_running_loop().create_task(read_page(position))
+            following = asyncio.get_running_loop().create_task(read_page(position + len(rows)))
             try:
-                computed = checker.add([bytes(row["entry"]) for row in rows])
-                await self._compare_stored(tenant, [h for h in computed if _below(h[:2], integrated)])
+                computed: list[tuple[int, int, bytes]] = []
+                for at in range(0, len(rows), SLICE):
+                    raws, stored = _page_slice(rows[at : at + SLICE], position + at, integrated)
+                    computed += checker.add(raws, stored)
+                    await asyncio.sleep(0)
+                # level 0 (the leaves) was compared entry by entry
+                await self._compare_stored(
+                    tenant, [h for h in computed if h[0] and _below(h[:2], integrated)]
+                )
             except BaseException:
                 following.cancel()
                 raise
+            position += len(rows)
             rows = await following
         report = checker.finish()
-        if report.size != int(chain["size"]) or (report.size and chain["head"] != checker.last_leaf_hex):
+        if report.size != chain_size:
             raise LogCheckError(
-                f"the chain head says {chain['size']} entries, the log holds {report.size} (or its last differs)"
+                f"the chain head says {chain_size} entries, the log holds {report.size}: entry"
+                f" {report.size} is missing",
+                seq=report.size,
             )
+        if report.size and chain["head"] != checker.last_leaf_hex:
+            last = report.size - 1
+            raise LogCheckError(f"entry {last} was changed: it does not hash to the chain head", seq=last)
         if report.size < integrated:
             raise LogCheckError(f"the tree integrates {integrated} entries, the log holds {report.size}")
         return report
 
+    async def verify_logs(self, *, page: int = SCAN_PAGE, retry_seconds: float = SCAN_RETRY_SECONDS) -> None:
+        """At start-up, in the background: `check_log` every tenant's log, one after the other, and
+        record (`LogIntegrity`) each one that fails. A database outage is retried, not recorded.
+        Returns when every log was checked once."""
+        while True:
+            try:
+                async with self.db.read() as conn:
+                    rows = await conn.fetch("SELECT tenant_id FROM audit_heads ORDER BY tenant_id")
+                break
+            except Exception:
+                log.warning(
+                    "could not list the logs to verify; retrying in %s s", retry_seconds, exc_info=True
+                )
+                await asyncio.sleep(retry_seconds)
+        for row in rows:
+            await self._verify_log(row["tenant_id"], page, retry_seconds)
+
+    async def _verify_log(self, tenant: str, page: int, retry_seconds: float) -> None:
+        while True:
+            began = time.perf_counter()
+            try:
+                report = await self.check_log(tenant, page=page)
+            except NotFound:
+                return
+            except AuditError as error:
+                self.integrity.record(tenant, str(error), getattr(error, "seq", None))
+                return
+            except Exception:  # the database, not the log: try again
+                log.warning(
+                    "could not verify the audit log of tenant %s; retrying in %s s",
+                    tenant,
+                    retry_seconds,
+                    exc_info=True,
+                )
+                await asyncio.sleep(retry_seconds)
+                continue
+            log.info(
+                "audit log of tenant %s verified: %d entries, %d checkpoints (%.1f s)",
+                tenant,
+                report.size,
+                report.checkpoints,
+                time.perf_counter() - began,
+            )
+            return
+
     async def _compare_stored(self, tenant: str, computed: list[tuple[int, int, bytes]]) -> None:
+        """Raises `LogCheckError` if a stored subtree hash is not the recomputed one."""
+        if not computed:
+            return
         by_level: dict[int, dict[int, bytes]] = {}
         for level, index, digest in computed:
             by_level.setdefault(level, {})[index] = digest
@@ -499,6 +633,26 @@ async def read_entries(conn: Conn, tenant: str, indexes: Sequence[int]) -> dict[
         )
         found.update({int(r["seq"]): bytes(r["entry"]) for r in rows})
     return found
+
+
+def _page_slice(
+    rows: Sequence[dict[str, Any]], position: int, integrated: int
+) -> tuple[list[bytes], list[bytes | None]]:
+    """The entry bytes of `rows` (the entries from `position` on) and the leaf hash stored for each
+    (None beyond the integrated tree). Raises `LogCheckError` for a row out of place (deleted
+    entries), or a missing stored leaf within the tree."""
+    raws: list[bytes] = []
+    stored: list[bytes | None] = []
+    for expected, row in enumerate(rows, position):
+        if int(row["seq"]) != expected:
+            raise LogCheckError(
+                f"entry {expected} is missing (the next one stored is {row['seq']})", seq=expected
+            )
+        if expected < integrated and row["hash"] is None:
+            raise LogCheckError(f"the stored leaf hash of entry {expected} is missing", seq=expected)
+        raws.append(bytes(row["entry"]))
+        stored.append(bytes(row["hash"]) if expected < integrated else None)
+    return raws, stored
 
 
 def _below(key: Key, size: int) -> bool:
