@@ -92,7 +92,7 @@ class LogIntegrity:
         return LogIntegrityError(f"the audit log failed an integrity check: {problem.detail}", **extra)
 
 
-def pick_sample(size: int, rng: random.Random, count: int = SAMPLE_SIZE) -> list[int]:
+def pick_sample(size: int, rng: random.Random, count: int) -> list[int]:
     """Up to `count` distinct positions in [0, size), sorted."""
     return sorted(rng.sample(range(size), min(count, size)))
 
