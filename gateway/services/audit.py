@@ -62,6 +62,7 @@ from gateway.services.log_integrity import (
     IntegrityProblem,
     LogIntegrity,
     LogIntegrityError,
+    LogKeyUnknown,
     pick_sample,
     sample_keys,
     verify_sample,
@@ -213,8 +214,8 @@ class AuditService:
                     async with self._claim(tenant) as claimed:
                         if claimed:
                             await self.checkpoint(tenant)
-                except LogIntegrityError:
-                    continue  # recorded and logged once, by `LogIntegrity.record`
+                except (LogIntegrityError, LogKeyUnknown):
+                    continue  # logged where raised (a broken log: once, by `LogIntegrity.record`)
                 except Exception:  # a database outage: log it, try again next round
                     log.exception("checkpointing the log of tenant %s failed", tenant)
 

@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from audit.check import parse_entry_at
 from audit.checkpoint import verify_checkpoint
 from audit.entry import GENESIS_PREV
-from audit.errors import AuditError
+from audit.errors import AuditError, UnverifiedNoteError
 from audit.note import NoteVerifier
 from audit.proof import verify_inclusion
 from audit.rfc6962 import hash_leaf
 from audit.tree import Key, inclusion_keys, inclusion_proof_from
 from gateway.clock import rfc3339, utc_now
-from gateway.errors import AppError
+from gateway.errors import AppError, Unavailable
 
 log = logging.getLogger("verdict.audit")
 
@@ -48,6 +48,13 @@ class LogIntegrityError(AppError):
     """The stored log does not check out; the gateway refuses to sign a checkpoint over it."""
 
     status, code, title = 500, "log_integrity_error", "The audit log failed an integrity check"
+
+
+class LogKeyUnknown(Unavailable):
+    """The last checkpoint is signed by a log key this process does not know (yet): another process
+    rotated the key and this one reloads within a second. Not a sign of tampering: retried."""
+
+    code = "log_key_unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,19 +125,29 @@ def verify_signed_head(
 ) -> None:
     """(1) The tree head (`size`, `root`) is the tree the checkpoint `note` of that size signed.
 
-    Raises `LogIntegrityError` (and records it) otherwise."""
+    Raises `LogKeyUnknown` (retryable, not recorded) when the note is signed by none of the keys
+    `verifiers` know, `LogIntegrityError` (and records it) otherwise."""
     if size == 0:
         return
     if note is None:
         raise integrity.record(tenant, f"no checkpoint signs the tree head of size {size}")
     failure = "no log key to verify it with"
+    unknown = bool(verifiers)
     for verifier in verifiers:
         try:
             checkpoint = verify_checkpoint(note, verifier)
             break
         except AuditError as error:
             failure = str(error)
+            unknown = unknown and isinstance(error, UnverifiedNoteError)
     else:
+        if unknown:  # a key rotated by another process, not yet reloaded here: sign nothing, retry
+            log.warning(
+                "the checkpoint of size %d of tenant %s is signed by a log key not known here", size, tenant
+            )
+            raise LogKeyUnknown(
+                f"the checkpoint of size {size} is signed by a log key this gateway does not know yet"
+            )
         raise integrity.record(tenant, f"the checkpoint of size {size} does not verify: {failure}")
     if checkpoint.size != size or checkpoint.root_hash != root:
         raise integrity.record(

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from audit.check import LogChecker, LogCheckReport
-from audit.errors import AuditError, LogCheckError
+from audit.errors import AuditError, LogCheckError, UnverifiedNoteError
 from audit.note import NoteVerifier
 from audit.tree import within
 from gateway.errors import NotFound
@@ -119,18 +119,33 @@ async def verify_logs(
             await asyncio.sleep(retry_seconds)
     for row in rows:
         tenant = row["tenant_id"]
-        while not await _verify_log(db, integrity, tenant, verifiers(tenant), page):
+        attempt = 0
+        while not await _verify_log(db, integrity, tenant, verifiers(tenant), page, last_try=attempt >= 1):
+            attempt += 1
             await asyncio.sleep(retry_seconds)
 
 
 async def _verify_log(
-    db: Database, integrity: LogIntegrity, tenant: str, verifiers: Sequence[NoteVerifier], page: int
+    db: Database,
+    integrity: LogIntegrity,
+    tenant: str,
+    verifiers: Sequence[NoteVerifier],
+    page: int,
+    *,
+    last_try: bool,
 ) -> bool:
-    """One tenant's scan; False when the database failed it (to try again)."""
+    """One tenant's scan; False when the database failed it (to try again), or a checkpoint is
+    signed by a key not known here (a rotation by another process: once more, with the keys then)."""
     began = time.perf_counter()
     try:
         report = await check_log(db, tenant, verifiers, page=page)
     except NotFound:
+        return True
+    except UnverifiedNoteError as error:
+        if not last_try:
+            log.warning("audit log of tenant %s: %s; checking again with the keys reloaded", tenant, error)
+            return False
+        integrity.record(tenant, str(error))
         return True
     except AuditError as error:
         integrity.record(tenant, str(error), getattr(error, "seq", None))
