@@ -245,7 +245,7 @@ class AuditService:
         self.require_intact(tenant)
         async with self.db.read() as conn:
             head = await conn.fetchrow("SELECT size, root FROM audit_tree_heads WHERE tenant_id = ?", tenant)
-            chain = await conn.fetchrow("SELECT size FROM audit_heads WHERE tenant_id = ?", tenant)
+            chain = await conn.fetchrow("SELECT size, head FROM audit_heads WHERE tenant_id = ?", tenant)
             if chain is None:
                 raise NotFound(f"tenant {tenant!r} not found", code="tenant_not_found")
             old_size, old_root = (int(head["size"]), bytes(head["root"])) if head else (0, EMPTY_ROOT)
@@ -290,6 +290,10 @@ class AuditService:
             size, frontier, root = integrated.size, integrated.frontier, integrated.root
             new_hashes.extend(integrated.hashes)
             await asyncio.sleep(0)
+        if new_size == chain_size and prev != chain["head"]:  # the last entry has no successor: the head
+            raise self._fail(
+                tenant, f"entry {new_size - 1} was changed: it does not hash to the chain head", new_size - 1
+            )
         proof_hashes = {**stored, **{(lv, ix): h for lv, ix, h in new_hashes if (lv, ix) in proof_keys}}
         proof = consistency_proof_from(old_size, new_size, proof_hashes)
         try:  # the new tree extends the one the last checkpoint signed

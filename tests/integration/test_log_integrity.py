@@ -262,3 +262,31 @@ async def test_a_restarted_gateway_finds_a_log_tampered_while_it_was_stopped(bac
     assert after["size"] == signed  # nothing signed since
     run = verdict_cli(backend, "check", "--tenant", "acme")
     assert run.returncode == 1 and f"FAILED acme at entry {named}:" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("last", [False, True], ids=["inside", "last"])
+async def test_an_entry_changed_before_its_first_checkpoint_is_named_by_the_integrator(backend, last):
+    """Not yet in the tree: the next entry's `prev`, or for the last one the chain head, is the
+    evidence of what it was."""
+    from litestar.testing import AsyncTestClient
+
+    from gateway.app import create_app
+
+    app = create_app(backend.settings(checkpoint_interval=0))  # checkpoints only on request
+    async with AsyncTestClient(app=app) as client:
+        client.app_state = app.state
+        world = await make_world(client)
+        r = await client.post("/v1/tenants/acme/audit/checkpoint", headers=bearer(world.auditor))
+        assert r.status_code == 200, r.text
+        signed = int(r.text.split("\n")[1])
+        for _ in range(3):
+            await propose(client, world)
+        size = len(await read_log(client, world))
+        seq = size - 1 if last else signed + 2
+        async with database(backend) as db:
+            await edit_one_digit(db, seq)
+        r = await client.post("/v1/tenants/acme/audit/checkpoint", headers=bearer(world.auditor))
+        assert r.status_code == 500 and r.json()["code"] == "log_integrity_error", r.text
+        assert r.json()["seq"] == seq, r.text
+    run = verdict_cli(backend, "check", "--tenant", "acme")
+    assert run.returncode == 1 and f"FAILED acme at entry {seq}:" in run.stderr, run.stderr
