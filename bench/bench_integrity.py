@@ -64,6 +64,15 @@ async def run(backend: str, entries: int, steps: int, new: int) -> None:
             await audit.checkpoint(TENANT)
             timings[sample].append(time.perf_counter() - began)
         assert not audit.integrity_errors
+        print(f"  log of {size:,} entries, checkpointed every {new} new entries")
+        with_p50, with_p99 = quantiles(timings[SAMPLE_SIZE])
+        base_p50, base_p99 = quantiles(timings[0])
+        print(
+            f"  checkpoint step, checks before signing with a sample of {SAMPLE_SIZE}:"
+            f" p50 {with_p50:.2f} ms, p99 {with_p99:.2f} ms ({steps} steps)"
+        )
+        print(f"  the same step with a sample of 0 (baseline): p50 {base_p50:.2f} ms, p99 {base_p99:.2f} ms")
+        print(f"  the sample's cost per checkpoint: p50 {with_p50 - base_p50:+.2f} ms", flush=True)
 
         began = time.perf_counter()
         await audit.verify_logs()
@@ -73,17 +82,11 @@ async def run(backend: str, entries: int, steps: int, new: int) -> None:
         await audit.check_log(TENANT)
         check_s = time.perf_counter() - began
 
-        print(f"  log of {size:,} entries, checkpointed every {new} new entries")
-        with_p50, with_p99 = quantiles(timings[SAMPLE_SIZE])
-        base_p50, base_p99 = quantiles(timings[0])
-        print(
-            f"  checkpoint step, checks before signing with a sample of {SAMPLE_SIZE}:"
-            f" p50 {with_p50:.2f} ms, p99 {with_p99:.2f} ms ({steps} steps)"
-        )
-        print(f"  the same step with a sample of 0 (baseline): p50 {base_p50:.2f} ms, p99 {base_p99:.2f} ms")
-        print(f"  the sample's cost per checkpoint: p50 {with_p50 - base_p50:+.2f} ms")
         per = 100_000 / size
-        print(f"  start-up scan (verify_logs): {scan_s:.1f} s, {scan_s * per:.1f} s per 100k entries")
+        print(
+            f"  start-up scan (verify_logs): {scan_s:.1f} s, {scan_s * per:.1f} s per 100k entries",
+            flush=True,
+        )
         print(f"  verdict audit check (check_log): {check_s:.1f} s, {check_s * per:.1f} s per 100k entries")
     finally:
         if schema:

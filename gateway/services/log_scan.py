@@ -54,15 +54,19 @@ async def check_log(
     checker = LogChecker(tenant, [row["note"] for row in notes], verifiers)
 
     async def read_page(start: int) -> list[dict[str, Any]]:
+        # both ranges bounded to the page: with only `LIMIT`, PostgreSQL merged the whole rest of
+        # the log for every page
+        end = min(chain_size, start + page)
         async with db.read() as conn:
             return await conn.fetch(
                 "SELECT e.seq, e.entry, t.hash FROM audit_entries e LEFT JOIN audit_tree t"
-                " ON t.tenant_id = e.tenant_id AND t.level = 0 AND t.idx = e.seq"
-                " WHERE e.tenant_id = ? AND e.seq >= ? AND e.seq < ? ORDER BY e.seq LIMIT ?",
+                " ON t.tenant_id = e.tenant_id AND t.level = 0 AND t.idx = e.seq AND t.idx >= ? AND t.idx < ?"
+                " WHERE e.tenant_id = ? AND e.seq >= ? AND e.seq < ? ORDER BY e.seq",
+                start,
+                end,
                 tenant,
                 start,
-                chain_size,
-                page,
+                end,
             )
 
     position = 0
