@@ -8,7 +8,12 @@ class AuditError(Exception):
 
 
 class EntryFormatError(AuditError):
-    """Entry bytes that are not a well-formed `v: 1` log entry."""
+    """Entry bytes that are not a well-formed `v: 1` log entry. `seq` is the entry's position in
+    its log when the caller knows it (a whole-log check), else None."""
+
+    def __init__(self, message: str, *, seq: int | None = None) -> None:
+        super().__init__(message if seq is None else f"entry {seq}: {message}")
+        self.seq = seq
 
 
 class ChainError(AuditError):
@@ -165,4 +170,9 @@ class BundleError(AuditError):
 
 
 class LogCheckError(AuditError):
-    """A whole-log check found the log and its checkpoints or stored hashes disagreeing."""
+    """A whole-log check found the log and its checkpoints or stored hashes disagreeing. `seq`
+    names the first entry found changed or missing, when the failure is about one entry."""
+
+    def __init__(self, message: str, *, seq: int | None = None) -> None:
+        super().__init__(message)
+        self.seq = seq

@@ -33,6 +33,7 @@ __all__ = [
     "inclusion_proof_from",
     "integrate",
     "root_from",
+    "within",
 ]
 
 Key = tuple[int, int]  # (level, index) of a complete subtree
@@ -85,6 +86,12 @@ def integrate(size: int, frontier: Sequence[bytes], leaf_hashes: Sequence[bytes]
 def root_from(size: int, hashes: Mapping[Key, bytes]) -> bytes:
     """MTH of the first `size` leaves from the frontier hashes of `size` (`EMPTY_ROOT` for 0)."""
     return _reader(hashes)(0, size) if size else EMPTY_ROOT
+
+
+def within(key: Key, size: int) -> bool:
+    """Whether the complete subtree `key` lies within the first `size` leaves."""
+    level, index = key
+    return (index + 1) << level <= size
 
 
 def inclusion_keys(index: int, size: int) -> set[Key]:

@@ -137,6 +137,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.address_limiter = AddressLimiter(settings.public_rate_per_second, settings.public_burst)
             background.append(asyncio.get_running_loop().create_task(purge_periodically(db), name="purge"))
             background.append(asyncio.get_running_loop().create_task(run_expiry(db, ledger), name="expiry"))
+            background.append(
+                asyncio.get_running_loop().create_task(state.audit.verify_logs(), name="log-scan")
+            )
             if settings.checkpoint_interval > 0:
                 background.append(
                     asyncio.get_running_loop().create_task(

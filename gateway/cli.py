@@ -187,7 +187,8 @@ def audit_check(tenant: str | None, data_dir: Path | None) -> None:
             try:
                 report = await service.check_log(name)
             except AuditError as error:
-                click.echo(f"FAILED {name}: {error}", err=True)
+                seq = getattr(error, "seq", None)  # the first entry whose bytes no longer match
+                click.echo(f"FAILED {name}{'' if seq is None else f' at entry {seq}'}: {error}", err=True)
                 ok = False
                 continue
             click.echo(

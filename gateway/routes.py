@@ -7,7 +7,7 @@ import base64
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, delete, get, patch, post, put
+from litestar import MediaType, Request, Response, delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
@@ -30,10 +30,19 @@ LogIndex = Annotated[int, QueryParameter(ge=-(2**63), le=2**63 - 1)]
 
 
 @get("/health", tags=["operations"])
-async def health(state: State) -> dict[str, str]:
+async def health(state: State) -> Response[dict[str, str]]:
     async with state.db.read() as conn:
         await conn.fetchrow("SELECT 1 AS ok")
-    return {"status": "ok", "database": state.db.dialect}
+    broken = len(state.audit.integrity_errors)
+    if broken:  # which tenants, and where, is in the gateway's log (this route is open)
+        reason = f"the audit log of {broken} tenant(s) failed an integrity check; see the gateway's log"
+        body = {
+            "status": "unavailable",
+            "database": state.db.dialect,
+            "reason": f"log_integrity_error: {reason}",
+        }
+        return Response(body, status_code=503)
+    return Response({"status": "ok", "database": state.db.dialect})
 
 
 @get("/v1/keys", tags=["keys"])
@@ -257,6 +266,7 @@ async def audit_entries(
 ) -> schemas.AuditEntries:
     """The exact stored entry bytes (base64) of `[start, end)`, at most 1000 at a time
     (`end` defaults to the log size or start + 1000)."""
+    state.audit.require_intact(tenant_id)
     async with state.db.read() as conn:
         head = await conn.fetchrow("SELECT size FROM audit_heads WHERE tenant_id = ?", tenant_id)
         size = int(head["size"]) if head else 0
@@ -279,13 +289,14 @@ async def audit_entries(
 
 
 def _text(note: str) -> Response[str]:
-    return Response(note, media_type="text/plain; charset=utf-8")
+    # Litestar adds "; charset=utf-8" to a text/* media type itself: naming it here doubled it
+    return Response(note, media_type=MediaType.TEXT)
 
 
 @get(
     "/v1/tenants/{tenant_id:str}/audit/checkpoint",
     tags=["audit"],
-    media_type="text/plain; charset=utf-8",
+    media_type=MediaType.TEXT,
 )
 async def audit_checkpoint(
     state: State,
@@ -303,7 +314,7 @@ async def audit_checkpoint(
     "/v1/tenants/{tenant_id:str}/audit/checkpoint",
     tags=["audit"],
     status_code=200,
-    media_type="text/plain; charset=utf-8",
+    media_type=MediaType.TEXT,
 )
 async def new_audit_checkpoint(state: State, tenant_id: FromPath[str]) -> Response[str]:
     """Checkpoint now: integrate every entry appended so far and return the checkpoint covering them."""

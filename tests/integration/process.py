@@ -34,7 +34,8 @@ class GatewayProcess:
         # until the end fills up (64 KiB) and then blocks the gateway.
         self._output_file: typing.IO[str] | None = None
 
-    def start(self, timeout: float = 30.0) -> GatewayProcess:
+    def start(self, timeout: float = 30.0, ready: tuple[int, ...] = (200,)) -> GatewayProcess:
+        """Start it and wait until `/health` answers one of `ready`."""
         self._output_file = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", *self.args],
@@ -50,7 +51,7 @@ class GatewayProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gateway exited early:\n{self.stop()}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code in ready:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.1)

@@ -7,6 +7,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit import (
+    AuditError,
     ChainError,
     EntryFormatError,
     NoteError,
@@ -23,11 +24,30 @@ from audit.tree import integrate
 from tests.unit.audit.synthetic import ORIGIN, TENANT, Log, demo_log
 
 
-def run(entries, notes, verifier, batch: int = 3):
+def run(entries, notes, verifier, batch: int = 3, stored_leaves=None):
     checker = LogChecker(TENANT, notes, verifier)
     for at in range(0, len(entries), batch):
-        checker.add(entries[at : at + batch])
+        stored = None if stored_leaves is None else stored_leaves[at : at + batch]
+        checker.add(entries[at : at + batch], stored)
     return checker.finish()
+
+
+def named(entries, log: Log, *, stored: bool, sizes=(), batch: int = 4) -> tuple[type, int | None, str]:
+    """Check a tampered copy of `log` and return (error type, the seq it names, message). With
+    `stored`, the checker gets the leaf hashes of the untampered log, as the gateway stored them."""
+    leaves = [hash_leaf(raw) for raw in log.entries] if stored else None
+    if leaves is not None and len(entries) > len(leaves):
+        leaves += [None] * (len(entries) - len(leaves))
+    notes = [log.checkpoint(size) for size in sizes]
+    with pytest.raises(AuditError) as caught:
+        run(entries, notes, parse_vkey(log.vkey), batch, leaves)
+    return type(caught.value), caught.value.seq, str(caught.value)
+
+
+def edit_one_digit(raw: bytes) -> bytes:
+    edited = raw.replace(b'"time":"2026-', b'"time":"2027-', 1)
+    assert edited != raw
+    return edited
 
 
 def test_a_sound_log_passes_with_every_checkpoint_compared() -> None:
@@ -76,8 +96,80 @@ def test_a_non_canonical_or_relinked_entry_is_caught() -> None:
         run(entries, [], parse_vkey(log.vkey))
     entries = list(log.entries)
     del entries[2]
-    with pytest.raises(ChainError, match="gap in seq"):
+    with pytest.raises(ChainError, match="out of place"):
         run(entries, [], parse_vkey(log.vkey))
+
+
+# Each tampering names the first entry whose bytes no longer match, with the tree's stored leaf
+# hashes (as the gateway and `verdict audit check` have them) and without (a bare log and its
+# checkpoints), whatever the batch boundaries and checkpoint sizes.
+
+
+@pytest.mark.parametrize("stored", [True, False])
+@pytest.mark.parametrize("batch", [1, 4, 20, 21, 100])
+def test_an_edited_digit_names_the_edited_entry_not_its_successor(stored, batch) -> None:
+    log = demo_log(14)  # 29 entries
+    entries = list(log.entries)
+    entries[20] = edit_one_digit(entries[20])
+    # a checkpoint of size 21 ends at the edited entry: its root is compared only after the link
+    # to entry 21 named the entry
+    kind, seq, message = named(entries, log, stored=stored, sizes=(3, 21, 29), batch=batch)
+    assert seq == 20, message
+    assert kind is (LogCheckError if stored else ChainError)
+    assert "entry 20 was changed" in message
+
+
+@pytest.mark.parametrize("stored", [True, False])
+def test_a_non_canonical_entry_is_named(stored) -> None:
+    log = demo_log(4)
+    entries = list(log.entries)
+    entries[5] = entries[5].replace(b'"seq":5,', b'"seq": 5,')
+    kind, seq, message = named(entries, log, stored=stored, sizes=(9,))
+    assert kind is EntryFormatError and seq == 5
+    assert message.startswith("entry 5: entry bytes are not RFC 8785 canonical")
+    assert "differ from their canonical form from byte" in message
+
+
+@pytest.mark.parametrize("stored", [True, False])
+def test_swapped_entries_name_the_first_of_the_two(stored) -> None:
+    log = demo_log(8)
+    entries = list(log.entries)
+    entries[10], entries[11] = entries[11], entries[10]
+    kind, seq, message = named(entries, log, stored=stored, sizes=(12, 17))
+    assert kind is ChainError and seq == 10 and "out of place" in message
+
+
+@pytest.mark.parametrize("stored", [True, False])
+def test_an_entry_deleted_in_the_middle_is_named(stored) -> None:
+    log = demo_log(8)
+    entries = list(log.entries)
+    del entries[10]
+    kind, seq, message = named(entries, log, stored=stored, sizes=(17,))
+    assert kind is ChainError and seq == 10 and "out of place" in message
+
+
+@pytest.mark.parametrize("stored", [True, False])
+def test_an_inserted_entry_is_named(stored) -> None:
+    log = demo_log(8)
+    forged = Log(log_key=log.log_key, entries=list(log.entries[:10]))
+    forged.append("action.proposed", {"agent": "ap-bot", "note": "inserted"}, "act_9999")
+    entries = forged.entries + log.entries[10:]  # a well-formed entry 10 linking to entry 9
+    kind, seq, message = named(entries, log, stored=stored, sizes=(17,))
+    assert seq == 10, message
+    assert kind is (LogCheckError if stored else ChainError)
+
+
+def test_an_edited_prev_names_its_own_entry_when_the_one_before_matched_its_stored_leaf() -> None:
+    log = demo_log(4)
+    entries = list(log.entries)
+    at = entries[6].index(b'"prev":"') + len(b'"prev":"')
+    flipped = b"1" if entries[6][at : at + 1] != b"1" else b"2"
+    entries[6] = entries[6][:at] + flipped + entries[6][at + 1 :]  # still canonical, links nowhere
+    kind, seq, message = named(entries, log, stored=True, sizes=(9,))
+    assert seq == 6, message
+    # without stored leaves, the entry before is the likelier one, and the message says both
+    kind, seq, message = named(entries, log, stored=False, sizes=(9,))
+    assert kind is ChainError and seq == 5 and "or entry 6's prev was changed" in message
 
 
 def test_forged_checkpoints_are_refused_before_any_entry_is_read() -> None:
