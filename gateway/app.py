@@ -23,14 +23,18 @@ from gateway.clock import hash_token, rfc3339, utc_now
 from gateway.keyring import LOG, load_keyring, manifest_stamp
 from gateway.ledger import Ledger
 from gateway.problems import EXCEPTION_HANDLERS
+from gateway.rails.secrets import load_secret_key
 from gateway.ratelimit import AddressLimiter
 from gateway.routes import ROUTES
 from gateway.services.actions import ActionService, purge_idempotency_keys
 from gateway.services.approvals import ApprovalService
 from gateway.services.audit import AuditService
 from gateway.services.credentials import CredentialService
+from gateway.services.executions import ExecutionService
+from gateway.services.executor import Executor, ExecutorConfig
 from gateway.services.lifecycle import run_expiry
 from gateway.services.policies import PolicyService
+from gateway.services.rails import RailService
 from gateway.services.rate_limits import RateLimitService
 from gateway.services.scopes import ScopeService
 from gateway.services.tenants import TenantService
@@ -139,6 +143,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.address_limiter = AddressLimiter(settings.public_rate_per_second, settings.public_burst)
             background.append(asyncio.get_running_loop().create_task(purge_periodically(db), name="purge"))
             background.append(asyncio.get_running_loop().create_task(run_expiry(db, ledger), name="expiry"))
+            # Executions (issue 12): the rails, the request side, and this process's executor.
+            state.rails = RailService(db, ledger, load_secret_key(settings.data_dir))
+            state.executions = ExecutionService(db, ledger, policies, state.rails)
+            state.executor = Executor(db, ledger, state.rails, ExecutorConfig.from_env())
+            state.executions.on_request = state.executor.wake
+            background.append(asyncio.get_running_loop().create_task(state.executor.run(), name="executor"))
             if settings.checkpoint_interval > 0:
                 background.append(
                     asyncio.get_running_loop().create_task(
@@ -157,6 +167,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await usage.flush()
+            if hasattr(app.state, "rails"):
+                await app.state.rails.close()
             await ledger.close()
             await db.close()
 

@@ -8,6 +8,7 @@
         summary: "Pay {amount} {asset} to {vendor} for {invoice}"
         amount_field: amount        # key path inside the action; default "amount"
         asset_field: asset          # default "asset"
+        rails: [bank_api]           # the rails its executions may run on; absent: any configured rail
     undeclared_types: deny          # deny (default) | allow
 
 ``parameters`` is a JSON Schema (Draft 2020-12) that the **whole action
@@ -36,7 +37,7 @@ from policy.values import render_value
 
 __all__ = ["ActionType", "compile_action_type", "compile_schema", "render_summary_for"]
 
-ACTION_TYPE_FIELDS = ("parameters", "summary", "amount_field", "asset_field")
+ACTION_TYPE_FIELDS = ("parameters", "summary", "amount_field", "asset_field", "rails")
 UNDECLARED_TYPES = ("deny", "allow")
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 MAX_VIOLATIONS = 50
@@ -51,6 +52,7 @@ class ActionType:
     validator: Any  # jsonschema_rs.Draft202012Validator | None
     summary: Template | None
     fields: ActionFields
+    rails: tuple[str, ...] | None = None  # None: any rail the tenant configured
 
     def check_parameters(self, action: Mapping[str, Any]) -> list[ParameterViolation]:
         """Every way ``action`` breaks the ``parameters`` schema (empty when it holds). Never raises."""
@@ -142,7 +144,8 @@ def compile_action_type(name: str, spec: Mapping[str, Any]) -> ActionType:
         amount=tuple(spec.get("amount_field", "amount").split(".")),
         asset=tuple(spec.get("asset_field", "asset").split(".")),
     )
-    return ActionType(name, spec.get("parameters"), validator, template, fields)
+    rails = tuple(spec["rails"]) if "rails" in spec else None
+    return ActionType(name, spec.get("parameters"), validator, template, fields, rails)
 
 
 def render_summary_for(declared: ActionType | None, action: Mapping[str, Any]) -> str:
