@@ -232,7 +232,7 @@ class Executor:
         columns: dict[str, Any] = {}
         if row["status"] == ex.PENDING:
             entries.append(self._entry(row, "execution.submitted", reference=outcome.reference,
-                                       attempt=int(row["attempts"])))  # fmt: skip
+                                       attempt=int(row["attempts"]), executor=self.owner))  # fmt: skip
             columns.update(status=ex.SUBMITTED, reference=outcome.reference, submitted_at=now)
         if outcome.state == SUCCEEDED:
             result = {"reference": outcome.reference, **outcome.details}
