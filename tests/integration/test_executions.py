@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 
+from audit.bundle import verify_bundle
 from tests.bank import ReferenceBank
 from tests.integration.execution_helpers import (
     allowed_action,
@@ -217,3 +222,33 @@ rules:
     decision: ALLOW
     match: {}
 """
+
+
+async def test_proof_bundle_of_an_executed_action_verifies_offline(client, bank, backend, tmp_path):
+    world = await make_world(client)
+    await configure_bank_rail(client, world, bank)
+    action_id = await allowed_action(client, world)
+    execution_id = (await execute(client, world, action_id)).json()["execution_id"]
+    await wait_for(client, world, execution_id)
+    r = await client.post(f"/v1/executions/{execution_id}/rollback", json={"reason": "duplicate invoice"},
+                          headers=bearer(world.tenant_admin))  # fmt: skip
+    assert r.status_code == 202
+    await wait_for(client, world, execution_id, ("rolled_back",), token=world.tenant_admin)
+    r = await client.get(f"/v1/actions/{action_id}/proof", headers=bearer(world.auditor))
+    assert r.status_code == 200, r.text
+    bundle = r.json()
+    vkey = (await client.get(f"/v1/tenants/{world.tenant}/keys", headers=bearer(world.auditor))).json()
+    vkey = vkey["log"]["vkey"]
+    verified = verify_bundle(bundle, vkey)
+    assert [e.type for e in verified.entries] == [
+        "action.proposed", "verdict.issued", "execution.requested", "execution.submitted", "execution.succeeded",
+        "execution.rollback_requested", "execution.rolled_back",
+    ]  # fmt: skip
+    assert verified.meaning_checked["execution.requested"] == 1
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    env = {**os.environ, **backend.env()}
+    run = subprocess.run([sys.executable, "-m", "gateway.cli", "audit", "verify", str(path), "--vkey", vkey],
+                         capture_output=True, text=True, env=env, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("OK  7 entries")
