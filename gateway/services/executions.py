@@ -71,6 +71,11 @@ _ACTION_SQL = (
     "SELECT a.id, a.tenant_id, a.agent_id, a.type, a.action, a.action_hash, a.status, a.policy_version,"
     " a.signed_verdict, a.audit_event_ids FROM actions a WHERE a.id = ?"
 )
+_ACTION_LIVE_SQL = (
+    "SELECT a.id, a.tenant_id, a.agent_id, a.type, a.action, a.action_hash, a.status, a.policy_version,"
+    " a.signed_verdict, a.audit_event_ids, e.id AS live_id, e.status AS live_status FROM actions a"
+    " LEFT JOIN executions e ON e.tenant_id = ? AND e.action_id = a.id AND e.live = 1 WHERE a.id = ?"
+)
 _accepted = msgspec.json.Decoder(wire.ExecutionAccepted)
 
 
@@ -144,14 +149,6 @@ def check_executable(row: dict[str, Any], now: datetime) -> Verdict:
             code="verdict_expired", expired_at=rfc3339_seconds(verdict.expires_at),
         )  # fmt: skip
     return verdict
-
-
-async def live_execution(conn: Conn, tenant_id: str, action_id: str) -> dict[str, Any] | None:
-    return await conn.fetchrow(
-        "SELECT id, status FROM executions WHERE tenant_id = ? AND action_id = ? AND live = 1",
-        tenant_id,
-        action_id,
-    )
 
 
 def already(existing: dict[str, Any]) -> Conflict:
@@ -258,12 +255,11 @@ class ExecutionService:
             claim.response = msgspec.json.encode(answer).decode()
 
         async def prepare(conn: Conn) -> None:
-            fresh = await conn.fetchrow(_ACTION_SQL, action_id)
+            fresh = await conn.fetchrow(_ACTION_LIVE_SQL, tenant_id, action_id)  # one round trip
             now = utc_now()
             verdict = check_executable(fresh, now)
-            existing = await live_execution(conn, tenant_id, action_id)
-            if existing is not None:
-                raise already(existing)
+            if fresh["live_id"] is not None:
+                raise already({"id": fresh["live_id"], "status": fresh["live_status"]})
             if rail is None:  # only reachable with an idempotency key on a stale read
                 raise Conflict("the action changed; ask again", code="action_changed")
             state.update(fresh=fresh, now=rfc3339(now), verdict=verdict)

@@ -51,7 +51,7 @@ from gateway.rails.base import (
 )
 from gateway.rails.base import RailRefused as RailRefusedError
 from gateway.services import executions as ex
-from gateway.services.rails import RailService
+from gateway.services.rails import RailNotFound, RailService
 from gateway.storage import Conn, Database
 
 log = logging.getLogger("verdict.executor")
@@ -94,6 +94,16 @@ class Transition:
 
     entries: list[EntryDraft]
     columns: dict[str, Any] = field(default_factory=dict)
+
+
+_STEP_SQL = (
+    "SELECT a.action, a.action_hash, r.tenant_id, r.name, r.kind, r.config, r.secrets, r.updated_at"
+    " FROM actions a LEFT JOIN rails r ON r.tenant_id = ? AND r.name = ? WHERE a.id = ?"
+)
+_FRESH_SQL = (
+    "SELECT e.status, e.rollback_status, e.lease_owner, e.audit_event_ids, a.audit_event_ids AS action_event_ids"
+    " FROM executions e JOIN actions a ON a.id = e.action_id WHERE e.tenant_id = ? AND e.id = ?"
+)
 
 
 def _claim_sql(lock: str) -> str:
@@ -170,12 +180,14 @@ class Executor:
     async def step(self, row: dict[str, Any]) -> None:
         """Move a claimed execution one step: submit, ask, or reverse, then record what happened."""
         try:
-            adapter = await self.rails.adapter(row["tenant_id"], row["rail"])
-            async with self.db.read() as conn:
-                action = await conn.fetchrow(
-                    "SELECT id, tenant_id, action, action_hash FROM actions WHERE id = ?", row["action_id"]
-                )
-            payment = ex.payment_of(action, row["id"])
+            async with self.db.read() as conn:  # the action and its rail, in one round trip
+                found = await conn.fetchrow(_STEP_SQL, row["tenant_id"], row["rail"], row["action_id"])
+            if found["name"] is None:
+                raise RailNotFound(f"rail {row['rail']!r} not found")
+            adapter = self.rails.adapter_of(found)
+            payment = ex.payment_of(
+                {**found, "id": row["action_id"], "tenant_id": row["tenant_id"]}, row["id"]
+            )
             if row["rollback_status"] == ex.REQUESTED:
                 transition = await self._reverse(row, adapter, payment)
             elif row["status"] == ex.PENDING:
@@ -297,12 +309,7 @@ class Executor:
         state: dict[str, Any] = {}
 
         async def prepare(conn: Conn) -> None:
-            fresh = await conn.fetchrow(
-                "SELECT status, rollback_status, lease_owner, audit_event_ids FROM executions"
-                " WHERE tenant_id = ? AND id = ?",
-                tenant_id,
-                execution_id,
-            )
+            fresh = await conn.fetchrow(_FRESH_SQL, tenant_id, execution_id)
             if (
                 fresh is None
                 or fresh["lease_owner"] != self.owner
@@ -310,8 +317,7 @@ class Executor:
                 or fresh["rollback_status"] != row["rollback_status"]
             ):
                 raise Stale(f"execution {execution_id} changed")
-            action = await conn.fetchrow("SELECT audit_event_ids FROM actions WHERE id = ?", row["action_id"])
-            state.update(fresh=fresh, action=action)
+            state.update(fresh=fresh, action={"audit_event_ids": fresh["action_event_ids"]})
 
         def statements(seqs: list[int]) -> list[Statement]:
             columns = {
