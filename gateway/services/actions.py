@@ -45,7 +45,7 @@ from gateway.ledger import (
 )
 from gateway.ratelimit import seconds_until_next_window
 from gateway.services import lifecycle
-from gateway.services.executions import executions_of
+from gateway.services.executions import executions_of, executions_of_actions
 from gateway.services.history import claim_rows, decimal_amount, history_context, window_totals
 from gateway.services.policies import PolicyService
 from gateway.services.validation import ROLE
@@ -600,7 +600,13 @@ class ActionService:
                 )
                 for answer in found:
                     answers.setdefault(answer["action_id"], []).append(answer)
-        page = [_record({**row, "approvals": answers.get(row["id"], [])}) for row in rows[:limit]]
+            executed = await executions_of_actions(conn, tenant_id, [row["id"] for row in rows[:limit]])
+        page = [
+            _record(
+                {**row, "approvals": answers.get(row["id"], []), "executions": executed.get(row["id"], [])}
+            )
+            for row in rows[:limit]
+        ]
         return schemas.ActionPage(page, page[-1].action_id if len(rows) > limit else None)
 
 

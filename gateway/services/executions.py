@@ -118,6 +118,24 @@ async def executions_of(conn: Conn, tenant_id: str, action_id: str) -> list[wire
     return [view(row) for row in rows]
 
 
+async def executions_of_actions(
+    conn: Conn, tenant_id: str, action_ids: list[str]
+) -> dict[str, list[wire.ExecutionView]]:
+    """The executions of several actions (a page of the action list), oldest first per action."""
+    if not action_ids:
+        return {}
+    rows = await conn.fetch(
+        f"SELECT {COLUMNS} FROM executions WHERE tenant_id = ?"
+        f" AND action_id IN ({', '.join('?' * len(action_ids))}) ORDER BY created_at, id",
+        tenant_id,
+        *action_ids,
+    )
+    found: dict[str, list[wire.ExecutionView]] = {}
+    for row in rows:
+        found.setdefault(row["action_id"], []).append(view(row))
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """What an execution needs of the action's signed verdict."""

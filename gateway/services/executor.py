@@ -161,6 +161,20 @@ class Executor:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.release()
+
+    async def release(self) -> None:
+        """Give back this executor's leases (a graceful stop): the rows are due again at once, for
+        another process, and the next attempt asks the rail first. Best effort: a lease also
+        expires on its own."""
+        try:
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    "UPDATE executions SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+                    self.owner,
+                )
+        except Exception:
+            log.warning("could not release this executor's leases; they expire on their own", exc_info=True)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -204,6 +218,13 @@ class Executor:
             return
         except RailConfigError as exc:  # the rail's host now resolves to a private address
             await self.retry_later(row, RailError(str(exc), code="rail_address_refused"))
+            return
+        if (
+            transition is None
+            and row["status"] not in (ex.PENDING, ex.SUBMITTED)
+            and row["rollback_status"] != ex.REQUESTED
+        ):
+            await self.park(row)  # nothing left to do (a row made due by mistake): stop taking it up
             return
         if transition is None:
             await self.retry_later(row, None)
@@ -336,6 +357,14 @@ class Executor:
             ]  # fmt: skip
 
         await self.ledger.append(tenant_id, Unit(transition.entries, statements=statements, prepare=prepare))
+
+    async def park(self, row: dict[str, Any]) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE executions SET due_at = NULL, lease_owner = NULL, lease_until = NULL"
+                " WHERE tenant_id = ? AND id = ? AND lease_owner = ?",
+                row["tenant_id"], row["id"], self.owner,
+            )  # fmt: skip
 
     async def retry_later(self, row: dict[str, Any], error: RailError | None) -> None:
         """Release the lease and make the row due again after a backoff (no state change, so no

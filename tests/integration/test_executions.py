@@ -69,6 +69,9 @@ async def test_execute_pays_once_and_is_audited(client, bank):
     record = (await client.get(f"/v1/actions/{action_id}", headers=bearer(world.agent_token))).json()
     assert [e["execution_id"] for e in record["executions"]] == [execution_id]
     assert set(done["audit_event_ids"]) <= set(record["audit_event_ids"])
+    page = (await client.get("/v1/actions", headers=bearer(world.auditor))).json()
+    listed = next(a for a in page["actions"] if a["action_id"] == action_id)
+    assert [e["execution_id"] for e in listed["executions"]] == [execution_id]
 
 
 async def test_second_execution_is_refused_with_the_existing_id(client, bank):
