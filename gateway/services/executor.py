@@ -56,6 +56,7 @@ from gateway.storage import Conn, Database
 
 log = logging.getLogger("verdict.executor")
 ACTOR = "gateway"
+CLAIM_RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,7 @@ _FRESH_SQL = (
 
 def _claim_sql(lock: str) -> str:
     return (
-        "UPDATE executions SET lease_owner = ?, lease_until = ?, attempts = attempts + 1"
+        "UPDATE executions SET lease_owner = ?, lease_until = ?, due_at = ?, attempts = attempts + 1"
         " WHERE (tenant_id, id) IN (SELECT tenant_id, id FROM executions WHERE due_at <= ?"
         f" AND (lease_until IS NULL OR lease_until <= ?) ORDER BY due_at LIMIT ?{lock})"
         f" RETURNING {ex.COLUMNS}"
@@ -144,8 +145,9 @@ class Executor:
                     self._wake.clear()
                     try:
                         claimed = await self.claim(free)
-                    except Exception:
+                    except Exception:  # the database is away: say so once a second, not per poll
                         log.warning("could not claim executions", exc_info=True)
+                        await asyncio.sleep(CLAIM_RETRY_SECONDS)
                 for row in claimed:
                     task = asyncio.get_running_loop().create_task(
                         self.step(row), name=f"execution:{row['id']}"
@@ -170,9 +172,9 @@ class Executor:
         try:
             async with self.db.transaction() as conn:
                 await conn.execute(
-                    "UPDATE executions SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
-                    self.owner,
-                )
+                    "UPDATE executions SET lease_owner = NULL, lease_until = NULL, due_at = ? WHERE lease_owner = ?",
+                    rfc3339(utc_now()), self.owner,
+                )  # fmt: skip
         except Exception:
             log.warning("could not release this executor's leases; they expire on their own", exc_info=True)
 
@@ -186,8 +188,15 @@ class Executor:
         """Take up to `limit` due executions under this executor's lease (committed at return)."""
         now = utc_now()
         until = rfc3339(now + timedelta(seconds=self.config.lease_seconds))
+        async with self.db.read() as conn:  # idle: a read, not a write transaction, per poll
+            due = await conn.fetchrow(
+                "SELECT 1 AS due FROM executions WHERE due_at <= ? LIMIT 1", rfc3339(now)
+            )
+        if due is None:
+            return []
         async with self.db.transaction() as conn:
-            return await conn.fetch(self._claim, self.owner, until, rfc3339(now), rfc3339(now), limit)
+            # due again when the lease ends (a crash): until then, idle polls see nothing due
+            return await conn.fetch(self._claim, self.owner, until, until, rfc3339(now), rfc3339(now), limit)
 
     # ---- one step of one execution
 
