@@ -7,21 +7,21 @@ from typing import Any
 import msgspec
 
 
-class _Request(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+class Request(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Base of request bodies (unknown fields are refused)."""
 
 
-class ExecuteRequest(_Request):
+class ExecuteRequest(Request):
     """Which rail to execute on; may be left out when exactly one rail fits the action."""
 
     rail: str | None = None
 
 
-class RollbackRequest(_Request):
+class RollbackRequest(Request):
     reason: str
 
 
-class ConfigureRail(_Request):
+class ConfigureRail(Request):
     kind: str
     config: dict[str, Any]
 
