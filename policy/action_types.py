@@ -145,7 +145,7 @@ def compile_action_type(name: str, spec: Mapping[str, Any]) -> ActionType:
         asset=tuple(spec.get("asset_field", "asset").split(".")),
     )
     rails = tuple(spec["rails"]) if "rails" in spec else None
-    return ActionType(name, spec.get("parameters"), validator, template, fields, rails)
+    return ActionType(name, spec.get("parameters"), validator, template, fields, rails=rails)
 
 
 def render_summary_for(declared: ActionType | None, action: Mapping[str, Any]) -> str:
