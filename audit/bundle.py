@@ -22,8 +22,12 @@ checks, in this order, stopping at the first failure:
    that action, tenant and action hash; an approval or rejection is the digest of its typed data
    (an `Approval`, or a `BulkApproval` listing the action), for that action, hash, tenant, role
    and answer, in a role the action's requirements count, and an EOA's signature recovers to the
-   signer it names (a contract wallet's needs its chain: EIP-1271); and a verdict of an escalated
-   action follows approvals in the bundle that meet every requirement of the decision.
+   signer it names (a contract wallet's needs its chain: EIP-1271); a verdict of an escalated
+   action follows approvals in the bundle that meet every requirement of the decision; an
+   execution (`execution.requested`) follows, in the bundle, the verdict of its action, names that
+   verdict's EIP-712 digest and action hash, and was requested before the verdict expired; every
+   later entry of an execution follows its request, for the same action; and an action has at
+   most one `execution.succeeded` (DESIGN invariant 10).
 
 Entry types without a meaning check here are covered by steps 1-3.
 """
@@ -36,6 +40,7 @@ import itertools
 import json
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from audit.checkpoint import Checkpoint, verify_checkpoint
@@ -48,6 +53,7 @@ from crypto.canonical import action_hash
 from crypto.eip712 import (
     hash_approval,
     hash_bulk_approval,
+    hash_verdict,
     parse_approval_typed_data,
     parse_bulk_approval_typed_data,
     parse_verdict_typed_data,
@@ -179,6 +185,10 @@ class _Seen:
     proposed: dict[str | None, Entry]
     signers: set[str] | None
     answers: dict[str | None, list[tuple[str, str, bool]]] = field(default_factory=dict)
+    # action id -> (verdict digest, expiry in Unix seconds, action hash) of its checked verdict
+    verdicts: dict[str | None, tuple[str, int, str]] = field(default_factory=dict)
+    executions: dict[str, str | None] = field(default_factory=dict)  # execution id -> action id
+    succeeded: dict[str | None, str] = field(default_factory=dict)  # action id -> execution id
 
 
 def _check_proposed(entry: Entry, seen: _Seen) -> None:
@@ -215,6 +225,40 @@ def _check_verdict(entry: Entry, seen: _Seen) -> None:
                 raise _Meaningless(f"a verdict for an escalated action whose approvals do not meet {unmet}")
         elif decision != "ALLOW":
             raise _Meaningless(f"a verdict for an action decided {decision}")
+    digest = "0x" + hash_verdict(*parse_verdict_typed_data(typed_data)).hex()
+    seen.verdicts[entry.action_id] = (digest, message.expires_at, "0x" + message.action_hash.hex())
+
+
+def _unix(time: str) -> float:
+    return datetime.fromisoformat(time.replace("Z", "+00:00")).timestamp()
+
+
+def _check_execution_requested(entry: Entry, seen: _Seen) -> None:
+    data = entry.data
+    verdict = seen.verdicts.get(entry.action_id)
+    if entry.action_id is None or verdict is None:
+        raise _Meaningless("an execution without a verdict of its action before it in the bundle")
+    digest, expires_at, signed_hash = verdict
+    if data["verdict_digest"] != digest:
+        raise _Meaningless(f"the execution names verdict {data['verdict_digest']}, not the action's {digest}")
+    if data["action_hash"] != signed_hash:
+        raise _Meaningless("the execution is for another action hash than its verdict's")
+    if _unix(entry.time) >= expires_at:
+        raise _Meaningless(f"the execution was requested at {entry.time}, after its verdict expired")
+    if data["execution_id"] in seen.executions:
+        raise _Meaningless(f"execution {data['execution_id']} requested twice")
+    seen.executions[data["execution_id"]] = entry.action_id
+
+
+def _check_execution_step(entry: Entry, seen: _Seen) -> None:
+    execution_id = entry.data["execution_id"]
+    if execution_id not in seen.executions or seen.executions[execution_id] != entry.action_id:
+        raise _Meaningless(f"{entry.type} of execution {execution_id} without its request for this action")
+    if entry.type == "execution.succeeded":
+        earlier = seen.succeeded.get(entry.action_id)
+        if earlier is not None:
+            raise _Meaningless(f"a second succeeded execution of the action (the first: {earlier})")
+        seen.succeeded[entry.action_id] = execution_id
 
 
 def _unmet(requirements: list[dict[str, Any]], answers: list[tuple[str, str, bool]]) -> list[str]:
@@ -290,6 +334,18 @@ _MEANING: dict[str, Callable[[Entry, _Seen], None]] = {
     "verdict.issued": _check_verdict,
     "approval.granted": _check_answer,
     "approval.rejected": _check_answer,
+    "execution.requested": _check_execution_requested,
+    **dict.fromkeys(
+        (
+            "execution.submitted",
+            "execution.succeeded",
+            "execution.failed",
+            "execution.rollback_requested",
+            "execution.rolled_back",
+            "execution.rollback_failed",
+        ),
+        _check_execution_step,
+    ),
 }
 
 

@@ -24,15 +24,19 @@ from gateway.clock import utc_now
 from gateway.keyring import LOG, VERDICT
 from gateway.ledger import Ledger
 from gateway.problems import EXCEPTION_HANDLERS
+from gateway.rails.secrets import load_secret_key
 from gateway.ratelimit import AddressLimiter
 from gateway.routes import ROUTES
 from gateway.services.actions import ActionService, purge_idempotency_keys
 from gateway.services.approvals import ApprovalService
 from gateway.services.audit import AuditService
 from gateway.services.credentials import CredentialService
+from gateway.services.executions import ExecutionService
+from gateway.services.executor import Executor, ExecutorConfig
 from gateway.services.lifecycle import run_expiry
 from gateway.services.policies import PolicyService
 from gateway.services.published_keys import POLL_SECONDS, establish_keys, refresh_keys
+from gateway.services.rails import RailService
 from gateway.services.rate_limits import RateLimitService
 from gateway.services.scopes import ScopeService
 from gateway.services.tenants import TenantService
@@ -140,6 +144,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             background.append(
                 asyncio.get_running_loop().create_task(state.audit.verify_logs(), name="log-scan")
             )
+            # Executions (issue 12): the rails, the request side, and this process's executor.
+            state.rails = RailService(db, ledger, load_secret_key(settings.data_dir))
+            state.executions = ExecutionService(db, ledger, policies, state.rails)
+            state.executor = Executor(db, ledger, state.rails, ExecutorConfig.from_env())
+            state.executions.on_request = state.executor.wake
+            background.append(asyncio.get_running_loop().create_task(state.executor.run(), name="executor"))
             if settings.checkpoint_interval > 0:
                 background.append(
                     asyncio.get_running_loop().create_task(
@@ -158,6 +168,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await usage.flush()
+            if hasattr(app.state, "rails"):
+                await app.state.rails.close()
             await ledger.close()
             await db.close()
 

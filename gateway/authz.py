@@ -101,6 +101,14 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/v1/tenants/{tenant_id}/approvals/bulk-request"): OPEN_PER_ADDRESS,
     ("DELETE", "/v1/actions/{action_id}"): _rule(OWNER, AGENT, TENANT_ADMIN),
     ("GET", "/v1/actions/{action_id}/verdict"): _rule(OWNER, *READERS, AGENT),
+    # Executions and rails (gateway.services.executions, gateway.services.rails)
+    ("POST", "/v1/actions/{action_id}/execute"): _rule(OWNER, AGENT, TENANT_ADMIN),
+    ("GET", "/v1/executions/{execution_id}"): _rule(OWNER, *READERS, AGENT),
+    ("POST", "/v1/executions/{execution_id}/rollback"): _rule(OWNER, TENANT_ADMIN),
+    ("GET", "/v1/tenants/{tenant_id}/rails"): _rule(TENANT, *READERS),
+    ("GET", "/v1/tenants/{tenant_id}/rails/{name}"): _rule(TENANT, *READERS),
+    ("PUT", "/v1/tenants/{tenant_id}/rails/{name}"): _rule(TENANT, TENANT_ADMIN),
+    ("DELETE", "/v1/tenants/{tenant_id}/rails/{name}"): _rule(TENANT, TENANT_ADMIN),
     # the API documentation (Litestar's OpenAPI controller)
     ("GET", "/schema"): OPEN_PER_ADDRESS,
     ("GET", "/schema/openapi.json"): OPEN_PER_ADDRESS,
@@ -151,10 +159,12 @@ def bind_access(app: Litestar) -> None:
         )
 
 
-def is_public(handler: HTTPRouteHandler) -> bool:
-    """Whether every method and path of a (not yet registered) handler is public."""
+def is_public(handler: HTTPRouteHandler, prefix: str = "") -> bool:
+    """Whether every method and path of a (not yet registered) handler is public (`prefix`: the
+    path of the Controller it belongs to)."""
     return all(
-        access_for(method, openapi_path(path)) in (OPEN, OPEN_PER_ADDRESS)
+        access_for(method, openapi_path((prefix.rstrip("/") + path).rstrip("/") or "/"))
+        in (OPEN, OPEN_PER_ADDRESS)
         for path in handler.paths
         for method in handler.http_methods
     )

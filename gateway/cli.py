@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from crypto.errors import KeyFileError
+from gateway.cli_executions import executions_group
 from gateway.cli_policy import policy_group
 from gateway.settings import Settings
 
@@ -63,6 +64,7 @@ def _run(settings: Settings, *, demo: bool) -> None:
     from granian import Granian
 
     from gateway.demo import read_agent_token, seed_demo, walkthrough
+    from gateway.demo_rail import execution_walkthrough, seed_demo_rail, start_demo_bank
 
     keyring = _establish_keys(settings)  # refuses here, before any worker starts
     backend = "PostgreSQL" if settings.database_url else f"SQLite ({settings.data_dir / 'verdict.db'})"
@@ -81,6 +83,11 @@ def _run(settings: Settings, *, demo: bool) -> None:
             f"Demo tenant 'demo' {'seeded' if created else 'found'}; agent token in {token_path} (mode 0600)"
         )
         click.echo(walkthrough(base_url, token_path, agent_id))
+        _, bank_url, bank_key = start_demo_bank()  # lives as long as this process (issue 12)
+        asyncio.run(seed_demo_rail(settings, bank_url, bank_key))
+        click.echo(
+            f"Demo bank at {bank_url} (the demo tenant's bank_api rail).\n{execution_walkthrough(base_url)}"
+        )
     click.echo(f"Listening on {base_url} · API docs {base_url}/schema · health {base_url}/health")
     os.environ.update(settings.to_env())  # worker processes build their app from these
     Granian(
@@ -96,6 +103,7 @@ def _run(settings: Settings, *, demo: bool) -> None:
 
 
 main.add_command(policy_group)
+main.add_command(executions_group)
 
 
 @main.group()

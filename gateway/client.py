@@ -35,6 +35,7 @@ from crypto.signing import verify_verdict_signature
 __all__ = ["GatewayError", "VerdictClient", "VerdictInvalid"]
 
 PENDING = "pending_approval"
+FINISHED = ("succeeded", "failed", "rolled_back")  # an execution that the executor is done with
 CLOCK_SKEW_SECONDS = 30
 
 
@@ -135,6 +136,50 @@ class VerdictClient:
                 raise TimeoutError(f"action {action_id} is still pending approval after {timeout:g} s")
             time.sleep(min(interval, remaining))
             interval = min(interval * 1.5, max_interval)
+
+    # ---- executions
+
+    def execute(
+        self, action_id: str, rail: str | None = None, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Execute an allowed action on a rail (the tenant's only fitting one when `rail` is None).
+        Returns `{execution_id, status: "pending", rail, action_id}`; raises GatewayError
+        (`verdict_expired`, `already_executing`/`already_executed` with `execution_id`, ...)."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        body = {"rail": rail} if rail is not None else {}
+        return self._call("POST", f"/v1/actions/{action_id}/execute", json=body, headers=headers)
+
+    def get_execution(self, execution_id: str) -> dict[str, Any]:
+        """The execution: `status` pending → submitted → succeeded | failed (`code`), rolled_back."""
+        return self._call("GET", f"/v1/executions/{execution_id}")
+
+    def wait_for_execution(
+        self,
+        execution_id: str,
+        timeout: float = 60.0,
+        *,
+        poll_interval: float = 0.2,
+        max_interval: float = 5.0,
+    ) -> dict[str, Any]:
+        """Poll until the execution is `succeeded`, `failed` or `rolled_back` and return it. Raises
+        TimeoutError after `timeout` seconds (the execution goes on; call again)."""
+        deadline = time.monotonic() + timeout
+        interval = poll_interval
+        while True:
+            execution = self.get_execution(execution_id)
+            if execution["status"] in FINISHED:
+                return execution
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"execution {execution_id} is still {execution['status']} after {timeout:g} s"
+                )
+            time.sleep(min(interval, remaining))
+            interval = min(interval * 1.5, max_interval)
+
+    def rollback(self, execution_id: str, reason: str) -> dict[str, Any]:
+        """Ask for the compensation of a succeeded execution (a tenant admin's token)."""
+        return self._call("POST", f"/v1/executions/{execution_id}/rollback", json={"reason": reason})
 
     def cancel(self, action_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/v1/actions/{action_id}")

@@ -9,12 +9,15 @@ from typing import Annotated, Any
 import msgspec
 from litestar import MediaType, Request, Response, delete, get, patch, post, put
 from litestar.datastructures import State
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from gateway import schemas
 from gateway.authz import is_public, principal_of
 from gateway.bodies import ACCEPTS_YAML
 from gateway.clock import utc_now
+from gateway.controllers.executions import ExecutionController
+from gateway.controllers.rails import RailController
 from gateway.errors import InvalidRequest
 from gateway.keyring import LOG, VERDICT
 from gateway.problems import PROBLEM_RESPONSES
@@ -506,10 +509,17 @@ async def action_verdict(state: State, request: Request, action_id: FromPath[str
 def _document(handlers: list) -> list:
     """OpenAPI: bearer auth on every route the access table does not make public;
     problem+json errors on all."""
-    for handler in handlers:
-        handler.responses = {**PROBLEM_RESPONSES, **(handler.responses or {})}
-        if not is_public(handler):
-            handler.security = [{"bearer": []}]
+    for item in handlers:
+        # a Controller: document each of its handlers, under the controller's path
+        inner = (
+            [v for v in vars(item).values() if isinstance(v, HTTPRouteHandler)]
+            if isinstance(item, type)
+            else [item]
+        )
+        for handler in inner:
+            handler.responses = {**PROBLEM_RESPONSES, **(handler.responses or {})}
+            if not is_public(handler, vars(item).get("path", "") if isinstance(item, type) else ""):
+                handler.security = [{"bearer": []}]
     return handlers
 
 
@@ -558,5 +568,7 @@ ROUTES = _document(
         bulk_approve,
         cancel_action,
         action_verdict,
+        ExecutionController,
+        RailController,
     ]
 )

@@ -7,6 +7,7 @@ from typing import Any, Literal
 import msgspec
 
 import policy
+from gateway.execution_schemas import ExecutionView
 
 
 class Request(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -326,6 +327,7 @@ class ActionRecord(msgspec.Struct, frozen=True):
     limits: list[policy.LimitStatus] | None = None
     context: dict[str, Any] | None = None
     checks: list[policy.Check] | None = None
+    executions: list[ExecutionView] = []  # oldest first (gateway.services.executions)
 
 
 class ActionPage(msgspec.Struct, frozen=True):

@@ -10,6 +10,7 @@
         amount_fields: [fee]        # more amounts in the action (key paths); default none
         allow_negative: false       # may its amounts be negative (refunds, adjustments)? default false
         asset_field: asset          # default "asset"
+        rails: [bank_api]           # the rails its executions may run on; absent: any configured rail
     undeclared_types: deny          # deny (default) | allow
 
 ``parameters`` is a JSON Schema (Draft 2020-12) that the **whole action
@@ -57,6 +58,7 @@ ACTION_TYPE_FIELDS = (
     "amount_fields",
     "allow_negative",
     "asset_field",
+    "rails",
 )
 MAX_AMOUNT_FIELDS = 16
 DEFAULT_AMOUNT_PATHS: tuple[tuple[str, ...], ...] = (("amount",),)
@@ -76,6 +78,7 @@ class ActionType:
     fields: ActionFields
     amount_paths: tuple[tuple[str, ...], ...] = DEFAULT_AMOUNT_PATHS  # amount_field, then amount_fields
     allow_negative: bool = False
+    rails: tuple[str, ...] | None = None  # None: any rail the tenant configured
 
     def check_parameters(self, action: Mapping[str, Any]) -> list[ParameterViolation]:
         """Every way ``action`` breaks the ``parameters`` schema (empty when it holds). Never raises."""
@@ -177,6 +180,7 @@ def compile_action_type(name: str, spec: Mapping[str, Any]) -> ActionType:
         fields,
         amount_paths,
         spec.get("allow_negative", False),
+        rails=tuple(spec["rails"]) if "rails" in spec else None,
     )
 
 

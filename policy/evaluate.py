@@ -224,6 +224,13 @@ class CompiledPolicy:
         declared = types.get(action_type) if types is not None and isinstance(action_type, str) else None
         return declared.fields if declared is not None else DEFAULT_FIELDS
 
+    def action_rails(self, action_type: Any) -> tuple[str, ...] | None:
+        """The rails actions of ``action_type`` may be executed on (``action_types.<type>.rails``);
+        ``None`` when the policy does not say (any rail the tenant configured)."""
+        types = self.extensions.action_types
+        declared = types.get(action_type) if types is not None and isinstance(action_type, str) else None
+        return declared.rails if declared is not None else None
+
     def render_summary(self, action: Mapping[str, Any]) -> str:
         """The approver's sentence for ``action`` (its type's template, or a default one). Never raises."""
         types = self.extensions.action_types

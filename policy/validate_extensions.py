@@ -10,9 +10,9 @@ Checked, each problem with its path and the id (or name) it belongs to:
 (2) ``classifications``: resource types ``[A-Za-z0-9_.:-]{1,64}`` mapping to
     ``{tier, risk_modifier}`` with a known tier and a decimal string from 0 to 10.
 (3) ``action_types``: names ``[a-z][a-z0-9_.-]{0,63}`` mapping to
-    ``{parameters?, summary?, amount_field?, amount_fields?, allow_negative?, asset_field?}``: a JSON Schema
+    ``{parameters?, summary?, amount_field?, amount_fields?, allow_negative?, asset_field?, rails?}``: a JSON Schema
     2020-12 that compiles, a template whose placeholders are key paths, key
-    paths for the fields; ``undeclared_types`` is ``deny`` or ``allow`` and
+    paths for the fields, a non-empty list of distinct rail names; ``undeclared_types`` is ``deny`` or ``allow`` and
     needs ``action_types``.
 (4) ``limits``: each ``{id, per, window, sum | count, match?, when?, max,
     decision, reason?, approvals?, timeout_minutes?}``; ids unique among rules
@@ -51,6 +51,7 @@ __all__ = ["check_extensions", "unavailable_roots"]
 RESOURCE_TYPE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 ACTION_TYPE_NAME = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 KEY_PATH = re.compile(r"[A-Za-z0-9_-]{1,64}(?:\.[A-Za-z0-9_-]{1,64}){0,7}")
+RAIL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")  # as gateway/services/rails.py names rails
 
 
 def unavailable_roots(document: dict[str, Any]) -> dict[str, str]:
@@ -197,7 +198,7 @@ def _check_action_types(report: Any, section: Any) -> None:  # (3)
         if not isinstance(spec, dict):
             report.add(
                 path,
-                f"must be a mapping {{parameters?, summary?, amount_field?, amount_fields?, allow_negative?, asset_field?}}, got {describe_value(spec)}",
+                f"must be a mapping {{parameters?, summary?, amount_field?, amount_fields?, allow_negative?, asset_field?, rails?}}, got {describe_value(spec)}",
             )
             continue
         report.check_fields(spec, path, ACTION_TYPE_FIELDS)
@@ -219,6 +220,8 @@ def _check_action_types(report: Any, section: Any) -> None:  # (3)
                     f"{path}.{key}", "must be a key path inside the action, such as amount or payment.amount"
                 )
         _check_amount_fields(report, spec, path)
+        if "rails" in spec:
+            _check_rails(report, f"{path}.rails", spec["rails"])
 
 
 def _check_amount_fields(report: Any, spec: dict[str, Any], path: str) -> None:
@@ -243,6 +246,18 @@ def _check_amount_fields(report: Any, spec: dict[str, Any], path: str) -> None:
         report.add(
             f"{path}.allow_negative", f"must be true or false, got {describe_value(spec['allow_negative'])}"
         )
+
+
+def _check_rails(report: Any, path: str, rails: Any) -> None:
+    """``rails``: a non-empty list of distinct rail names (as tenants name them when configuring)."""
+    if not isinstance(rails, list) or not rails:
+        report.add(path, f"must be a non-empty list of rail names, got {describe_value(rails)}")
+        return
+    for index, name in enumerate(rails):
+        if not isinstance(name, str) or not RAIL_NAME.fullmatch(name):
+            report.add(f"{path}[{index}]", "rail names must match [a-z][a-z0-9_-]{0,63}")
+    if len({repr(name) for name in rails}) < len(rails):
+        report.add(path, "lists a rail twice")
 
 
 def _check_limits(

@@ -45,6 +45,7 @@ from gateway.ledger import (
 )
 from gateway.ratelimit import seconds_until_next_window
 from gateway.services import lifecycle
+from gateway.services.executions import executions_of, executions_of_actions
 from gateway.services.history import claim_rows, decimal_amount, history_context, window_totals
 from gateway.services.policies import PolicyService
 from gateway.services.validation import ROLE
@@ -538,7 +539,8 @@ class ActionService:
                 answers = (
                     await conn.fetch(lifecycle.ANSWERS_SQL, action_id) if row["approvals_required"] else []
                 )
-            return {**row, "approvals": answers}
+                executions = await executions_of(conn, row["tenant_id"], action_id)
+            return {**row, "approvals": answers, "executions": executions}
 
         row = await lifecycle.current(self.ledger, await fetch(), fetch)
         return _record(row)
@@ -622,7 +624,13 @@ class ActionService:
                 )
                 for answer in found:
                     answers.setdefault(answer["action_id"], []).append(answer)
-        page = [_record({**row, "approvals": answers.get(row["id"], [])}) for row in rows[:limit]]
+            executed = await executions_of_actions(conn, tenant_id, [row["id"] for row in rows[:limit]])
+        page = [
+            _record(
+                {**row, "approvals": answers.get(row["id"], []), "executions": executed.get(row["id"], [])}
+            )
+            for row in rows[:limit]
+        ]
         return schemas.ActionPage(page, page[-1].action_id if len(rows) > limit else None)
 
 
@@ -703,4 +711,5 @@ def _record(row: dict[str, Any]) -> schemas.ActionRecord:
         limits=_decoded(_LIMITS, row["limits"]),
         context=_loads(row["context"]),
         checks=_decoded(_CHECKS, row["checks"]),
+        executions=row.get("executions", []),
     )

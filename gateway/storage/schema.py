@@ -260,6 +260,64 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "INSERT INTO key_set (id, version, updated_at) VALUES (1, 0, '')",
         ],
     ),
+    (
+        # Executions on rails (issue 12). See gateway/services/executions.py and gateway/rails/.
+        12,
+        [
+            # One row per execution. `live` is 1 until the execution fails (then NULL): the unique
+            # index allows at most one execution per action that has not failed (NULLs are distinct
+            # in both backends). `due_at` is when the executor should next take it up (NULL: idle);
+            # `lease_owner`/`lease_until` say which executor holds it until when.
+            """CREATE TABLE executions (
+                tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                id TEXT NOT NULL,
+                action_id TEXT NOT NULL,
+                rail TEXT NOT NULL,
+                rail_kind TEXT NOT NULL,
+                status TEXT NOT NULL,
+                live INTEGER,
+                requested_by TEXT NOT NULL,
+                verdict_digest TEXT NOT NULL,
+                verdict_expires_at TEXT NOT NULL,
+                reference TEXT,
+                result TEXT,
+                code TEXT,
+                message TEXT,
+                attempts BIGINT NOT NULL DEFAULT 0,
+                due_at TEXT,
+                lease_owner TEXT,
+                lease_until TEXT,
+                rollback_status TEXT,
+                rollback_reason TEXT,
+                rollback_by TEXT,
+                rollback_reference TEXT,
+                audit_event_ids TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                submitted_at TEXT,
+                finished_at TEXT,
+                rolled_back_at TEXT,
+                PRIMARY KEY (tenant_id, id)
+            )""",
+            "CREATE UNIQUE INDEX executions_one_live ON executions (tenant_id, action_id, live)",
+            "CREATE INDEX executions_action ON executions (tenant_id, action_id, created_at)",
+            "CREATE INDEX executions_due ON executions (due_at)",
+            # Per-tenant rail configurations. `secrets` is the AES-GCM ciphertext of the secret
+            # fields (gateway/rails/secrets.py: the key lives in the data dir, not here);
+            # `secret_hashes` their SHA-256, which is all the API and the audit log ever show.
+            """CREATE TABLE rails (
+                tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                name TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                config TEXT NOT NULL,
+                secrets {blob} NOT NULL,
+                secret_hashes TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                PRIMARY KEY (tenant_id, name)
+            )""",
+        ],
+    ),
 ]
 
 

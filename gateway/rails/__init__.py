@@ -1,0 +1,14 @@
+"""Rails: the outside systems an allowed action is executed on (see `gateway.rails.base`).
+
+`KINDS` lists every kind of rail this gateway can run; a tenant configures named rails of these
+kinds (`gateway.services.rails`), and the executor (`gateway.services.executor`) drives them.
+"""
+
+from __future__ import annotations
+
+from gateway.rails.bank_api import BANK_API
+from gateway.rails.base import RailKind
+
+KINDS: dict[str, RailKind] = {BANK_API.name: BANK_API}
+
+__all__ = ["KINDS"]
