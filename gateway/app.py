@@ -13,9 +13,9 @@ from contextlib import asynccontextmanager
 from litestar import Litestar, Request
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from gateway.api_docs import LocalSwaggerRenderPlugin
 from gateway.auth import Authenticator, KeyUsage
 from gateway.authz import authorize, bind_access
 from gateway.bodies import check_request_body
@@ -172,7 +172,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version="1",
             description="Signed-verdict policy gateway for autonomous agents.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            # Swagger UI from the gateway's own pinned copy (gateway/api_docs.py), not a CDN
+            render_plugins=[LocalSwaggerRenderPlugin(path=["/", "/swagger"])],
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="vk_…")

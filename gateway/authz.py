@@ -101,11 +101,11 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/v1/tenants/{tenant_id}/approvals/bulk-request"): OPEN_PER_ADDRESS,
     ("DELETE", "/v1/actions/{action_id}"): _rule(OWNER, AGENT, TENANT_ADMIN),
     ("GET", "/v1/actions/{action_id}/verdict"): _rule(OWNER, *READERS, AGENT),
-    # the API documentation (Litestar's OpenAPI controller)
+    # the API documentation (Litestar's OpenAPI controller, Swagger UI from gateway/api_docs.py)
     ("GET", "/schema"): OPEN_PER_ADDRESS,
     ("GET", "/schema/openapi.json"): OPEN_PER_ADDRESS,
     ("GET", "/schema/{path}"): OPEN_PER_ADDRESS,
-    ("GET", "/schema/scalar"): OPEN_PER_ADDRESS,
+    ("GET", "/schema/assets/{name}"): OPEN_PER_ADDRESS,  # the pinned Swagger UI (gateway/api_docs.py)
     ("GET", "/schema/swagger"): OPEN_PER_ADDRESS,
     ("GET", "/schema/oauth2-redirect.html"): OPEN_PER_ADDRESS,
     # Litestar answers OPTIONS on every path itself (the Allow header; no data)
