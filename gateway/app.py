@@ -23,9 +23,9 @@ from gateway.clock import hash_token, rfc3339, utc_now
 from gateway.keyring import LOG, load_keyring, manifest_stamp
 from gateway.ledger import Ledger
 from gateway.problems import EXCEPTION_HANDLERS
-from gateway.ratelimit import AddressLimiter
 from gateway.routes import ROUTES
 from gateway.services.actions import ActionService, purge_idempotency_keys
+from gateway.services.address_limits import SharedAddressLimiter
 from gateway.services.approvals import ApprovalService
 from gateway.services.audit import AuditService
 from gateway.services.credentials import CredentialService
@@ -136,7 +136,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.audit = AuditService(db, keyring.log_key, settings.log_origin, keyring.retired_log_keys())
             background.append(asyncio.get_running_loop().create_task(watch_keys(state), name="keys"))
             state.rate_limits = RateLimitService(db, ledger)
-            state.address_limiter = AddressLimiter(settings.public_rate_per_second, settings.public_burst)
+            state.address_limiter = SharedAddressLimiter(
+                db, settings.public_rate_per_second, settings.public_burst
+            )
             background.append(asyncio.get_running_loop().create_task(purge_periodically(db), name="purge"))
             background.append(asyncio.get_running_loop().create_task(run_expiry(db, ledger), name="expiry"))
             if settings.checkpoint_interval > 0:
@@ -157,6 +159,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await usage.flush()
+            if hasattr(app.state, "address_limiter"):
+                await app.state.address_limiter.flush()
             await ledger.close()
             await db.close()
 

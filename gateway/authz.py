@@ -9,7 +9,7 @@ the caller and applies the rule, and handlers read the result with `principal_of
 
 Scopes:
 - `public`: no credential needed. Those marked `per_address` are rate limited per client
-  address (`gateway.ratelimit.AddressLimiter`, in each process's memory): anyone can call them,
+  address, for the whole deployment (`gateway.services.address_limits`): anyone can call them,
   so nothing but the address tells callers apart. `/health` is not, because load balancers and
   orchestrators probe it often from one address.
 - `global`: not about one tenant (only the admin creates tenants).

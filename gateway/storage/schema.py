@@ -239,6 +239,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX limit_claims_action ON limit_claims (action_id)",
         ],
     ),
+    (
+        # Issue 11: the per-address limit of the public routes holds for the whole deployment
+        # (gateway/services/address_limits.py): requests per client address and fixed window,
+        # added up by every process. Rows older than the previous window are deleted.
+        10,
+        [
+            """CREATE TABLE address_windows (
+                window_start BIGINT NOT NULL,
+                address TEXT NOT NULL,
+                requests BIGINT NOT NULL,
+                PRIMARY KEY (window_start, address)
+            )""",
+        ],
+    ),
 ]
 
 
