@@ -186,5 +186,8 @@ def test_readme_walkthrough_produces_the_output_shown(tmp_path):
         if shown is not None:
             problems += compare(shown, actual)
     assert not problems, "\n".join(problems) + f"\n(gateway output:\n{log[-2000:]})"
+    # the Quick start's promise: the start-up lines name the API docs and /health (and no secret)
+    assert f"API docs {server.url}/schema" in log and f"health {server.url}/health" in log
+    assert (tmp_path / ".verdict" / "admin.token").read_text().strip() not in log
     # nothing the walk-through writes lands outside the data dir
     assert sorted(p.name for p in tmp_path.iterdir()) == [".verdict", "examples"]
