@@ -18,7 +18,7 @@ import httpx
 
 from gateway.client import GatewayError
 
-__all__ = ["describe_problem", "gateway_errors"]
+__all__ = ["GatewayCommandError", "describe_problem", "gateway_errors", "problem_of"]
 
 
 class GatewayCommandError(click.ClickException):

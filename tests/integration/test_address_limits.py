@@ -11,7 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
 from gateway.errors import RateLimited
-from gateway.services.address_limits import WINDOW_SECONDS, SharedAddressLimiter
+from gateway.services.address_limits import ROWS_PER_STATEMENT, WINDOW_SECONDS, SharedAddressLimiter
 from gateway.storage import open_database
 from tests.integration.process import GatewayProcess
 
@@ -61,9 +61,30 @@ async def test_two_processes_on_one_database_share_an_addresss_count(backend):
         for limiter in limiters:
             with pytest.raises(RateLimited):
                 limiter.check("192.0.2.1")
+            await limiter.flush()
     finally:
         for db in databases:
             await db.close()
+
+
+async def test_address_counts_of_many_addresses_are_shared_in_one_sync(backend):
+    """More addresses than one statement takes (ROWS_PER_STATEMENT): every count arrives."""
+    db = open_database(backend.url, data_dir=backend.data_dir, schema=backend.schema)
+    await db.open()
+    try:
+        limiter = SharedAddressLimiter(db, RATE, BURST)
+        await fresh_address_window(margin=5)
+        addresses = [f"198.51.100.{i % 250}:{i}" for i in range(2 * ROWS_PER_STATEMENT + 50)]
+        for address in addresses:
+            limiter.check(address)
+            limiter.check(address)
+        await limiter.sync()
+        async with db.read() as conn:
+            rows = await conn.fetch("SELECT address, requests FROM address_windows")
+        assert {row["address"]: int(row["requests"]) for row in rows} == dict.fromkeys(addresses, 2)
+        await limiter.flush()
+    finally:
+        await db.close()
 
 
 async def test_two_gateways_on_one_database_bound_an_addresss_combined_rate(backend):
