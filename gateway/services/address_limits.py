@@ -34,7 +34,8 @@ log = logging.getLogger("verdict")
 
 WINDOW_SECONDS = 10
 SYNC_SECONDS = 0.25
-ROWS_PER_STATEMENT = 200  # 600 parameters: well inside SQLite's and PostgreSQL's limits
+ROWS_PER_STATEMENT = 200
+WARNING_INTERVAL_SECONDS = 60  # 600 parameters: well inside SQLite's and PostgreSQL's limits
 
 
 def _add_counts_sql(rows: int) -> str:
@@ -76,6 +77,7 @@ class SharedAddressLimiter:
         self._pending: dict[str, int] = {}  # admitted here since the last sync
         self._task: asyncio.Task[None] | None = None
         self._purged_window = -1
+        self._last_warning = -math.inf
 
     def check(self, address: str) -> None:
         """Admit one request of `address`. Raises RateLimited (with the seconds until it may ask
@@ -114,8 +116,15 @@ class SharedAddressLimiter:
         try:
             totals = await self._add_counts(window, rows)
         # a brake on floods, not state: a failure must never fail the request path
-        except Exception:
-            log.warning("could not share the request counts of %d address(es)", len(rows), exc_info=True)
+        except Exception as exc:
+            now = time.monotonic()
+            if now - self._last_warning >= WARNING_INTERVAL_SECONDS:  # not one line per sync
+                self._last_warning = now
+                log.warning(
+                    "could not share the request counts of %d address(es): %s: %s (each process's own"
+                    " limit holds meanwhile; next message in %d s at the earliest)",
+                    len(rows), type(exc).__name__, exc, WARNING_INTERVAL_SECONDS,
+                )  # fmt: skip
             if self._window == window:
                 for address, count in pending.items():
                     self._pending[address] = self._pending.get(address, 0) + count

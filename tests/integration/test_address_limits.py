@@ -87,6 +87,30 @@ async def test_address_counts_of_many_addresses_are_shared_in_one_sync(backend):
         await db.close()
 
 
+async def test_address_counts_survive_a_database_that_cannot_be_used(backend, caplog):
+    """A failed sync fails no request: it logs once and sends the counts with the next sync."""
+    db = open_database(backend.url, data_dir=backend.data_dir, schema=backend.schema)
+    await db.open()
+    limiter = SharedAddressLimiter(db, RATE, BURST)
+    await fresh_address_window(margin=5)
+    limiter.check("192.0.2.7")
+    await db.close()
+    await limiter.sync()
+    await limiter.sync()
+    warnings = [r for r in caplog.records if "could not share the request counts" in r.getMessage()]
+    assert len(warnings) == 1
+    limiter.check("192.0.2.7")  # the request path does not care
+    await db.open()
+    try:
+        await limiter.sync()
+        async with db.read() as conn:
+            row = await conn.fetchrow("SELECT requests FROM address_windows WHERE address = ?", "192.0.2.7")
+        assert row is not None and int(row["requests"]) == 2
+        await limiter.flush()
+    finally:
+        await db.close()
+
+
 async def test_two_gateways_on_one_database_bound_an_addresss_combined_rate(backend):
     """Two app instances, with the counts shared by their own background task: together they
     admit the limit plus at most what arrives within one sync interval, not twice the limit."""
