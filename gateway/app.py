@@ -14,9 +14,9 @@ from contextlib import asynccontextmanager
 from litestar import Litestar, Request
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from gateway.api_docs import LocalSwaggerRenderPlugin
 from gateway.auth import Authenticator, KeyUsage
 from gateway.authz import authorize, bind_access
 from gateway.bodies import check_path_and_query, check_request_body
@@ -25,9 +25,9 @@ from gateway.keyring import LOG, VERDICT
 from gateway.ledger import Ledger
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.rails.secrets import load_secret_key
-from gateway.ratelimit import AddressLimiter
 from gateway.routes import ROUTES
 from gateway.services.actions import ActionService, purge_idempotency_keys
+from gateway.services.address_limits import SharedAddressLimiter
 from gateway.services.approvals import ApprovalService
 from gateway.services.audit import AuditService
 from gateway.services.credentials import CredentialService
@@ -138,7 +138,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.audit = AuditService(db, keyring.log_key, settings.log_origin, keyring.retired_log_keys())
             background.append(asyncio.get_running_loop().create_task(watch_keys(state), name="keys"))
             state.rate_limits = RateLimitService(db, ledger)
-            state.address_limiter = AddressLimiter(settings.public_rate_per_second, settings.public_burst)
+            state.address_limiter = SharedAddressLimiter(
+                db, settings.public_rate_per_second, settings.public_burst
+            )
             background.append(asyncio.get_running_loop().create_task(purge_periodically(db), name="purge"))
             background.append(asyncio.get_running_loop().create_task(run_expiry(db, ledger), name="expiry"))
             background.append(
@@ -170,6 +172,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await usage.flush()
             if hasattr(app.state, "rails"):
                 await app.state.rails.close()
+            if hasattr(app.state, "address_limiter"):
+                await app.state.address_limiter.flush()
             await ledger.close()
             await db.close()
 
@@ -185,7 +189,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version="1",
             description="Signed-verdict policy gateway for autonomous agents.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            # Swagger UI from the gateway's own pinned copy (gateway/api_docs.py), not a CDN
+            render_plugins=[LocalSwaggerRenderPlugin(path=["/", "/swagger"])],
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="vk_…")

@@ -9,7 +9,7 @@ the caller and applies the rule, and handlers read the result with `principal_of
 
 Scopes:
 - `public`: no credential needed. Those marked `per_address` are rate limited per client
-  address (`gateway.ratelimit.AddressLimiter`, in each process's memory): anyone can call them,
+  address, for the whole deployment (`gateway.services.address_limits`): anyone can call them,
   so nothing but the address tells callers apart. `/health` is not, because load balancers and
   orchestrators probe it often from one address.
 - `global`: not about one tenant (only the admin creates tenants).
@@ -109,11 +109,11 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/v1/tenants/{tenant_id}/rails/{name}"): _rule(TENANT, *READERS),
     ("PUT", "/v1/tenants/{tenant_id}/rails/{name}"): _rule(TENANT, TENANT_ADMIN),
     ("DELETE", "/v1/tenants/{tenant_id}/rails/{name}"): _rule(TENANT, TENANT_ADMIN),
-    # the API documentation (Litestar's OpenAPI controller)
+    # the API documentation (Litestar's OpenAPI controller, Swagger UI from gateway/api_docs.py)
     ("GET", "/schema"): OPEN_PER_ADDRESS,
     ("GET", "/schema/openapi.json"): OPEN_PER_ADDRESS,
     ("GET", "/schema/{path}"): OPEN_PER_ADDRESS,
-    ("GET", "/schema/scalar"): OPEN_PER_ADDRESS,
+    ("GET", "/schema/assets/{name}"): OPEN_PER_ADDRESS,  # the pinned Swagger UI (gateway/api_docs.py)
     ("GET", "/schema/swagger"): OPEN_PER_ADDRESS,
     ("GET", "/schema/oauth2-redirect.html"): OPEN_PER_ADDRESS,
     # Litestar answers OPTIONS on every path itself (the Allow header; no data)

@@ -405,16 +405,15 @@ def approve(
     from crypto.eip712 import parse_approval_typed_data
     from crypto.errors import CryptoError
     from crypto.signing import sign_approval
-    from gateway.client import GatewayError, VerdictClient
+    from gateway.cli_http import gateway_errors
+    from gateway.client import VerdictClient
 
     signer = _approver_signer(key_file, passphrase_env)
-    with VerdictClient(url) as client:
+    with gateway_errors(url), VerdictClient(url) as client:
+        typed_data = client.approval_request(action_id, role, approve=not reject)
         try:
-            typed_data = client.approval_request(action_id, role, approve=not reject)
             # sign only what reads exactly as an Approval: never whatever a server sends
             domain, message = parse_approval_typed_data(typed_data)
-        except GatewayError as exc:
-            raise click.ClickException(str(exc)) from None
         except CryptoError as exc:
             raise click.ClickException(f"the gateway sent something that is not an Approval: {exc}") from None
         if message.action_id != action_id or message.role != role or message.approve == reject:
@@ -428,13 +427,10 @@ def approve(
         if not yes:
             click.confirm("Sign?", abort=True)
         signature = sign_approval(signer, domain, message).signature
-        try:
-            if reject:
-                out = client.reject(action_id, role, signature, reason=comment)
-            else:
-                out = client.approve(action_id, role, signature, comment=comment)
-        except GatewayError as exc:
-            raise click.ClickException(str(exc)) from None
+        if reject:
+            out = client.reject(action_id, role, signature, reason=comment)
+        else:
+            out = client.approve(action_id, role, signature, comment=comment)
     click.echo(f"accepted: action {out['action_id']} is {out['status']} ({out['decision']})")
     if out.get("missing"):
         click.echo(f"  still needed: {'; '.join(out['missing'])}")

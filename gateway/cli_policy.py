@@ -94,23 +94,19 @@ def simulate(file: Path, url: str, token: str, tenant: str, last: int, as_json: 
     """Replay the tenant's last N actions through FILE; print every decision that would change."""
     import httpx
 
-    response = httpx.post(
-        f"{url.rstrip('/')}/v1/tenants/{tenant}/policies/simulate",
-        params={"last": last},
-        content=file.read_bytes(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": _media_type(file)},
-        timeout=60,
-    )
-    if response.status_code != 200:
-        problem = response.json() if "json" in response.headers.get("content-type", "") else {}
-        click.echo(
-            f"{response.status_code} {problem.get('code', '')}: {problem.get('detail', response.text)}",
-            err=True,
+    from gateway.cli_http import describe_problem, gateway_errors, problem_of
+
+    with gateway_errors(url):
+        response = httpx.post(
+            f"{url.rstrip('/')}/v1/tenants/{tenant}/policies/simulate",
+            params={"last": last},
+            content=file.read_bytes(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": _media_type(file)},
+            timeout=60,
         )
-        for item in problem.get("problems", []):
-            click.echo(f"  {item.get('path') or '(document)'}: {item.get('message')}", err=True)
-        sys.exit(1)
-    result = response.json()
+        if response.status_code != 200:
+            raise describe_problem(response.status_code, problem_of(response), url.rstrip("/"))
+        result = response.json()
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

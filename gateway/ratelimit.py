@@ -11,8 +11,9 @@ across one window boundary; that is the usual price of a counter that needs one 
 
 Client addresses. `AddressLimiter` is a token bucket per client address, kept in the memory of
 one process, for routes anyone may call without a credential (a database round trip per
-request would itself be the cheapest way to overload the database). With N worker processes an
-address gets up to N times the rate; the limit is a brake on floods, not an accounting.
+request would itself be the cheapest way to overload the database). On its own, N worker
+processes would give an address N times the rate, so `gateway.services.address_limits` puts it
+behind a per-address count of the whole deployment, shared through the database in batches.
 """
 
 from __future__ import annotations

@@ -261,6 +261,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
     (
+        # Issue 11: the per-address limit of the public routes holds for the whole deployment
+        # (gateway/services/address_limits.py): requests per client address and fixed window,
+        # added up by every process. Rows older than the previous window are deleted.
+        10,
+        [
+            """CREATE TABLE address_windows (
+                window_start BIGINT NOT NULL,
+                address TEXT NOT NULL,
+                requests BIGINT NOT NULL,
+                PRIMARY KEY (window_start, address)
+)""",
+        ],
+    ),
+    (
         # Executions on rails (issue 12). See gateway/services/executions.py and gateway/rails/.
         12,
         [
