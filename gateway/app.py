@@ -20,6 +20,7 @@ from gateway.auth import Authenticator, KeyUsage
 from gateway.authz import authorize, bind_access
 from gateway.bodies import check_request_body
 from gateway.clock import hash_token, rfc3339, utc_now
+from gateway.events.wakeups import open_events
 from gateway.keyring import LOG, load_keyring, manifest_stamp
 from gateway.ledger import Ledger
 from gateway.problems import EXCEPTION_HANDLERS
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ledger = Ledger(db)
         background: list[asyncio.Task[None]] = []
         usage = KeyUsage(db)
+        app.state.events = events = open_events(db, ledger, poll_interval=settings.events_poll_interval)
         try:
             await install_admin_token(db, keyring.admin_token)
             policies = PolicyService(db, ledger)
@@ -156,6 +158,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await events.close()
             await usage.flush()
             await ledger.close()
             await db.close()
