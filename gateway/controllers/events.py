@@ -208,6 +208,8 @@ class EventsController(Controller):
             await session.run()
         except WebSocketDisconnect:
             return
+        except Exception:  # a socket that broke mid-send: the client resumes from its last ack
+            log.info("events socket of tenant %s ended by an error", session.tenant, exc_info=True)
 
 
 PROTOCOL = "verdict.events.v1"

@@ -89,3 +89,36 @@ async def test_closing_the_hub_ends_subscriptions(database: Database) -> None:
         await hub.close()
         with pytest.raises(HubClosed):
             await asyncio.wait_for(waiting, 5)
+
+
+async def test_a_stream_stops_admitting_its_caller_once_the_key_is_revoked(
+    backend, client, monkeypatch
+) -> None:
+    from types import SimpleNamespace
+
+    from gateway.auth import Authenticator, KeyUsage
+    from gateway.controllers import events as controller
+    from gateway.errors import Unauthenticated
+
+    world = await make_world(client, tenant="wayne")
+    db = open_database(backend.url, data_dir=backend.data_dir, schema=backend.schema)
+    await db.open()
+    try:
+        state = SimpleNamespace(authenticator=Authenticator(db, KeyUsage(db)))
+        credential = controller.Credential(state, f"Bearer {world.auditor}")
+        monkeypatch.setattr(controller, "REAUTH_SECONDS", 0.0)
+        await credential.check()  # still live
+        keys = await client.get(
+            "/v1/tenants/wayne/api-keys", headers={"Authorization": f"Bearer {world.tenant_admin}"}
+        )
+        auditor_key = next(k["id"] for k in keys.json() if k["role"] == "auditor")
+        r = await client.delete(
+            f"/v1/tenants/wayne/api-keys/{auditor_key}",
+            headers={"Authorization": f"Bearer {world.tenant_admin}"},
+        )
+        assert r.status_code == 204, r.text
+        with pytest.raises(Unauthenticated) as refused:
+            await credential.check()
+        assert refused.value.code == "invalid_token"
+    finally:
+        await db.close()
