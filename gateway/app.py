@@ -21,6 +21,7 @@ from gateway.auth import Authenticator, KeyUsage
 from gateway.authz import authorize, bind_access
 from gateway.bodies import check_path_and_query, check_request_body
 from gateway.clock import utc_now
+from gateway.events.wakeups import open_events
 from gateway.keyring import LOG, VERDICT
 from gateway.ledger import Ledger
 from gateway.problems import EXCEPTION_HANDLERS
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ledger = Ledger(db)
         background: list[asyncio.Task[None]] = []
         usage = KeyUsage(db)
+        app.state.events = events = open_events(db, ledger, poll_interval=settings.events_poll_interval)
         try:
             # the published keys, or a refusal to start (DESIGN invariant 12); the admin token once
             keyring = await establish_keys(db, settings.data_dir)
@@ -169,6 +171,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await events.close()
             await usage.flush()
             if hasattr(app.state, "rails"):
                 await app.state.rails.close()

@@ -16,6 +16,7 @@ from gateway import schemas
 from gateway.authz import is_public, principal_of
 from gateway.bodies import ACCEPTS_YAML
 from gateway.clock import utc_now
+from gateway.controllers.events import EventsController
 from gateway.controllers.executions import ExecutionController
 from gateway.controllers.rails import RailController
 from gateway.errors import InvalidRequest
@@ -570,5 +571,6 @@ ROUTES = _document(
         action_verdict,
         ExecutionController,
         RailController,
+        EventsController,
     ]
 )
