@@ -20,7 +20,9 @@ from gateway.auth import Authenticator, KeyUsage
 from gateway.authz import authorize, bind_access
 from gateway.bodies import check_request_body
 from gateway.clock import hash_token, rfc3339, utc_now
-from gateway.keyring import LOG, load_keyring, manifest_stamp
+from gateway.events.delivery import DeliveryConfig, DeliveryWorker
+from gateway.events.webhooks import WebhookService
+from gateway.keyring import LOG, load_keyring, load_webhook_key, manifest_stamp
 from gateway.ledger import Ledger
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.ratelimit import AddressLimiter
@@ -121,6 +123,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ledger = Ledger(db)
         background: list[asyncio.Task[None]] = []
         usage = KeyUsage(db)
+        deliveries: DeliveryWorker | None = None
         try:
             await install_admin_token(db, keyring.admin_token)
             policies = PolicyService(db, ledger)
@@ -145,6 +148,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
                         state.audit.run_checkpoints(settings.checkpoint_interval), name="checkpoints"
                     )
                 )
+            webhook_key, delivery = load_webhook_key(settings.data_dir), DeliveryConfig.from_env()
+            state.webhooks = WebhookService(db, ledger, webhook_key, allow_private=delivery.allow_private)
+            state.deliveries = deliveries = DeliveryWorker(db, ledger, webhook_key, delivery)
+            if delivery.enabled:
+                background.append(asyncio.get_running_loop().create_task(deliveries.run(), name="webhooks"))
             # Everything built so far lives as long as the process: move it out of the cyclic
             # collector's reach, so full collections walk only per-request garbage
             # (shorter pauses, which is what the p99 latency sees).
@@ -156,6 +164,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if deliveries is not None:
+                await deliveries.close()
             await usage.flush()
             await ledger.close()
             await db.close()

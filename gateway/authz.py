@@ -101,6 +101,17 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/v1/tenants/{tenant_id}/approvals/bulk-request"): OPEN_PER_ADDRESS,
     ("DELETE", "/v1/actions/{action_id}"): _rule(OWNER, AGENT, TENANT_ADMIN),
     ("GET", "/v1/actions/{action_id}/verdict"): _rule(OWNER, *READERS, AGENT),
+    # webhooks (gateway/controllers/webhooks.py): tenant admins manage them, readers look
+    ("POST", "/v1/tenants/{tenant_id}/webhooks"): _rule(TENANT, TENANT_ADMIN),
+    ("GET", "/v1/tenants/{tenant_id}/webhooks"): _rule(TENANT, *READERS),
+    ("GET", "/v1/tenants/{tenant_id}/webhooks/{webhook_id}"): _rule(TENANT, *READERS),
+    ("PATCH", "/v1/tenants/{tenant_id}/webhooks/{webhook_id}"): _rule(TENANT, TENANT_ADMIN),
+    ("DELETE", "/v1/tenants/{tenant_id}/webhooks/{webhook_id}"): _rule(TENANT, TENANT_ADMIN),
+    ("POST", "/v1/tenants/{tenant_id}/webhooks/{webhook_id}/rotate-secret"): _rule(TENANT, TENANT_ADMIN),
+    ("POST", "/v1/tenants/{tenant_id}/webhooks/{webhook_id}/replay"): _rule(TENANT, TENANT_ADMIN),
+    ("GET", "/v1/tenants/{tenant_id}/webhooks/{webhook_id}/deliveries"): _rule(TENANT, *READERS),
+    ("POST", "/v1/tenants/{tenant_id}/webhook-secret"): _rule(TENANT, TENANT_ADMIN),
+    ("POST", "/v1/tenants/{tenant_id}/webhook-secret/rotate"): _rule(TENANT, TENANT_ADMIN),
     # the API documentation (Litestar's OpenAPI controller)
     ("GET", "/schema"): OPEN_PER_ADDRESS,
     ("GET", "/schema/openapi.json"): OPEN_PER_ADDRESS,

@@ -1,0 +1,1 @@
+"""Litestar controllers, one module per resource (registered in gateway/routes.py's ROUTES)."""
