@@ -54,6 +54,7 @@ class Receiver:
         self.script: list[Answer] = []
         self.default = default or Answer()
         self.received: list[Received] = []
+        self.started: list[bytes] = []  # bodies in the order requests arrived (before answering)
         self._lock = threading.Lock()
         receiver = self
 
@@ -61,6 +62,7 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 with receiver._lock:
+                    receiver.started.append(body)
                     answer = receiver.script.pop(0) if receiver.script else receiver.default
                 if answer.delay:
                     time.sleep(answer.delay)
@@ -98,6 +100,10 @@ class Receiver:
         """The requests answered with a 2xx, in arrival order."""
         with self._lock:
             return [r for r in self.received if 200 <= r.status < 300]
+
+    def started_seqs(self) -> list[int]:
+        with self._lock:
+            return [json.loads(body)["seq"] for body in self.started]
 
     def all(self) -> list[Received]:
         with self._lock:
