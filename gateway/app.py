@@ -21,6 +21,7 @@ from gateway.authz import authorize, bind_access
 from gateway.bodies import check_request_body
 from gateway.clock import hash_token, rfc3339, utc_now
 from gateway.events.delivery import DeliveryConfig, DeliveryWorker
+from gateway.events.wakeups import open_events
 from gateway.events.webhooks import WebhookService
 from gateway.keyring import LOG, load_keyring, load_webhook_key, manifest_stamp
 from gateway.ledger import Ledger
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ledger = Ledger(db)
         background: list[asyncio.Task[None]] = []
         usage = KeyUsage(db)
+        app.state.events = events = open_events(db, ledger, poll_interval=settings.events_poll_interval)
         deliveries: DeliveryWorker | None = None
         try:
             await install_admin_token(db, keyring.admin_token)
@@ -151,6 +153,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             webhook_key, delivery = load_webhook_key(settings.data_dir), DeliveryConfig.from_env()
             state.webhooks = WebhookService(db, ledger, webhook_key, allow_private=delivery.allow_private)
             state.deliveries = deliveries = DeliveryWorker(db, ledger, webhook_key, delivery)
+            deliveries.follow(events.hub)  # woken by commits here and, on PostgreSQL, elsewhere
             if delivery.enabled:
                 background.append(asyncio.get_running_loop().create_task(deliveries.run(), name="webhooks"))
             # Everything built so far lives as long as the process: move it out of the cyclic
@@ -164,6 +167,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await events.close()
             if deliveries is not None:
                 await deliveries.close()
             await usage.flush()

@@ -25,9 +25,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from litestar import Litestar, Request
+from litestar import Litestar, Request, WebSocket
 from litestar.handlers import HTTPRouteHandler
-from litestar.routes import HTTPRoute
+from litestar.routes import HTTPRoute, WebSocketRoute
 
 from gateway.auth import ADMIN, AGENT, AUDITOR, TENANT_ADMIN, Principal
 from gateway.errors import Forbidden, NotFound
@@ -100,6 +100,11 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/v1/tenants/{tenant_id}/approvals/bulk"): OPEN_PER_ADDRESS,
     ("POST", "/v1/tenants/{tenant_id}/approvals/bulk-request"): OPEN_PER_ADDRESS,
     ("DELETE", "/v1/actions/{action_id}"): _rule(OWNER, AGENT, TENANT_ADMIN),
+    # Events (gateway/controllers/events.py): an agent sees only its own actions' events
+    # (gateway.events.view); the WebSocket's handshake is its GET.
+    ("GET", "/v1/tenants/{tenant_id}/events"): _rule(TENANT, *READERS, AGENT),
+    ("GET", "/v1/tenants/{tenant_id}/events/stream"): _rule(TENANT, *READERS, AGENT),
+    ("GET", "/v1/tenants/{tenant_id}/events/ws"): _rule(TENANT, *READERS, AGENT),
     ("GET", "/v1/actions/{action_id}/verdict"): _rule(OWNER, *READERS, AGENT),
     # webhooks (gateway/controllers/webhooks.py): tenant admins manage them, readers look
     ("POST", "/v1/tenants/{tenant_id}/webhooks"): _rule(TENANT, TENANT_ADMIN),
@@ -144,6 +149,14 @@ def bind_access(app: Litestar) -> None:
     unused = set(ACCESS) - {("OPTIONS", "*")}
     missing = []
     for route in app.routes:
+        if isinstance(route, WebSocketRoute):  # checked by `authorize_websocket`, as a GET
+            access = access_for("GET", openapi_path(route.path))
+            if access is None:
+                missing.append(("GET", openapi_path(route.path)))
+            else:
+                unused.discard(("GET", openapi_path(route.path)))
+                route.route_handler.opt.setdefault(_ACCESS_OPT, {})["GET"] = access
+            continue
         if not isinstance(route, HTTPRoute):
             missing.append(("?", route.path))
             continue
@@ -202,6 +215,37 @@ async def authorize(request: Request) -> None:
     )
     check_access(principal, access, request.path_params.get("tenant_id"))
     request.state.principal = principal
+
+
+# Browsers cannot set headers on a WebSocket handshake: they may offer the token as the
+# subprotocol `bearer.<token>` instead (the answer never echoes it).
+BEARER_SUBPROTOCOL = "bearer."
+
+
+def websocket_authorization(socket: WebSocket) -> str | None:
+    """The handshake's `Authorization` header, else `Bearer <token>` from a `bearer.<token>`
+    subprotocol."""
+    header = socket.headers.get("authorization")
+    if header:
+        return header
+    offered = socket.headers.get("sec-websocket-protocol") or ""
+    for protocol in offered.split(","):
+        protocol = protocol.strip()
+        if protocol.startswith(BEARER_SUBPROTOCOL):
+            return "Bearer " + protocol.removeprefix(BEARER_SUBPROTOCOL)
+    return None
+
+
+async def authorize_websocket(socket: WebSocket) -> Principal:
+    """`authorize` for a WebSocket handshake (Litestar runs no `before_request` hook for
+    them): the route's rule is its GET's. Raises as `authorize` does."""
+    rules = socket.route_handler.opt.get(_ACCESS_OPT)
+    access = rules.get("GET") if rules else None
+    if access is None or access.scope == PUBLIC:
+        raise Forbidden("this route has no access rule", code="route_not_listed")
+    principal = await socket.app.state.authenticator.authenticate(websocket_authorization(socket))
+    check_access(principal, access, socket.path_params.get("tenant_id"))
+    return principal
 
 
 def principal_of(request: Request) -> Principal:

@@ -414,9 +414,12 @@ async def create_chain(conn: Conn, tenant: str) -> None:
 class ChainWriter:
     """The single writer of one tenant's chain in this process (group commit)."""
 
-    def __init__(self, db: Database, tenant: str) -> None:
+    def __init__(
+        self, db: Database, tenant: str, on_commit: Callable[[str, int], None] | None = None
+    ) -> None:
         self.db = db
         self.tenant = tenant
+        self._on_commit = on_commit  # told (tenant, new log size) after each batch commits
         self._head: Head | None = None  # as this writer last wrote it; None: read it under lock
         self.batches = {"fast": 0, "locked": 0}  # committed batches per path, for tests and metrics
         # agent -> the window in which the database refused it for its rate limit. Proposals
@@ -501,6 +504,7 @@ class ChainWriter:
             if applied:
                 self._head = chained.head
                 self.batches["fast"] += 1
+                self._committed(head.size, chained.head.size)
                 for unit, seqs in zip(batch, chained.seqs, strict=True):
                     _settle(unit, seqs)
                 return True
@@ -530,10 +534,19 @@ class ChainWriter:
             return
         self._head = head
         self.batches["locked"] += 1
+        self._committed(None, head.size)
         for unit, result in zip(batch, results, strict=True):
             if isinstance(result, ProposalsLimited):
                 self.rate_limited[result.agent_id] = result.window
             _settle(unit, result)
+
+    def _committed(self, before: int | None, size: int) -> None:
+        """Tell the listener (gateway.events) that the log grew to `size` entries."""
+        if self._on_commit is not None and size != before:
+            try:
+                self._on_commit(self.tenant, size)
+            except Exception:  # a wake-up is a hint: never let it fail a committed batch
+                log.warning("commit listener failed for tenant %s", self.tenant, exc_info=True)
 
 
 def _settle(unit: Unit, result: list[int] | BaseException) -> None:
@@ -552,11 +565,13 @@ class Ledger:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._writers: dict[str, ChainWriter] = {}
+        # Called (tenant, new log size) after each committed batch: the events hub's wake-up.
+        self.on_commit: Callable[[str, int], None] | None = None
 
     async def append(self, tenant: str, unit: Unit) -> list[int]:
         writer = self._writers.get(tenant)
         if writer is None:
-            writer = self._writers[tenant] = ChainWriter(self.db, tenant)
+            writer = self._writers[tenant] = ChainWriter(self.db, tenant, self.on_commit)
         return await writer.append(unit)
 
     def writer(self, tenant: str) -> ChainWriter | None:

@@ -14,6 +14,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from gateway import schemas
 from gateway.authz import is_public, principal_of
 from gateway.clock import utc_now
+from gateway.controllers.events import EventsController
 from gateway.controllers.webhooks import WebhookController
 from gateway.errors import InvalidRequest
 from gateway.keyring import LOG, VERDICT
@@ -503,7 +504,7 @@ def _document(handlers: list) -> list:
     """OpenAPI: bearer auth on every route the access table does not make public;
     problem+json errors on all."""
     for handler in handlers:
-        if isinstance(handler, type):  # a Controller documents itself (gateway/controllers/)
+        if isinstance(handler, type):  # a Controller: its handlers document themselves
             continue
         handler.responses = {**PROBLEM_RESPONSES, **(handler.responses or {})}
         if not is_public(handler):
@@ -556,6 +557,7 @@ ROUTES = _document(
         bulk_approve,
         cancel_action,
         action_verdict,
+        EventsController,
         WebhookController,
     ]
 )

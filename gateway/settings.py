@@ -34,6 +34,8 @@ class Settings:
     public_rate_per_second: float = 20.0
     public_burst: int = 100
     access_log: bool = True  # one JSON line per request on the `verdict.access` logger
+    # seconds between reads of watched tenants' log sizes (events: a missed wake-up only delays)
+    events_poll_interval: float = 1.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -55,6 +57,7 @@ class Settings:
             ),
             public_burst=int(env.get("VERDICT_PUBLIC_BURST", base.public_burst)),
             access_log=_flag(env.get("VERDICT_ACCESS_LOG"), base.access_log),
+            events_poll_interval=float(env.get("VERDICT_EVENTS_POLL_SECONDS", base.events_poll_interval)),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -70,6 +73,7 @@ class Settings:
             "VERDICT_PUBLIC_RATE_PER_SECOND": str(self.public_rate_per_second),
             "VERDICT_PUBLIC_BURST": str(self.public_burst),
             "VERDICT_ACCESS_LOG": "1" if self.access_log else "0",
+            "VERDICT_EVENTS_POLL_SECONDS": str(self.events_poll_interval),
         }
         if self.database_url:
             env["VERDICT_DATABASE_URL"] = self.database_url

@@ -38,6 +38,7 @@ import msgspec
 
 from gateway.clock import new_id, rfc3339, utc_now
 from gateway.errors import AppError
+from gateway.events.hub import EventHub
 from gateway.events.outbound import ALLOW_PRIVATE_ENV, Attempt, Sender
 from gateway.events.view import ActionOwners, Event, EventFilter, Reader, read_page
 from gateway.events.webhook_secrets import SecretUnreadable, signature_header, unseal
@@ -149,6 +150,18 @@ class DeliveryWorker:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def follow(self, hub: EventHub) -> None:
+        """Wake on every commit the events hub hears of: this process's (`Ledger.on_commit`)
+        and, on PostgreSQL, other processes' (LISTEN/NOTIFY). The poll stays, for what a
+        wake-up misses."""
+        heard = hub.heard
+
+        def heard_and_wake(tenant: str, size: int) -> None:
+            heard(tenant, size)
+            self._wake.set()
+
+        hub.heard = heard_and_wake  # type: ignore[method-assign]
 
     async def run(self) -> None:
         """Claim and deliver until cancelled; database trouble is logged and retried."""

@@ -206,12 +206,23 @@ class ActionOwners:
                 if isinstance(agent, str):
                     self._remember(entry.tenant, entry.action_id, agent)
 
+    def cached(self, tenant: str, entries: Sequence[StoredEntry]) -> tuple[dict[str, str], list[str]]:
+        """The owners known without a query (action id -> agent), and the action ids not known."""
+        self.learn(entries)
+        found: dict[str, str] = {}
+        missing: set[str] = set()
+        for entry in entries:
+            if entry.action_id is not None and entry.action_id not in found:
+                owner = self._owners.get((tenant, entry.action_id))
+                if owner is None:
+                    missing.add(entry.action_id)
+                else:
+                    found[entry.action_id] = owner
+        return found, sorted(missing)
+
     async def lookup(self, conn: Conn, tenant: str, entries: Sequence[StoredEntry]) -> dict[str, str]:
         """action id -> agent for the actions `entries` are about (unknown ones are left out)."""
-        self.learn(entries)
-        ids = {entry.action_id for entry in entries if entry.action_id is not None}
-        found = {i: self._owners[(tenant, i)] for i in ids if (tenant, i) in self._owners}
-        missing = sorted(ids - set(found))
+        found, missing = self.cached(tenant, entries)
         for at in range(0, len(missing), 400):
             chunk = missing[at : at + 400]
             rows = await conn.fetch(

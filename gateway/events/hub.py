@@ -1,0 +1,297 @@
+"""The events hub of one process: the recent tail of each watched tenant's log, shared by every
+subscriber (Server-Sent Events, WebSocket, long polls), and the wake-ups that move it.
+
+Concurrency and delivery guarantees:
+- The log is the source of truth. A subscriber holds a position (a seq); it reads what follows
+  from the tail in memory when the tail reaches back that far, from the database otherwise, so
+  resuming from any seq loses and repeats nothing (DESIGN invariant 11). Entries become visible
+  in seq order (the chain head row serializes commits), so "after seq" never skips one.
+- Wake-ups are hints. A commit in this process reaches the hub at once (`Ledger.on_commit`);
+  a commit in another process arrives by PostgreSQL NOTIFY (`gateway.events.notify`); and every
+  `poll_interval` the hub reads the log sizes of the tenants it watches, so a lost notification,
+  a listener reconnecting or a writer that notifies nobody (the operator's CLI) only delays.
+- One fetch per tenant at a time reads new entries (a single query for many), however many
+  subscribers wait; their events, and the bytes sent for them, are built once per view.
+Safe for the tasks of one event loop; not thread-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import msgspec
+
+from gateway.events.view import (
+    MAX_LIMIT,
+    ActionOwners,
+    Event,
+    EventFilter,
+    Reader,
+    StoredEntry,
+    event_of,
+    needs_owners,
+    read_entries,
+    read_page,
+    visible,
+)
+from gateway.storage import Database
+
+log = logging.getLogger("verdict.events")
+
+BUFFER_ENTRIES = 8192  # the recent entries each watched tenant's tail keeps in memory
+FETCH_CHUNK = 1000
+POLL_SECONDS = 1.0
+IDLE_SECONDS = 60.0  # a tail nobody subscribed to for this long is dropped
+_encode = msgspec.json.Encoder().encode
+
+
+class HubClosed(Exception):
+    """The process is shutting down: streams end (clients resume elsewhere from their position)."""
+
+
+@dataclass(slots=True)
+class Viewed:
+    """One entry of a tail with its two views (whole, for tenant readers; reduced, for agents),
+    built on first use and shared by every subscriber."""
+
+    entry: StoredEntry
+    views: dict[bool, tuple[Event, bytes]] = field(default_factory=dict)
+
+    def view(self, reduced: bool) -> tuple[Event, bytes]:
+        """The event and its JSON encoding."""
+        found = self.views.get(reduced)
+        if found is None:
+            # what an agent sees depends on the entry's type, not on which agent it is
+            event = event_of(self.entry, Reader(self.entry.tenant, "" if reduced else None))
+            found = self.views[reduced] = (event, _encode(event))
+        return found
+
+
+class Tail:
+    """The last entries of one tenant's log read by this process. `last` is the seq of the last
+    one (-1: none yet), valid once `started`; `known` the log size the hub has heard of."""
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        self.entries: deque[Viewed] = deque(maxlen=BUFFER_ENTRIES)
+        self.started = False
+        self.last = -1
+        self.known = 0
+        self.subscribers = 0
+        self.idle_since = time.monotonic()
+        self.changed = asyncio.Event()
+        self.fetching: asyncio.Task[None] | None = None
+
+    def start_at(self, size: int) -> None:
+        """Begin following the log from its size `size` (entries before it are read from the
+        database by whoever needs them)."""
+        if not self.started:
+            self.started, self.last, self.known = True, size - 1, max(self.known, size)
+
+    def after(self, seq: int) -> list[Viewed] | None:
+        """The entries in memory after `seq`; None when memory does not reach back to seq + 1."""
+        if not self.started:
+            return None
+        first = self.entries[0].entry.seq if self.entries else self.last + 1
+        if seq + 1 < first:
+            return None
+        if seq >= self.last:
+            return []
+        start = seq + 1 - first
+        return [self.entries[i] for i in range(start, len(self.entries))]
+
+    def extend(self, entries: list[StoredEntry]) -> None:
+        for entry in entries:
+            if entry.seq == self.last + 1:
+                self.entries.append(Viewed(entry))
+                self.last = entry.seq
+        self.wake()
+
+    def wake(self) -> None:
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
+
+
+class EventHub:
+    """Tails of the tenants this process's subscribers watch, and what keeps them moving."""
+
+    def __init__(self, db: Database, *, poll_interval: float = POLL_SECONDS) -> None:
+        self.db = db
+        self.poll_interval = poll_interval
+        self.owners = ActionOwners()
+        self.tails: dict[str, Tail] = {}
+        self.closed = False
+        # Set by the PostgreSQL notifier: called (tenant, size) for commits made in this process.
+        self.publish: Callable[[str, int], None] | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._poller = asyncio.get_running_loop().create_task(self._poll(), name="events-poll")
+
+    async def close(self) -> None:
+        """End every subscription (`HubClosed`) and stop the background work."""
+        self.closed = True
+        for tail in self.tails.values():
+            tail.wake()
+            if tail.fetching is not None:
+                tail.fetching.cancel()
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+
+    # ---- wake-ups
+
+    def committed(self, tenant: str, size: int) -> None:
+        """A commit in this process moved the tenant's log to `size` entries (`Ledger.on_commit`)."""
+        self.heard(tenant, size)
+        if self.publish is not None:
+            self.publish(tenant, size)
+
+    def heard(self, tenant: str, size: int) -> None:
+        """The tenant's log has (at least) `size` entries: fetch them for the subscribers."""
+        tail = self.tails.get(tenant)
+        if tail is None or size <= tail.known:
+            return
+        tail.known = size
+        if tail.started and tail.last + 1 < size and (tail.fetching is None or tail.fetching.done()):
+            tail.fetching = asyncio.get_running_loop().create_task(self._fetch(tail), name=f"events:{tenant}")
+
+    async def _fetch(self, tail: Tail) -> None:
+        """Read the entries the tail lacks up to the size heard of, one query per FETCH_CHUNK."""
+        try:
+            while not self.closed and tail.last + 1 < tail.known:
+                async with self.db.read() as conn:
+                    entries = await read_entries(conn, tail.tenant, tail.last, tail.known, FETCH_CHUNK)
+                if not entries:  # the size heard of is not visible yet: the next poll says again
+                    tail.known = tail.last + 1
+                    return
+                self.owners.learn(entries)
+                tail.extend(entries)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the database is away: subscribers wait; the next poll tries again
+            log.warning("could not read new entries of tenant %s", tail.tenant, exc_info=True)
+            tail.known = tail.last + 1
+
+    async def _poll(self) -> None:
+        """Every `poll_interval`: the log sizes of watched tenants (a missed wake-up only
+        delays), and drop tails nobody watched for IDLE_SECONDS."""
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            now = time.monotonic()
+            for tenant, tail in list(self.tails.items()):
+                if tail.subscribers == 0 and now - tail.idle_since > IDLE_SECONDS:
+                    del self.tails[tenant]
+            watched = sorted(t for t, tail in self.tails.items() if tail.started)
+            if not watched:
+                continue
+            try:
+                async with self.db.read() as conn:
+                    rows = await conn.fetch(
+                        "SELECT tenant_id, size FROM audit_heads"
+                        f" WHERE tenant_id IN ({', '.join('?' * len(watched))})",
+                        *watched,
+                    )
+            except Exception:
+                log.warning("could not read the log sizes of watched tenants", exc_info=True)
+                continue
+            for row in rows:
+                self.heard(row["tenant_id"], int(row["size"]))
+
+    # ---- subscribing
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, tenant: str, reader: Reader, wanted: EventFilter, after: int
+    ) -> AsyncIterator[Subscription]:
+        """Follow the tenant's events for `reader` from seq `after` (exclusive)."""
+        tail = self.tails.get(tenant)
+        if tail is None:
+            tail = self.tails[tenant] = Tail(tenant)
+        tail.subscribers += 1
+        try:
+            yield Subscription(self, tail, reader, wanted, after)
+        finally:
+            tail.subscribers -= 1
+            tail.idle_since = time.monotonic()
+
+
+class Subscription:
+    """One subscriber's position in a tenant's events. Not for concurrent use."""
+
+    def __init__(self, hub: EventHub, tail: Tail, reader: Reader, wanted: EventFilter, after: int) -> None:
+        self.hub, self.tail, self.reader, self.wanted = hub, tail, reader, wanted
+        self.position = after
+        self.head = 0  # the log size last seen
+
+    async def next(self, timeout: float, limit: int = MAX_LIMIT) -> list[tuple[Event, bytes]]:
+        """The next events after `position` (at most `limit`), with their JSON; waits up to
+        `timeout` seconds for one, then returns none. Moves `position` past every entry read.
+
+        Raises HubClosed when the process shuts down; NotFound (`tenant_not_found`) and
+        DatabaseUnavailable from the database.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.hub.closed:
+                raise HubClosed
+            changed = self.tail.changed  # taken before reading, so no wake-up is lost
+            found = await self._read(limit)
+            if found:
+                return found
+            if self.position + 1 < self.head and self.tail.after(self.position) is None:
+                continue  # the database has more than one scan read
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+
+    async def _read(self, limit: int) -> list[tuple[Event, bytes]]:
+        viewed = self.tail.after(self.position)
+        if viewed is None:  # before the tail's memory (or the tail has not started): the database
+            page = await read_page(
+                self.hub.db, self.tail.tenant, self.reader, self.wanted, self.position, limit, self.hub.owners
+            )
+            self.position, self.head = page.next_after, max(self.head, page.head)
+            self.tail.start_at(page.head)
+            self.hub.heard(self.tail.tenant, page.head)
+            return [(event, _encode(event)) for event in page.events]
+        self.head = max(self.head, self.tail.last + 1)
+        if not viewed:
+            return []
+        owners: dict[str, str] = {}
+        if needs_owners(self.reader, self.wanted):
+            entries = [item.entry for item in viewed]
+            owners, missing = self.hub.owners.cached(self.tail.tenant, entries)
+            if missing:  # the tail saw most actions proposed: a query is rare
+                async with self.hub.db.read() as conn:
+                    owners = await self.hub.owners.lookup(conn, self.tail.tenant, entries)
+        reduced = self.reader.agent_id is not None
+        found = []
+        for item in viewed:
+            entry = item.entry
+            self.position = entry.seq
+            if self._wants(entry, owners):
+                found.append(item.view(reduced))
+                if len(found) >= limit:
+                    break
+        return found
+
+    def _wants(self, entry: StoredEntry, owners: dict[str, str]) -> bool:
+        wanted = self.wanted
+        if not wanted.wants_type(entry.type):
+            return False
+        if wanted.action_id is not None and entry.action_id != wanted.action_id:
+            return False
+        owner = owners.get(entry.action_id) if entry.action_id is not None else None
+        if wanted.agent_id is not None and owner != wanted.agent_id:
+            return False
+        return visible(entry, self.reader, owner)
