@@ -36,7 +36,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.clock import new_id, rfc3339, utc_now
+from gateway.clock import rfc3339, utc_now
 from gateway.errors import AppError
 from gateway.events.hub import EventHub
 from gateway.events.outbound import ALLOW_PRIVATE_ENV, Attempt, Sender
@@ -52,6 +52,8 @@ log = logging.getLogger("verdict.webhooks")
 # Standard Webhooks' retry schedule: after the 1st failure 5 s, then 5 min, 30 min, 2 h, 5 h,
 # 10 h, 10 h; the 8th failure disables the webhook.
 SPEC_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+# Deliveries made within this long share one commit of the position (see `_deliver_page`).
+COMMIT_SECONDS = 0.1
 _encode = msgspec.json.Encoder()
 
 
@@ -185,10 +187,14 @@ class DeliveryWorker:
                 self._deliver(Claim(row)), name=f"webhook:{row['id']}"
             )
             self._tasks[row["id"]] = task
-            task.add_done_callback(lambda _t, webhook_id=row["id"]: self._tasks.pop(webhook_id, None))
+            task.add_done_callback(lambda _t, webhook_id=row["id"]: self._finished(webhook_id))
         if time.monotonic() - self._pruned > 3600:
             self._pruned = time.monotonic()
             await self.prune()
+
+    def _finished(self, webhook_id: str) -> None:
+        self._tasks.pop(webhook_id, None)
+        self._wake.set()  # a commit while the task was finishing found the webhook still leased
 
     async def claim(self, limit: int) -> list[dict[str, Any]]:
         """Take the lease of up to `limit` enabled webhooks that are due and behind the log."""
@@ -230,20 +236,31 @@ class DeliveryWorker:
 
     async def _deliver_page(self, claim: Claim) -> bool:
         """Deliver one page of events in order. True when more may be waiting and the lease is
-        still held; False when caught up, or an attempt failed (the next waits until due)."""
+        still held; False when caught up, or an attempt failed (the next waits until due).
+
+        The position moves after each run of deliveries of at most COMMIT_SECONDS (and before
+        any failure is recorded): one durable commit per run rather than per event. A crash
+        repeats at most that run, in order; it never skips."""
         tenant = claim.row["tenant_id"]
         page = await read_page(
             self.db, tenant, claim.reader, claim.wanted, claim.position, self.config.page, self.owners
         )
         signing = await self._secrets(claim)
+        done: list[tuple[Event, Attempt]] = []
+        committed = time.monotonic()
         for event in page.events:
             attempt = await self._post(claim, event, signing)
             if not attempt.delivered:
+                if done:
+                    await self._advance(claim, done[-1][0].seq, done)
                 await self._failed(claim, event, attempt)
                 return False
-            await self._advance(claim, event.seq, (event, attempt))
-        if page.next_after > claim.position:  # entries after the last event were not for it
-            await self._advance(claim, page.next_after, None)
+            done.append((event, attempt))
+            if time.monotonic() - committed >= COMMIT_SECONDS:
+                await self._advance(claim, event.seq, done)
+                done, committed = [], time.monotonic()
+        if done or page.next_after > claim.position:  # (entries after the last event: not for it)
+            await self._advance(claim, max(page.next_after, claim.position), done)
         return page.next_after < page.head - 1
 
     async def _post(self, claim: Claim, event: Event, signing: list[str] | SecretUnreadable) -> Attempt:
@@ -282,9 +299,9 @@ class DeliveryWorker:
         except SecretUnreadable as exc:
             return exc
 
-    async def _advance(self, claim: Claim, seq: int, delivered: tuple[Event, Attempt] | None) -> None:
-        """Move the position to `seq` (and record the delivery) if the lease still holds and
-        nobody moved it. Raises LeaseLost otherwise (nothing written)."""
+    async def _advance(self, claim: Claim, seq: int, delivered: list[tuple[Event, Attempt]]) -> None:
+        """Move the position to `seq` and record the deliveries made, if the lease still holds
+        and nobody moved the position. Raises LeaseLost otherwise (nothing written)."""
         async with self.db.transaction() as conn:
             moved = await conn.fetchrow(
                 "UPDATE webhooks SET delivered_through = ?, attempts = 0, due_ms = 0, failing_since = NULL,"
@@ -298,8 +315,14 @@ class DeliveryWorker:
             )
             if moved is None:
                 raise LeaseLost(claim.row["id"])
-            if delivered is not None:
-                await self._record(conn, claim, *delivered, attempt_number=int(claim.row["attempts"]) + 1)
+            if delivered:
+                # the first is the event the failed attempts (if any) were at
+                numbers = [int(claim.row["attempts"]) + 1] + [1] * (len(delivered) - 1)
+                rows = [
+                    _delivery_row(claim, event, attempt, number)[1]
+                    for (event, attempt), number in zip(delivered, numbers, strict=True)
+                ]
+                await conn.executemany(_INSERT_DELIVERY, rows)
         claim.row.update(delivered_through=seq, attempts=0, failing_since=None)
 
     async def _failed(self, claim: Claim, event: Event, attempt: Attempt) -> None:
@@ -373,8 +396,7 @@ class DeliveryWorker:
     async def _record(
         self, conn: Conn, claim: Claim, event: Event, attempt: Attempt, *, attempt_number: int
     ) -> None:
-        sql, args = _delivery_row(claim, event, attempt, attempt_number)
-        await conn.execute(sql, *args)
+        await conn.execute(_INSERT_DELIVERY, *_delivery_row(claim, event, attempt, attempt_number)[1])
 
     async def _reread(self, claim: Claim) -> Claim:
         """The webhook's row as it is now. Raises LeaseLost when it is no longer this worker's."""
@@ -423,13 +445,29 @@ class _Taken(AppError):
     """Inside a disabling unit: the lease or the position changed; the unit writes nothing."""
 
 
+_INSERT_DELIVERY = (
+    "INSERT INTO webhook_deliveries (id, webhook_id, tenant_id, event_id, seq, attempt, status_code,"
+    " latency_ms, error, attempted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def _delivery_row(claim: Claim, event: Event, attempt: Attempt, number: int) -> tuple[str, tuple[Any, ...]]:
     return (
-        "INSERT INTO webhook_deliveries (id, webhook_id, tenant_id, event_id, seq, attempt, status_code,"
-        " latency_ms, error, attempted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (new_id("dlv"), claim.row["id"], claim.row["tenant_id"], event.id, event.seq, number,
+        _INSERT_DELIVERY,
+        (_delivery_id(), claim.row["id"], claim.row["tenant_id"], event.id, event.seq, number,
          attempt.status_code, attempt.latency_ms, attempt.error, rfc3339(utc_now())),
     )  # fmt: skip
+
+
+_last_delivery_ns = 0
+
+
+def _delivery_id() -> str:
+    """Ids that sort in the order attempts were recorded by this process (nanoseconds, strictly
+    increasing), so the attempts log reads newest first even within one commit."""
+    global _last_delivery_ns
+    _last_delivery_ns = max(time.time_ns(), _last_delivery_ns + 1)
+    return f"dlv_{_last_delivery_ns:019d}{secrets.token_hex(3)}"
 
 
 def _now_ms() -> int:

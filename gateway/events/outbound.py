@@ -34,6 +34,7 @@ ALLOW_PRIVATE_ENV = "VERDICT_WEBHOOK_ALLOW_PRIVATE"
 MAX_URL_LENGTH = 2048
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _CLIENTS_KEPT = 256
+MAX_BODY_READ = 65536  # of a receiver's answer, which nobody reads
 
 
 class TargetRefused(Unprocessable):
@@ -182,7 +183,14 @@ class Sender:
                     extensions=extensions,
                 )
                 response = await client.send(request, stream=True)
-                await response.aclose()  # the status and headers are all a delivery needs
+                try:  # only the status and headers matter; a short body is read so the
+                    read = 0  # connection goes back to the pool, a long one is cut off
+                    async for chunk in response.aiter_raw():
+                        read += len(chunk)
+                        if read > MAX_BODY_READ:
+                            break
+                finally:
+                    await response.aclose()
         except TimeoutError:
             return Attempt(None, _elapsed_ms(started), f"timeout: no answer within {self.timeout:g} s")
         except httpx.HTTPError as exc:

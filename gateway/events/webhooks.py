@@ -21,7 +21,7 @@ module writes; the columns it owns (position, attempts, lease) are documented in
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,11 +29,11 @@ import msgspec
 
 from gateway.auth import Principal
 from gateway.clock import new_id, rfc3339, utc_now
-from gateway.errors import AppError, Conflict, InvalidRequest, NotFound, Unprocessable
+from gateway.errors import AppError, Conflict, InvalidRequest, NotFound, Unavailable, Unprocessable
 from gateway.events import webhook_schemas as wire
 from gateway.events.outbound import check_url, resolve
 from gateway.events.view import EventFilter
-from gateway.events.webhook_secrets import new_secret, seal, unseal
+from gateway.events.webhook_secrets import SecretUnreadable, new_secret, seal, unseal
 from gateway.ledger import EntryDraft, Ledger, Unit
 from gateway.storage import Conn, Database
 
@@ -89,8 +89,6 @@ def webhook_view(row: dict[str, Any]) -> wire.Webhook:
 
 
 def rfc3339_ms(unix_ms: int) -> str:
-    from datetime import UTC, datetime
-
     return rfc3339(datetime.fromtimestamp(unix_ms / 1000, UTC))
 
 
@@ -392,6 +390,11 @@ class WebhookService:
                     code="tenant_secret_revealed",
                 )
             found.update(row or {})
+            if row is not None and not rotate:  # open it before it counts as revealed
+                try:
+                    found["plain"] = unseal(self.key, row["secret"], binding)
+                except SecretUnreadable as exc:  # sealed under another host's key: share the file
+                    raise Unavailable(str(exc), code="webhook_key_mismatch") from exc
 
         def writes(seqs: list[int]) -> list[tuple[str, tuple[Any, ...]]]:
             stamp = rfc3339(now)
@@ -416,7 +419,7 @@ class WebhookService:
         )
         await self.ledger.append(tenant_id, unit)
         if found and not rotate:
-            return wire.TenantSecret(unseal(self.key, found["secret"], binding), found["created_at"], None)
+            return wire.TenantSecret(found["plain"], found["created_at"], None)
         until = rfc3339(now + ROTATION_OVERLAP) if found else None
         return wire.TenantSecret(fresh, rfc3339(now), until)
 

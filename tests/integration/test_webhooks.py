@@ -400,3 +400,24 @@ def test_the_spec_schedule_gives_up_after_about_a_day():
     assert 24 * 3600 < sum(waits) < 30 * 3600
     assert config.delay(8, None) is None
     assert config.delay(1, 120.0) == 120.0
+
+
+async def test_redirects_are_not_followed_and_a_new_url_takes_over(client, receiver):
+    world = await make_world(client)
+    with Receiver() as elsewhere:
+        receiver.default = Answer(307, {"Location": elsewhere.url})
+        hook = await create_hook(client, world, receiver.url, types=["action.proposed"])
+        proposed = await propose(client, world)
+        await wait_until(lambda: len(receiver.all()) >= 2, what="two refused attempts")
+        attempts = await deliveries(client, world, hook["id"])
+        assert {(a["status_code"], a["error"]) for a in attempts} == {(307, "HTTP 307")}
+        assert elsewhere.all() == []
+        r = await client.patch(
+            f"/v1/tenants/{world.tenant}/webhooks/{hook['id']}",
+            json={"url": elsewhere.url},
+            headers=bearer(world.tenant_admin),
+        )
+        assert r.status_code == 200 and r.json()["url"] == elsewhere.url
+        await wait_until(lambda: len(elsewhere.delivered()) >= 1, what="delivery to the new URL")
+        assert elsewhere.delivered()[0].event["action_id"] == proposed["action_id"]
+        assert elsewhere.delivered()[0].verifies_with(hook["secret"])
