@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from crypto.errors import KeyFileError
+from gateway.cli_events import events_group
 from gateway.cli_policy import policy_group
 from gateway.settings import Settings
 
@@ -104,6 +105,7 @@ def _run(settings: Settings, *, demo: bool) -> None:
 
 
 main.add_command(policy_group)
+main.add_command(events_group)
 
 
 @main.group()

@@ -23,6 +23,7 @@ Errors from the gateway raise `GatewayError` with its RFC 9457 problem (`code`, 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -36,6 +37,8 @@ __all__ = ["GatewayError", "VerdictClient", "VerdictInvalid"]
 
 PENDING = "pending_approval"
 CLOCK_SKEW_SECONDS = 30
+LONG_POLL_SECONDS = 50.0  # under the gateway's 55 s bound and common proxies' 60 s idle timeouts
+RETRYABLE = frozenset({429, 502, 503, 504})
 
 
 class GatewayError(Exception):
@@ -121,20 +124,95 @@ class VerdictClient:
         poll_interval: float = 1.0,
         max_interval: float = 15.0,
     ) -> dict[str, Any]:
-        """Poll until the action leaves `pending_approval` and return its record: `allowed` (with
-        `signed_verdict`), `rejected`, `expired` or `cancelled`. Raises TimeoutError after
-        `timeout` seconds (the action stays pending; call again or cancel it)."""
+        """Wait until the action leaves `pending_approval` and return its record: `allowed` (with
+        `signed_verdict`), `rejected`, `expired` or `cancelled`.
+
+        Waits on the tenant's events (a long poll filtered to this action), so it answers as
+        soon as an answer, an expiry or a cancellation commits. After a dropped connection or a
+        retryable refusal (429, 502-504) it waits `poll_interval` (growing to `max_interval`)
+        and resumes from the last event seen, missing nothing. Raises TimeoutError after
+        `timeout` seconds (the action stays pending; call again or cancel it), GatewayError.
+        """
         deadline = time.monotonic() + timeout
-        interval = poll_interval
-        while True:
-            record = self.get(action_id)
-            if record["status"] != PENDING:
-                return record
+        record = self.get(action_id)
+        position = max(record["audit_event_ids"], default=-1)
+        backoff = poll_interval
+        while record["status"] == PENDING:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"action {action_id} is still pending approval after {timeout:g} s")
-            time.sleep(min(interval, remaining))
-            interval = min(interval * 1.5, max_interval)
+            try:
+                page = self.events_page(
+                    record["tenant_id"],
+                    after=position,
+                    action_id=action_id,
+                    wait=min(remaining, LONG_POLL_SECONDS),
+                )
+                position = page["next_after"]
+                record = self.get(action_id)  # after events, or a quiet wait (an expiry is applied on read)
+                backoff = poll_interval
+            except (httpx.TransportError, GatewayError) as exc:
+                if isinstance(exc, GatewayError) and exc.status not in RETRYABLE:
+                    raise
+                time.sleep(max(0.0, min(backoff, deadline - time.monotonic())))
+                backoff = min(backoff * 1.5, max_interval)
+        return record
+
+    # ---- events (tenant readers see the tenant's; an agent its own actions')
+
+    def events_page(
+        self,
+        tenant: str,
+        *,
+        after: int = -1,
+        types: str | list[str] | None = None,
+        action_id: str | None = None,
+        agent_id: str | None = None,
+        limit: int = 100,
+        wait: float = 0,
+    ) -> dict[str, Any]:
+        """One page of the tenant's events after seq `after`: `{"events", "next_after", "head"}`.
+        With `wait` (seconds, at most 55), waits for one when there is none yet."""
+        params = event_params(after, types, action_id, agent_id, limit, wait)
+        timeout = self._http.timeout.read + wait if self._http.timeout.read is not None else None
+        return self._call("GET", f"/v1/tenants/{tenant}/events", params=params, timeout=timeout)
+
+    def events(
+        self,
+        tenant: str,
+        *,
+        after: int | None = -1,
+        types: str | list[str] | None = None,
+        action_id: str | None = None,
+        agent_id: str | None = None,
+        follow: bool = True,
+        retry_interval: float = 1.0,
+        max_interval: float = 15.0,
+    ) -> Iterator[dict[str, Any]]:
+        """The tenant's events after seq `after` (None: from now), in log order. With `follow`,
+        waits for new ones for ever (long polls), resuming after a dropped connection or a
+        retryable refusal from the last event seen; without it, stops once caught up.
+        Raises GatewayError for a refusal that retrying cannot cure."""
+        if after is None:
+            after = self.events_page(tenant, limit=1)["head"] - 1
+        backoff = retry_interval
+        while True:
+            try:
+                page = self.events_page(
+                    tenant, after=after, types=types, action_id=action_id, agent_id=agent_id,
+                    limit=1000, wait=LONG_POLL_SECONDS if follow else 0,
+                )  # fmt: skip
+            except (httpx.TransportError, GatewayError) as exc:
+                if isinstance(exc, GatewayError) and exc.status not in RETRYABLE:
+                    raise
+                time.sleep(backoff)
+                backoff = min(backoff * 1.5, max_interval)
+                continue
+            backoff = retry_interval
+            yield from page["events"]
+            after = page["next_after"]
+            if not follow and after >= page["head"] - 1:
+                return
 
     def cancel(self, action_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/v1/actions/{action_id}")
@@ -153,34 +231,7 @@ class VerdictClient:
         signers (or was retired before the verdict was issued); the verdict is not an ALLOW;
         its action hash is not the hash of `action`; it has expired (or is issued in the future).
         """
-        try:
-            typed_data, signature, signer = (
-                signed_verdict["typed_data"], signed_verdict["signature"], signed_verdict["signer"]
-            )  # fmt: skip
-            _, message = parse_verdict_typed_data(typed_data)
-            verify_verdict_signature(typed_data, signature, signer)
-        except (KeyError, TypeError, CryptoError) as exc:
-            raise VerdictInvalid(f"not a valid signed verdict: {exc}") from None
-        published = self._verdict_signers()
-        key = published.get(signer.lower())
-        if key is None:
-            raise VerdictInvalid(f"{signer} is not one of the gateway's verdict signers")
-        if key.get("not_after") and message.issued_at > _unix(key["not_after"]):
-            raise VerdictInvalid(f"{signer} was retired before this verdict was issued")
-        if message.decision != DECISION_ALLOW:
-            raise VerdictInvalid(f"the verdict's decision is {message.decision}, not ALLOW")
-        try:
-            expected = action_hash(action)
-        except CryptoError as exc:
-            raise VerdictInvalid(f"the action cannot be hashed: {exc}") from None
-        if message.action_hash != expected:
-            raise VerdictInvalid("the verdict is for another action (action hash differs)")
-        moment = time.time() if now is None else now
-        if moment >= message.expires_at:
-            raise VerdictInvalid(f"the verdict expired at {message.expires_at} (Unix time)")
-        if message.issued_at > moment + CLOCK_SKEW_SECONDS:
-            raise VerdictInvalid("the verdict is issued in the future; check the clocks")
-        return message
+        return check_signed_verdict(signed_verdict, action, self._verdict_signers(), now=now)
 
     def _verdict_signers(self) -> dict[str, dict[str, Any]]:
         if self._signers is None:
@@ -218,6 +269,73 @@ class VerdictClient:
     ) -> dict[str, Any]:
         body = {"approver_role": role, "signature": signature, "signer": signer, "reason": reason}
         return self._call("POST", f"/v1/actions/{action_id}/reject", json=_drop_none(body))
+
+
+def check_signed_verdict(
+    signed_verdict: dict[str, Any],
+    action: dict[str, Any],
+    published: dict[str, dict[str, Any]],
+    *,
+    now: float | None = None,
+) -> VerdictMessage:
+    """`VerdictClient.verify_verdict` given the published verdict signers (lowercase address ->
+    `/v1/keys` item). Raises VerdictInvalid."""
+    try:
+        typed_data, signature, signer = (
+            signed_verdict["typed_data"], signed_verdict["signature"], signed_verdict["signer"]
+        )  # fmt: skip
+        _, message = parse_verdict_typed_data(typed_data)
+        verify_verdict_signature(typed_data, signature, signer)
+    except (KeyError, TypeError, CryptoError) as exc:
+        raise VerdictInvalid(f"not a valid signed verdict: {exc}") from None
+    key = published.get(signer.lower())
+    if key is None:
+        raise VerdictInvalid(f"{signer} is not one of the gateway's verdict signers")
+    if key.get("not_after") and message.issued_at > _unix(key["not_after"]):
+        raise VerdictInvalid(f"{signer} was retired before this verdict was issued")
+    if message.decision != DECISION_ALLOW:
+        raise VerdictInvalid(f"the verdict's decision is {message.decision}, not ALLOW")
+    try:
+        expected = action_hash(action)
+    except CryptoError as exc:
+        raise VerdictInvalid(f"the action cannot be hashed: {exc}") from None
+    if message.action_hash != expected:
+        raise VerdictInvalid("the verdict is for another action (action hash differs)")
+    moment = time.time() if now is None else now
+    if moment >= message.expires_at:
+        raise VerdictInvalid(f"the verdict expired at {message.expires_at} (Unix time)")
+    if message.issued_at > moment + CLOCK_SKEW_SECONDS:
+        raise VerdictInvalid("the verdict is issued in the future; check the clocks")
+    return message
+
+
+def event_params(
+    after: int,
+    types: str | list[str] | None,
+    action_id: str | None,
+    agent_id: str | None,
+    limit: int,
+    wait: float,
+) -> dict[str, Any]:
+    """The query of `GET /v1/tenants/{tenant}/events`."""
+    params: dict[str, Any] = {"after": after, "limit": limit}
+    if types:
+        params["types"] = types if isinstance(types, str) else ",".join(types)
+    if action_id is not None:
+        params["action_id"] = action_id
+    if agent_id is not None:
+        params["agent_id"] = agent_id
+    if wait > 0:
+        params["wait"] = round(wait, 3)
+    return params
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AsyncVerdictClient":  # its own module (the same methods, awaited)
+        from gateway.client_async import AsyncVerdictClient
+
+        return AsyncVerdictClient
+    raise AttributeError(name)
 
 
 def _drop_none(body: dict[str, Any]) -> dict[str, Any]:

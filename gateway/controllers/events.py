@@ -26,7 +26,7 @@ from litestar.response import Stream
 from gateway.auth import Principal
 from gateway.authz import authorize_websocket, principal_of, websocket_authorization
 from gateway.errors import AppError, InvalidRequest, Unavailable
-from gateway.events.hub import EventHub, HubClosed, Subscription
+from gateway.events.hub import Delivery, EventHub, HubClosed, Subscription
 from gateway.events.view import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -81,8 +81,8 @@ class Credential:
             self.checked = time.monotonic()
 
 
-def _frames(batch: list[tuple[Any, bytes]]) -> bytes:
-    return b"".join(b"id: %d\ndata: %s\n\n" % (event.seq, raw) for event, raw in batch)
+def _frames(batch: list[Delivery]) -> bytes:
+    return b"".join(item.frame for item in batch)
 
 
 def _error_frame(error: AppError) -> bytes:
@@ -156,7 +156,7 @@ class EventsController(Controller):
         try:
             async with hub.subscribe(tenant_id, reader, wanted, after) as subscription:
                 batch = await subscription.next(wait, limit)
-                return EventPage([event for event, _ in batch], subscription.position, subscription.head)
+                return EventPage([item.event for item in batch], subscription.position, subscription.head)
         except HubClosed:
             raise Unavailable("the gateway is shutting down", code="shutting_down") from None
 
@@ -208,6 +208,8 @@ class EventsController(Controller):
             await session.run()
         except WebSocketDisconnect:
             return
+        except Exception:  # a socket that broke mid-send: the client resumes from its last ack
+            log.info("events socket of tenant %s ended by an error", session.tenant, exc_info=True)
 
 
 PROTOCOL = "verdict.events.v1"
@@ -328,9 +330,9 @@ class SocketSession:
                     await following
                 return
             batch = following.result()
-            for event, raw in batch:
-                await self.socket.send_data(b'{"type":"event","event":%s}' % raw, mode="text")
-                self.unacked.append(event.seq)
+            for item in batch:
+                await self.socket.send_data(b'{"type":"event","event":%s}' % item.json, mode="text")
+                self.unacked.append(item.event.seq)
             if not batch:
                 await self._send({"type": "heartbeat", "position": sub.position})
             await self.credential.check()

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import msgspec
 
@@ -61,16 +63,29 @@ class Viewed:
     built on first use and shared by every subscriber."""
 
     entry: StoredEntry
-    views: dict[bool, tuple[Event, bytes]] = field(default_factory=dict)
+    views: dict[bool, Delivery] = field(default_factory=dict)
 
-    def view(self, reduced: bool) -> tuple[Event, bytes]:
-        """The event and its JSON encoding."""
+    def view(self, reduced: bool) -> Delivery:
         found = self.views.get(reduced)
         if found is None:
             # what an agent sees depends on the entry's type, not on which agent it is
-            event = event_of(self.entry, Reader(self.entry.tenant, "" if reduced else None))
-            found = self.views[reduced] = (event, _encode(event))
+            found = self.views[reduced] = delivery(
+                event_of(self.entry, Reader(self.entry.tenant, "" if reduced else None))
+            )
         return found
+
+
+class Delivery(NamedTuple):
+    """An event with its JSON and its Server-Sent Events frame, encoded once."""
+
+    event: Event
+    json: bytes
+    frame: bytes
+
+
+def delivery(event: Event) -> Delivery:
+    raw = _encode(event)
+    return Delivery(event, raw, b"id: %d\ndata: %s\n\n" % (event.seq, raw))
 
 
 class Tail:
@@ -103,8 +118,11 @@ class Tail:
             return None
         if seq >= self.last:
             return []
-        start = seq + 1 - first
-        return [self.entries[i] for i in range(start, len(self.entries))]
+        newer = list(
+            itertools.islice(reversed(self.entries), self.last - seq)
+        )  # subscribers read near the end
+        newer.reverse()
+        return newer
 
     def extend(self, entries: list[StoredEntry]) -> None:
         for entry in entries:
@@ -230,9 +248,10 @@ class Subscription:
         self.hub, self.tail, self.reader, self.wanted = hub, tail, reader, wanted
         self.position = after
         self.head = 0  # the log size last seen
+        self._everything = reader.agent_id is None and wanted == EventFilter()
 
-    async def next(self, timeout: float, limit: int = MAX_LIMIT) -> list[tuple[Event, bytes]]:
-        """The next events after `position` (at most `limit`), with their JSON; waits up to
+    async def next(self, timeout: float, limit: int = MAX_LIMIT) -> list[Delivery]:
+        """The next events after `position` (at most `limit`), encoded; waits up to
         `timeout` seconds for one, then returns none. Moves `position` past every entry read.
 
         Raises HubClosed when the process shuts down; NotFound (`tenant_not_found`) and
@@ -252,9 +271,10 @@ class Subscription:
             if remaining <= 0:
                 return []
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
 
-    async def _read(self, limit: int) -> list[tuple[Event, bytes]]:
+    async def _read(self, limit: int) -> list[Delivery]:
         viewed = self.tail.after(self.position)
         if viewed is None:  # before the tail's memory (or the tail has not started): the database
             page = await read_page(
@@ -263,10 +283,14 @@ class Subscription:
             self.position, self.head = page.next_after, max(self.head, page.head)
             self.tail.start_at(page.head)
             self.hub.heard(self.tail.tenant, page.head)
-            return [(event, _encode(event)) for event in page.events]
+            return [delivery(event) for event in page.events]
         self.head = max(self.head, self.tail.last + 1)
         if not viewed:
             return []
+        if self._everything:  # a tenant reader without filters: every entry of the tail, whole
+            chosen = viewed[:limit]
+            self.position = chosen[-1].entry.seq
+            return [item.view(False) for item in chosen]
         owners: dict[str, str] = {}
         if needs_owners(self.reader, self.wanted):
             entries = [item.entry for item in viewed]

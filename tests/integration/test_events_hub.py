@@ -1,0 +1,124 @@
+"""The events hub against a real database (both backends): wake-ups are hints, the log is the
+truth. A commit nobody announces arrives by the poll; a subscriber behind the tail's memory reads
+the database; closing the hub ends subscriptions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway.events import hub as hub_module
+from gateway.events.hub import EventHub, HubClosed
+from gateway.events.view import EventFilter, Reader
+from gateway.ledger import EntryDraft, Ledger, Unit
+from gateway.storage import Database, open_database
+from tests.integration.helpers import make_world
+
+
+@pytest.fixture
+async def database(backend, client) -> AsyncIterator[Database]:
+    """The test's database, opened by the test itself (the app runs in another event loop)."""
+    await make_world(client)
+    db = open_database(backend.url, data_dir=backend.data_dir, schema=backend.schema)
+    await db.open()
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+async def note(ledger: Ledger, n: int) -> int:
+    """Append one entry that nobody announces (this ledger tells no hub)."""
+    (seq,) = await ledger.append("acme", Unit([EntryDraft("test.note", "test", {"n": n})]))
+    return seq
+
+
+async def test_a_commit_nobody_announced_arrives_by_the_poll(database: Database) -> None:
+    hub = EventHub(database, poll_interval=0.1)
+    hub.start()
+    ledger = Ledger(database)
+    try:
+        async with hub.subscribe("acme", Reader("acme"), EventFilter(), 10**9) as subscription:
+            assert await subscription.next(0.01) == []  # past the end: starts following the present
+            subscription.position = subscription.head - 1
+            seq = await note(ledger, 1)
+            batch = await subscription.next(10)
+            assert [item.event.seq for item in batch] == [seq]
+            assert batch[0].event.data == {"n": 1}
+    finally:
+        await ledger.close()
+        await hub.close()
+
+
+async def test_a_subscriber_behind_the_tails_memory_reads_the_database(
+    database: Database, monkeypatch
+) -> None:
+    monkeypatch.setattr(hub_module, "BUFFER_ENTRIES", 4)
+    hub = EventHub(database, poll_interval=0.1)
+    hub.start()
+    ledger = Ledger(database)
+    ledger.on_commit = hub.committed
+    try:
+        async with hub.subscribe("acme", Reader("acme"), EventFilter(), -1) as live:
+            first = await live.next(1)
+            seqs = [item.event.seq for item in first]
+            assert seqs == list(range(len(seqs)))
+            for n in range(12):
+                await note(ledger, n)
+            while live.position < live.head - 1 or len(seqs) < first[-1].event.seq + 13:
+                seqs += [item.event.seq for item in await live.next(5)]
+            assert len(hub.tails["acme"].entries) <= 4
+        async with hub.subscribe("acme", Reader("acme"), EventFilter(), -1) as late:  # from the first entry
+            again: list[int] = []
+            while len(again) < len(seqs):
+                again += [item.event.seq for item in await late.next(5)]
+        assert again == seqs == list(range(len(seqs)))
+    finally:
+        await ledger.close()
+        await hub.close()
+
+
+async def test_closing_the_hub_ends_subscriptions(database: Database) -> None:
+    hub = EventHub(database, poll_interval=0.1)
+    hub.start()
+    async with hub.subscribe("acme", Reader("acme"), EventFilter(), 10**9) as subscription:
+        waiting = asyncio.ensure_future(subscription.next(30))
+        await asyncio.sleep(0.2)
+        await hub.close()
+        with pytest.raises(HubClosed):
+            await asyncio.wait_for(waiting, 5)
+
+
+async def test_a_stream_stops_admitting_its_caller_once_the_key_is_revoked(
+    backend, client, monkeypatch
+) -> None:
+    from types import SimpleNamespace
+
+    from gateway.auth import Authenticator, KeyUsage
+    from gateway.controllers import events as controller
+    from gateway.errors import Unauthenticated
+
+    world = await make_world(client, tenant="wayne")
+    db = open_database(backend.url, data_dir=backend.data_dir, schema=backend.schema)
+    await db.open()
+    try:
+        state = SimpleNamespace(authenticator=Authenticator(db, KeyUsage(db)))
+        credential = controller.Credential(state, f"Bearer {world.auditor}")
+        monkeypatch.setattr(controller, "REAUTH_SECONDS", 0.0)
+        await credential.check()  # still live
+        keys = await client.get(
+            "/v1/tenants/wayne/api-keys", headers={"Authorization": f"Bearer {world.tenant_admin}"}
+        )
+        auditor_key = next(k["id"] for k in keys.json() if k["role"] == "auditor")
+        r = await client.delete(
+            f"/v1/tenants/wayne/api-keys/{auditor_key}",
+            headers={"Authorization": f"Bearer {world.tenant_admin}"},
+        )
+        assert r.status_code == 204, r.text
+        with pytest.raises(Unauthenticated) as refused:
+            await credential.check()
+        assert refused.value.code == "invalid_token"
+    finally:
+        await db.close()
