@@ -46,7 +46,7 @@ from gateway.storage import Database
 
 log = logging.getLogger("verdict.events")
 
-BUFFER_ENTRIES = 8192  # the recent entries each watched tenant's tail keeps in memory
+BUFFER_ENTRIES = 4096  # the recent entries each watched tenant's tail keeps in memory
 FETCH_CHUNK = 1000
 POLL_SECONDS = 1.0
 IDLE_SECONDS = 60.0  # a tail nobody subscribed to for this long is dropped
@@ -262,10 +262,11 @@ class Subscription:
             if self.hub.closed:
                 raise HubClosed
             changed = self.tail.changed  # taken before reading, so no wake-up is lost
+            before = self.position
             found = await self._read(limit)
             if found:
                 return found
-            if self.position + 1 < self.head and self.tail.after(self.position) is None:
+            if before < self.position < self.head - 1 and self.tail.after(self.position) is None:
                 continue  # the database has more than one scan read
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -16,6 +16,7 @@ TARGETS = ("own", "other", "missing")
 METHODS = ("get", "post", "put", "patch", "delete")
 # valid bodies where the service, not the table, tells another tenant's object apart
 BODIES = {("POST", "/v1/agents/{agent_id}/propose"): pay()}
+WEBSOCKETS = {("GET", "/v1/tenants/{tenant_id}/events/ws")}
 
 
 async def objects(client, world, tenant: str) -> dict[str, str]:
@@ -129,6 +130,8 @@ async def test_every_route_and_role_gets_what_the_table_says(client):
                         kwargs["params"] = {"role": "cfo"}
                     if method in ("post", "put", "patch"):
                         kwargs["json"] = BODIES.get((method.upper(), path), {})
+                    if path.endswith("/events/stream"):  # endless once admitted: refuse its start (400)
+                        kwargs["headers"] = {**kwargs["headers"], "Last-Event-ID": "not-a-seq"}
                     r = await client.request(method.upper(), url, **kwargs)
                     got = (r.status_code, r.json().get("code") if r.status_code >= 400 else None)
                     answers[target] = got
@@ -146,6 +149,7 @@ async def test_every_route_and_role_gets_what_the_table_says(client):
                     # another tenant's object looks exactly like none at all
                     assert answers["other"] == answers["missing"], (method, path, role, answers)
     documented = {key for key, access in ACCESS.items() if not key[1].startswith("/schema") and key[1] != "*"}
+    documented -= WEBSOCKETS  # not in the OpenAPI schema: tests/integration/test_events_live.py walks them
     assert walked == documented
 
 
@@ -160,4 +164,5 @@ def test_an_unlisted_route_stops_the_app_from_starting():
 
 def test_a_rule_without_a_route_stops_the_app_from_starting():
     with pytest.raises(UnlistedRoute, match="rules without a route"):
-        bind_access(Litestar(route_handlers=[r for r in ROUTES if r.fn.__name__ != "list_api_keys"]))
+        kept = [r for r in ROUTES if isinstance(r, type) or r.fn.__name__ != "list_api_keys"]  # type: a Controller
+        bind_access(Litestar(route_handlers=kept))

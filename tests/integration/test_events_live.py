@@ -197,7 +197,7 @@ async def receive_event_within(ws, seconds: float) -> dict:
             return message
 
 
-async def test_websocket_takes_the_token_as_a_subprotocol_and_closes_for_a_bad_one(live) -> None:
+async def test_websocket_takes_the_token_as_a_subprotocol_and_refuses_others_as_the_table_says(live) -> None:
     world = live.world
     protocols = ["verdict.events.v1", f"bearer.{world.agent_token}"]
     async with websockets.connect(ws_url(live, world), subprotocols=protocols) as ws:
@@ -207,12 +207,19 @@ async def test_websocket_takes_the_token_as_a_subprotocol_and_closes_for_a_bad_o
         proposed = await propose(live.http, world)
         event = (await receive(ws, "event"))["event"]
         assert event["action_id"] == proposed["action_id"]
-    async with websockets.connect(ws_url(live, world), additional_headers=bearer("vk_wrong")) as ws:
-        error = await receive(ws, "error")
-        assert error["code"] == "invalid_token"
-        with pytest.raises(websockets.ConnectionClosed) as closed:
-            await ws.recv()
-        assert closed.value.rcvd.code == 4401
+    other = await make_world(live.http, tenant="globex")
+    refusals = [
+        ("vk_wrong", "invalid_token", 4401),
+        (other.auditor, "tenant_not_found", 4404),  # another tenant's credential: as if none existed
+        (world.admin_token, "forbidden_role", 4403),
+    ]
+    for token, code, close_code in refusals:
+        async with websockets.connect(ws_url(live, world), additional_headers=bearer(token)) as ws:
+            error = await receive(ws, "error")
+            assert error["code"] == code
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd.code == close_code
 
 
 @pytest.mark.slow
