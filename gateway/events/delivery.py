@@ -223,8 +223,8 @@ class DeliveryWorker:
         try:
             while await self._deliver_page(claim):
                 claim = await self._reread(claim)  # a PATCH may have changed the URL or types
-        except LeaseLost:
-            return
+        except LeaseLost:  # a replay or PATCH moved it: the lease (if still ours) goes back now
+            pass
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -224,7 +224,10 @@ class WebhookService:
             if not -1 <= after < size:
                 raise Unprocessable(f"need -1 <= after < {size}, the log's size", code="invalid_range")
 
-        sets = {"delivered_through": after, "attempts": 0, "due_ms": 0, "failing_since": None}
+        # The lease goes too: a worker delivering now must not move the position on (even when
+        # `after` is where it started), so the replay begins at once, from `after`.
+        sets = {"delivered_through": after, "attempts": 0, "due_ms": 0, "failing_since": None,
+                "lease_owner": None, "lease_until_ms": 0}  # fmt: skip
         await self._change(principal, tenant_id, webhook_id, "webhook.replayed", {"id": webhook_id, "after": after},
                            sets, check_position)  # fmt: skip
         return await self.get(tenant_id, webhook_id)

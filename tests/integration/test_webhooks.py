@@ -421,3 +421,23 @@ async def test_redirects_are_not_followed_and_a_new_url_takes_over(client, recei
         await wait_until(lambda: len(elsewhere.delivered()) >= 1, what="delivery to the new URL")
         assert elsewhere.delivered()[0].event["action_id"] == proposed["action_id"]
         assert elsewhere.delivered()[0].verifies_with(hook["secret"])
+
+
+async def test_a_replay_during_a_delivery_takes_effect_at_once(client, receiver):
+    """The worker delivering when the position moves gives the webhook back at once (not when
+    its lease runs out), and delivery goes on from the replayed position."""
+    world = await make_world(client)
+    hook = await create_hook(client, world, receiver.url, types=["action.proposed"])
+    receiver.script = [Answer(204, delay=0.5)]
+    first = await propose(client, world)
+    await wait_until(lambda: len(receiver.started) >= 1, what="the slow delivery")
+    r = await client.post(
+        f"/v1/tenants/{world.tenant}/webhooks/{hook['id']}/replay",
+        json={"after": hook["delivered_through"]},
+        headers=bearer(world.tenant_admin),
+    )
+    assert r.status_code == 200, r.text
+    began = asyncio.get_running_loop().time()
+    await wait_until(lambda: len(receiver.delivered()) >= 2, timeout=10, what="the replayed delivery")
+    assert asyncio.get_running_loop().time() - began < 2.5  # the lease is 3 s
+    assert [d.event["action_id"] for d in receiver.delivered()[:2]] == [first["action_id"]] * 2
