@@ -21,9 +21,8 @@ class WebhookController(Controller):
     path = "/v1/tenants/{tenant_id:str}"
     tags = ["webhooks"]
     security = [{"bearer": []}]
-    responses = PROBLEM_RESPONSES
 
-    @post("/webhooks", status_code=201)
+    @post("/webhooks", status_code=201, responses=PROBLEM_RESPONSES)
     async def create_webhook(
         self, state: State, request: Request, tenant_id: FromPath[str], data: JSONBody[wire.CreateWebhook]
     ) -> wire.CreatedWebhook:
@@ -31,7 +30,7 @@ class WebhookController(Controller):
         one on. The `secret` that signs them is in this answer only."""
         return await state.webhooks.create(principal_of(request), tenant_id, data)
 
-    @get("/webhooks")
+    @get("/webhooks", responses=PROBLEM_RESPONSES)
     async def list_webhooks(
         self,
         state: State,
@@ -43,13 +42,13 @@ class WebhookController(Controller):
         """The tenant's endpoints (or, with `kind=callback`, proposals' callbacks), by id."""
         return await state.webhooks.list(tenant_id, kind, limit, after)
 
-    @get("/webhooks/{webhook_id:str}")
+    @get("/webhooks/{webhook_id:str}", responses=PROBLEM_RESPONSES)
     async def get_webhook(
         self, state: State, tenant_id: FromPath[str], webhook_id: FromPath[str]
     ) -> wire.Webhook:
         return await state.webhooks.get(tenant_id, webhook_id)
 
-    @patch("/webhooks/{webhook_id:str}")
+    @patch("/webhooks/{webhook_id:str}", responses=PROBLEM_RESPONSES)
     async def update_webhook(
         self,
         state: State,
@@ -61,13 +60,13 @@ class WebhookController(Controller):
         """Change `url`, `types` or `enabled`; enabling resumes at the event delivery stopped at."""
         return await state.webhooks.update(principal_of(request), tenant_id, webhook_id, data)
 
-    @delete("/webhooks/{webhook_id:str}", status_code=204)
+    @delete("/webhooks/{webhook_id:str}", status_code=204, responses=PROBLEM_RESPONSES)
     async def delete_webhook(
         self, state: State, request: Request, tenant_id: FromPath[str], webhook_id: FromPath[str]
     ) -> None:
         await state.webhooks.delete(principal_of(request), tenant_id, webhook_id)
 
-    @post("/webhooks/{webhook_id:str}/rotate-secret", status_code=200)
+    @post("/webhooks/{webhook_id:str}/rotate-secret", status_code=200, responses=PROBLEM_RESPONSES)
     async def rotate_webhook_secret(
         self, state: State, request: Request, tenant_id: FromPath[str], webhook_id: FromPath[str]
     ) -> wire.RotatedSecret:
@@ -75,7 +74,7 @@ class WebhookController(Controller):
         signature by each secret, so receivers can switch at any moment in between."""
         return await state.webhooks.rotate_secret(principal_of(request), tenant_id, webhook_id)
 
-    @post("/webhooks/{webhook_id:str}/replay", status_code=200)
+    @post("/webhooks/{webhook_id:str}/replay", status_code=200, responses=PROBLEM_RESPONSES)
     async def replay_webhook(
         self,
         state: State,
@@ -87,7 +86,7 @@ class WebhookController(Controller):
         """Deliver again, in order, every event after log position `after`."""
         return await state.webhooks.replay(principal_of(request), tenant_id, webhook_id, data)
 
-    @get("/webhooks/{webhook_id:str}/deliveries")
+    @get("/webhooks/{webhook_id:str}/deliveries", responses=PROBLEM_RESPONSES)
     async def list_deliveries(
         self,
         state: State,
@@ -99,7 +98,7 @@ class WebhookController(Controller):
         """Delivery attempts, newest first: status code or error, and latency."""
         return await state.webhooks.deliveries(tenant_id, webhook_id, limit, before)
 
-    @post("/webhook-secret", status_code=200)
+    @post("/webhook-secret", status_code=200, responses=PROBLEM_RESPONSES)
     async def reveal_tenant_secret(
         self, state: State, request: Request, tenant_id: FromPath[str]
     ) -> wire.TenantSecret:
@@ -107,7 +106,7 @@ class WebhookController(Controller):
         (409 `tenant_secret_revealed` after), rotate it for a new one."""
         return await state.webhooks.reveal_tenant_secret(principal_of(request), tenant_id)
 
-    @post("/webhook-secret/rotate", status_code=200)
+    @post("/webhook-secret/rotate", status_code=200, responses=PROBLEM_RESPONSES)
     async def rotate_tenant_secret(
         self, state: State, request: Request, tenant_id: FromPath[str]
     ) -> wire.TenantSecret:
