@@ -20,7 +20,8 @@ from gateway.auth import Authenticator, KeyUsage
 from gateway.authz import authorize, bind_access
 from gateway.bodies import check_request_body
 from gateway.clock import hash_token, rfc3339, utc_now
-from gateway.events.delivery import DeliveryConfig, DeliveryWorker
+from gateway.events.delivery import DeliveryWorker
+from gateway.events.schedule import DeliveryConfig
 from gateway.events.wakeups import open_events
 from gateway.events.webhooks import WebhookService
 from gateway.keyring import LOG, load_keyring, load_webhook_key, manifest_stamp

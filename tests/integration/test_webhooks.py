@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import pytest
 from litestar.testing import AsyncTestClient
@@ -389,17 +388,6 @@ async def test_webhook_routes_are_for_tenant_admins_and_stay_in_their_tenant(cli
     assert r.status_code == 404
     types = await log_types(client, world)
     assert types.count("webhook.created") == 1 and types.count("webhook.deleted") == 1
-
-
-def test_the_spec_schedule_gives_up_after_about_a_day():
-    from gateway.events.delivery import DeliveryConfig
-
-    config = replace(DeliveryConfig(), jitter=0.0)
-    waits = [config.delay(n, None) for n in range(1, 8)]
-    assert waits == [5, 300, 1800, 7200, 18000, 36000, 36000]
-    assert 24 * 3600 < sum(waits) < 30 * 3600
-    assert config.delay(8, None) is None
-    assert config.delay(1, 120.0) == 120.0
 
 
 async def test_redirects_are_not_followed_and_a_new_url_takes_over(client, receiver):
