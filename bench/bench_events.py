@@ -313,10 +313,11 @@ def main() -> None:
             f"{i:>5} | {w['rps']:>15.0f} {w['p99_ms']:>7.1f} | {s['rps']:>12.0f} {s['p99_ms']:>7.1f} |"
             f" {r['delivered']['events']:>12}"
         )
-    print(
-        f"cost to ALLOW throughput: median {statistics.median(costs) * 100:.1f} %"
-        f" (rounds: {', '.join(f'{c * 100:.1f} %' for c in costs)}; target <= 10 %)"
-    )
+    if costs:
+        print(
+            f"cost to ALLOW throughput: median {statistics.median(costs) * 100:.1f} %"
+            f" (rounds: {', '.join(f'{c * 100:.1f} %' for c in costs)}; target <= 10 %)"
+        )
     if args.json:
         for part in [delivery, *(r["delivered"] for r in result["rounds"])]:
             part.pop("histogram")

@@ -18,7 +18,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway.auth import Authenticator, KeyUsage
 from gateway.authz import authorize, bind_access
-from gateway.bodies import check_request_body
+from gateway.bodies import check_path_and_query, check_request_body
 from gateway.clock import hash_token, rfc3339, utc_now
 from gateway.events.delivery import DeliveryWorker
 from gateway.events.schedule import DeliveryConfig
@@ -105,7 +105,9 @@ async def purge_periodically(db: Database, interval: float = PURGE_INTERVAL_SECO
 
 
 async def before_request(request: Request) -> None:
-    """Before any handler: who is calling and may they (`gateway.authz`), then the body checks."""
+    """Before any handler: path and query checks (they may reach the database), who is calling
+    and may they (`gateway.authz`), then the body checks (`gateway.bodies`)."""
+    check_path_and_query(request)
     await authorize(request)
     await check_request_body(request)
 

@@ -50,6 +50,7 @@ BUFFER_ENTRIES = 4096  # the recent entries each watched tenant's tail keeps in 
 FETCH_CHUNK = 1000
 POLL_SECONDS = 1.0
 IDLE_SECONDS = 60.0  # a tail nobody subscribed to for this long is dropped
+WAKE_SECONDS = 0.01  # subscribers of a tenant are woken at most this often
 _encode = msgspec.json.Encoder().encode
 
 
@@ -101,6 +102,8 @@ class Tail:
         self.subscribers = 0
         self.idle_since = time.monotonic()
         self.changed = asyncio.Event()
+        self.woken_at = 0.0
+        self._scheduled: asyncio.TimerHandle | None = None
         self.fetching: asyncio.Task[None] | None = None
 
     def start_at(self, size: int) -> None:
@@ -129,9 +132,24 @@ class Tail:
             if entry.seq == self.last + 1:
                 self.entries.append(Viewed(entry))
                 self.last = entry.seq
-        self.wake()
+        self.wake_soon()
+
+    def wake_soon(self) -> None:
+        """Wake the subscribers now, or WAKE_SECONDS after the last wake-up if that was sooner:
+        under many small commits each subscriber then sends fewer, larger chunks."""
+        if self._scheduled is not None:
+            return
+        delay = self.woken_at + WAKE_SECONDS - time.monotonic()
+        if delay <= 0:
+            self.wake()
+        else:
+            self._scheduled = asyncio.get_running_loop().call_later(delay, self.wake)
 
     def wake(self) -> None:
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+        self.woken_at = time.monotonic()
         changed, self.changed = self.changed, asyncio.Event()
         changed.set()
 
