@@ -21,8 +21,11 @@ from gateway.auth import Authenticator, KeyUsage
 from gateway.authz import authorize, bind_access
 from gateway.bodies import check_path_and_query, check_request_body
 from gateway.clock import utc_now
+from gateway.events.delivery import DeliveryWorker
+from gateway.events.schedule import DeliveryConfig
 from gateway.events.wakeups import open_events
-from gateway.keyring import LOG, VERDICT
+from gateway.events.webhooks import WebhookService
+from gateway.keyring import LOG, VERDICT, load_webhook_key
 from gateway.ledger import Ledger
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.rails.secrets import load_secret_key
@@ -124,6 +127,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         background: list[asyncio.Task[None]] = []
         usage = KeyUsage(db)
         app.state.events = events = open_events(db, ledger, poll_interval=settings.events_poll_interval)
+        deliveries: DeliveryWorker | None = None
         try:
             # the published keys, or a refusal to start (DESIGN invariant 12); the admin token once
             keyring = await establish_keys(db, settings.data_dir)
@@ -160,6 +164,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
                         state.audit.run_checkpoints(settings.checkpoint_interval), name="checkpoints"
                     )
                 )
+            webhook_key, delivery = load_webhook_key(settings.data_dir), DeliveryConfig.from_env()
+            state.webhooks = WebhookService(db, ledger, webhook_key, allow_private=delivery.allow_private)
+            state.deliveries = deliveries = DeliveryWorker(db, ledger, webhook_key, delivery)
+            deliveries.follow(events.hub)  # woken by commits here and, on PostgreSQL, elsewhere
+            if delivery.enabled:
+                background.append(asyncio.get_running_loop().create_task(deliveries.run(), name="webhooks"))
             # Everything built so far lives as long as the process: move it out of the cyclic
             # collector's reach, so full collections walk only per-request garbage
             # (shorter pauses, which is what the p99 latency sees).
@@ -172,6 +182,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await events.close()
+            if deliveries is not None:
+                await deliveries.close()
             await usage.flush()
             if hasattr(app.state, "rails"):
                 await app.state.rails.close()

@@ -114,6 +114,17 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/v1/tenants/{tenant_id}/rails/{name}"): _rule(TENANT, *READERS),
     ("PUT", "/v1/tenants/{tenant_id}/rails/{name}"): _rule(TENANT, TENANT_ADMIN),
     ("DELETE", "/v1/tenants/{tenant_id}/rails/{name}"): _rule(TENANT, TENANT_ADMIN),
+    # webhooks (gateway/controllers/webhooks.py): tenant admins manage them, readers look
+    ("POST", "/v1/tenants/{tenant_id}/webhooks"): _rule(TENANT, TENANT_ADMIN),
+    ("GET", "/v1/tenants/{tenant_id}/webhooks"): _rule(TENANT, *READERS),
+    ("GET", "/v1/tenants/{tenant_id}/webhooks/{webhook_id}"): _rule(TENANT, *READERS),
+    ("PATCH", "/v1/tenants/{tenant_id}/webhooks/{webhook_id}"): _rule(TENANT, TENANT_ADMIN),
+    ("DELETE", "/v1/tenants/{tenant_id}/webhooks/{webhook_id}"): _rule(TENANT, TENANT_ADMIN),
+    ("POST", "/v1/tenants/{tenant_id}/webhooks/{webhook_id}/rotate-secret"): _rule(TENANT, TENANT_ADMIN),
+    ("POST", "/v1/tenants/{tenant_id}/webhooks/{webhook_id}/replay"): _rule(TENANT, TENANT_ADMIN),
+    ("GET", "/v1/tenants/{tenant_id}/webhooks/{webhook_id}/deliveries"): _rule(TENANT, *READERS),
+    ("POST", "/v1/tenants/{tenant_id}/webhook-secret"): _rule(TENANT, TENANT_ADMIN),
+    ("POST", "/v1/tenants/{tenant_id}/webhook-secret/rotate"): _rule(TENANT, TENANT_ADMIN),
     # the API documentation (Litestar's OpenAPI controller, Swagger UI from gateway/api_docs.py)
     ("GET", "/schema"): OPEN_PER_ADDRESS,
     ("GET", "/schema/openapi.json"): OPEN_PER_ADDRESS,

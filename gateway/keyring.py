@@ -39,6 +39,7 @@ from crypto.keys import (
     generate_secp256k1_key_file,
     load_ed25519_key,
     load_secp256k1_key,
+    read_secret_file,
     write_secret_file,
 )
 from crypto.signing import LocalSigner
@@ -391,3 +392,27 @@ def _read_secret(path: Path) -> str:
     if not text:
         raise KeyFileError(f"{path} is empty")
     return text
+
+
+WEBHOOK_KEY_FILE = "webhook-secrets.key"
+
+
+def load_webhook_key(data_dir: Path) -> bytes:
+    """The 256-bit key that seals webhook secrets at rest (`gateway.events.webhook_secrets`),
+    from `webhook-secrets.key` beside the signing keys (0600, base64), created on first use.
+    Every host of a deployment needs the same file to sign deliveries of the webhooks the
+    others created. Raises KeyFileError for a file that is not owner-only or not 32 bytes."""
+    path = data_dir / WEBHOOK_KEY_FILE
+    if not path.exists():
+        try:
+            write_secret_file(path, base64.b64encode(os.urandom(32)).decode() + "\n")
+        except KeyFileError:
+            if not path.exists():  # (another process creating it at the same time is fine)
+                raise
+    try:
+        key = base64.b64decode(read_secret_file(path).strip(), validate=True)
+    except ValueError as exc:
+        raise KeyFileError(f"{path} is not base64") from exc
+    if len(key) != 32:
+        raise KeyFileError(f"{path} must hold 32 bytes of key (base64)")
+    return key

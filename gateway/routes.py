@@ -19,6 +19,7 @@ from gateway.clock import utc_now
 from gateway.controllers.events import EventsController
 from gateway.controllers.executions import ExecutionController
 from gateway.controllers.rails import RailController
+from gateway.controllers.webhooks import WebhookController
 from gateway.errors import InvalidRequest
 from gateway.keyring import LOG, VERDICT
 from gateway.problems import PROBLEM_RESPONSES
@@ -370,6 +371,8 @@ async def action_proof(state: State, request: Request, action_id: FromPath[str])
         " Each agent may make a limited number of proposals per minute (429 `rate_limited`)."
         " An action breaking its type's parameters schema is refused with 422 `invalid_parameters`"
         " listing every violation; `explain=false` leaves out the explain trace (`checks`)."
+        " With `callback_url`, this action's events are posted there as Standard Webhooks signed"
+        " with the tenant's webhook secret (docs/webhooks.md)."
     ),
 )
 async def propose(
@@ -379,6 +382,8 @@ async def propose(
     data: JSONBody[schemas.ProposeRequest],
     explain: FromQuery[bool] = True,
 ) -> Response[schemas.ProposeResponse]:
+    if data.callback_url is not None:  # refused before anything is decided or written
+        await state.webhooks.check_target(data.callback_url, "callback_url")
     proposed = await state.actions.propose(
         principal_of(request),
         agent_id,
@@ -387,6 +392,11 @@ async def propose(
         request.headers.get("idempotency-key"),
         explain=explain,
     )
+    if data.callback_url is not None:  # (again on a replay: a crash in between loses no callback)
+        answer = proposed.response
+        await state.webhooks.register_callback(
+            principal_of(request), answer.action_id, data.callback_url, answer.audit_event_id
+        )
     headers = {"Idempotent-Replayed": "true"} if proposed.replayed else None
     return Response(proposed.response, status_code=201, headers=headers)
 
@@ -572,5 +582,6 @@ ROUTES = _document(
         ExecutionController,
         RailController,
         EventsController,
+        WebhookController,
     ]
 )

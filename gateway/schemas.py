@@ -185,6 +185,9 @@ class ProposeRequest(Request):
     tenant_id: str | None = None
     rationale: str | None = None
     metadata: dict[str, Any] | None = None
+    # A webhook for this action's events only, signed with the tenant's default webhook secret
+    # (docs/webhooks.md); https, public addresses only.
+    callback_url: str | None = None
 
 
 # What one matched ESCALATE rule asks for: {rule, threshold, roles} or {rule, all_of}.

@@ -329,6 +329,65 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 created_at TEXT NOT NULL,
                 updated_at TEXT NOT NULL,
                 PRIMARY KEY (tenant_id, name)
+)""",
+        ],
+    ),
+    (
+        # Standard Webhooks delivery (issue 14). See gateway/events/webhooks.py and delivery.py.
+        14,
+        [
+            # An endpoint (kind 'endpoint', made by a tenant admin) or a proposal's callback_url
+            # (kind 'callback', one action's events, seen as its agent sees them). Secrets are
+            # sealed (gateway.events.webhook_secrets); a callback signs with its tenant's secret.
+            # `delivered_through`: the last seq passed (delivered, or not for this webhook);
+            # `attempts`/`due_ms`/`failing_since`: the failures of the event after it;
+            # `lease_owner`/`lease_until_ms`: which worker delivers it now.
+            """CREATE TABLE webhooks (
+                id TEXT PRIMARY KEY,
+                tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                kind TEXT NOT NULL,
+                url TEXT NOT NULL,
+                types TEXT,
+                action_id TEXT,
+                agent_id TEXT,
+                secret TEXT,
+                previous_secret TEXT,
+                previous_until TEXT,
+                enabled INTEGER NOT NULL,
+                disabled_reason TEXT,
+                delivered_through BIGINT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                due_ms BIGINT NOT NULL DEFAULT 0,
+                failing_since TEXT,
+                lease_owner TEXT,
+                lease_until_ms BIGINT NOT NULL DEFAULT 0,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX webhooks_tenant ON webhooks (tenant_id, kind, id)",
+            "CREATE INDEX webhooks_due ON webhooks (enabled, due_ms)",
+            """CREATE TABLE webhook_deliveries (
+                id TEXT PRIMARY KEY,
+                webhook_id TEXT NOT NULL,
+                tenant_id TEXT NOT NULL,
+                event_id TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                attempt INTEGER NOT NULL,
+                status_code INTEGER,
+                latency_ms INTEGER NOT NULL,
+                error TEXT,
+                attempted_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook_id, id)",
+            "CREATE INDEX webhook_deliveries_attempted ON webhook_deliveries (attempted_at)",
+            # The tenant's default secret (callbacks sign with it), revealed once.
+            """CREATE TABLE webhook_tenant_secrets (
+                tenant_id TEXT PRIMARY KEY REFERENCES tenants(id),
+                secret TEXT NOT NULL,
+                previous_secret TEXT,
+                previous_until TEXT,
+                revealed_at TEXT,
+                created_at TEXT NOT NULL
             )""",
         ],
     ),

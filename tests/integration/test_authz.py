@@ -57,6 +57,17 @@ async def objects(client, world, tenant: str) -> dict[str, str]:
     }
 
 
+async def fresh_webhook(client, world) -> str:
+    """A webhook of the tenant (a public address, for no event type that exists: nothing is sent)."""
+    r = await client.post(
+        f"/v1/tenants/{world.tenant}/webhooks",
+        json={"url": "https://93.184.215.14/hook", "types": ["no.such_type"]},
+        headers=bearer(world.tenant_admin),
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
 async def fresh_key(client, world) -> str:
     r = await client.post(
         f"/v1/tenants/{world.tenant}/api-keys", json={"role": "auditor"}, headers=bearer(world.tenant_admin)
@@ -97,6 +108,7 @@ async def test_every_route_and_role_gets_what_the_table_says(client):
         "address": "0x" + "c3" * 20,
         "name": "nope",
         "execution_id": "exe_0000000000000000000000000n",
+        "webhook_id": "wh_nope",
     }
     tokens = {
         ADMIN: acme.admin_token,
@@ -120,6 +132,10 @@ async def test_every_route_and_role_gets_what_the_table_says(client):
                     params = dict(values[target])
                     if "{key_id}" in path and target != "missing":
                         params["key_id"] = await fresh_key(client, acme if target == "own" else globex)
+                    if "{webhook_id}" in path and target != "missing":
+                        params["webhook_id"] = await fresh_webhook(
+                            client, acme if target == "own" else globex
+                        )
                     if "{agent_id}" in path and "propose" in path and target == "own":
                         params["agent_id"] = acme.agent
                     url = path.format(**params)
