@@ -20,6 +20,7 @@ from gateway.auth import Authenticator, KeyUsage
 from gateway.authz import authorize, bind_access
 from gateway.bodies import check_request_body
 from gateway.clock import hash_token, rfc3339, utc_now
+from gateway.health import Health
 from gateway.keyring import LOG, load_keyring, manifest_stamp
 from gateway.ledger import Ledger
 from gateway.problems import EXCEPTION_HANDLERS
@@ -36,6 +37,7 @@ from gateway.services.scopes import ScopeService
 from gateway.services.tenants import TenantService
 from gateway.settings import Settings
 from gateway.storage import Database, open_database
+from gateway.storage.base import DatabaseCheck
 from gateway.tracing import Tracing, configure_access_log
 
 log = logging.getLogger("verdict")
@@ -126,6 +128,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             policies = PolicyService(db, ledger)
             state = app.state
             state.settings, state.keyring, state.db, state.ledger = settings, keyring, db, ledger
+            state.health = Health()  # what /health reports; services add their checks
+            state.health.add_check("database", DatabaseCheck(db))
             state.authenticator = authenticator = Authenticator(db, usage)
             state.tenants = TenantService(db, ledger)
             state.credentials = CredentialService(db, ledger, authenticator)

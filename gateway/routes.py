@@ -28,11 +28,22 @@ MAX_ENTRIES_PAGE = 1000
 LogIndex = Annotated[int, QueryParameter(ge=-(2**63), le=2**63 - 1)]
 
 
+HEALTH_RETRY_AFTER_SECONDS = 5
+
+
 @get("/health", tags=["operations"])
-async def health(state: State) -> dict[str, str]:
-    async with state.db.read() as conn:
-        await conn.fetchrow("SELECT 1 AS ok")
-    return {"status": "ok", "database": state.db.dialect}
+async def health(state: State) -> Response[dict[str, Any]]:
+    """200 `{"status": "ok", "database": …}` when this process can serve; 503 with `problems`
+    (component, code, detail) when it cannot: the database unreachable, the disk full, …"""
+    problems = await state.health.problems()
+    if not problems:
+        return Response({"status": "ok", "database": state.db.dialect})
+    body = {
+        "status": "unavailable",
+        "database": state.db.dialect,
+        "problems": [{"component": p.component, "code": p.code, "detail": p.detail} for p in problems],
+    }
+    return Response(body, status_code=503, headers={"Retry-After": str(HEALTH_RETRY_AFTER_SECONDS)})
 
 
 @get("/v1/keys", tags=["keys"])

@@ -239,6 +239,14 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX limit_claims_action ON limit_claims (action_id)",
         ],
     ),
+    (
+        # Issue 11: while a write failed (a full disk, a lost database), `/health` writes here to
+        # notice the recovery by itself (gateway.storage.base.StorageHealth). One row per host.
+        8,
+        [
+            "CREATE TABLE storage_probes (host TEXT PRIMARY KEY, written_at TEXT NOT NULL)",
+        ],
+    ),
 ]
 
 
