@@ -532,7 +532,11 @@ class ChainWriter:
                 results, head = await write_units(conn, self.tenant, batch, lock=self.db.for_update())
         except Exception as exc:
             self._head = None
-            if len(batch) > 1 and not isinstance(exc, Unavailable):  # one unit's fault: find which
+            if isinstance(exc, Unavailable):  # the database's fault, not a unit's: answer all
+                for unit in batch:
+                    _settle(unit, exc)
+                return
+            if len(batch) > 1:  # one unit's fault: find which
                 for unit in batch:
                     await self._write([unit])
                 return

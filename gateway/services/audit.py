@@ -49,7 +49,7 @@ from audit.tree import (
 )
 from gateway.auth import Principal
 from gateway.clock import rfc3339, utc_now
-from gateway.errors import AppError, InvalidRequest, NotFound
+from gateway.errors import AppError, InvalidRequest, NotFound, Unavailable
 from gateway.services.actions import ActionService
 from gateway.storage import Conn, Database
 
@@ -175,7 +175,9 @@ class AuditService:
                             await self.checkpoint(tenant)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a database outage or a failed check: log it, try again next round
+            except Unavailable as exc:  # an outage: the storage layer logs it once per interval
+                log.debug("checkpointing skipped this round: %s", exc.code)
+            except Exception:  # a failed check: log it, try again next round
                 log.exception("checkpointing failed")
 
     @contextlib.asynccontextmanager

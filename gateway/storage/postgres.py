@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -256,7 +257,10 @@ class PostgresDatabase:
                         yield conn
                 except BaseException as exc:
                     if is_unavailable(exc) or isinstance(exc, asyncio.CancelledError):
-                        conn.terminate()  # its protocol state is unknown: discard it
+                        # its protocol state is unknown: discard it (unless asyncpg already has,
+                        # in which case the proxy is detached and says so)
+                        with contextlib.suppress(asyncpg.InterfaceError):
+                            conn.terminate()
                     raise
         except Exception as exc:
             if not is_unavailable(exc):
