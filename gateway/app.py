@@ -36,6 +36,7 @@ from gateway.services.rate_limits import RateLimitService
 from gateway.services.scopes import ScopeService
 from gateway.services.tenants import TenantService
 from gateway.settings import Settings
+from gateway.slow_clients import BodyDeadline
 from gateway.storage import Database, open_database
 from gateway.storage.base import DatabaseCheck
 from gateway.tracing import Tracing, configure_access_log
@@ -186,7 +187,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     bind_access(app)  # refuses to build an app with a route missing from the access table
     # Outermost layer, around Litestar's exception handling: every answer gets its request id.
-    app.asgi_handler = Tracing(app.asgi_handler, log_requests=settings.access_log)
+    app.asgi_handler = Tracing(
+        BodyDeadline(app.asgi_handler, settings.body_timeout), log_requests=settings.access_log
+    )
     return app
 
 

@@ -41,6 +41,12 @@ class NotFound(AppError):
     status, code, title = 404, "not_found", "Not found"
 
 
+class RequestTimeout(AppError):
+    """The client did not send its request in time; the connection is closed after the answer."""
+
+    status, code, title = 408, "request_timeout", "Request timeout"
+
+
 class Conflict(AppError):
     status, code, title = 409, "conflict", "Conflict with the current state"
 
