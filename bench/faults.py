@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import logging
 import os
 import secrets
 import shutil
@@ -26,8 +28,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,7 +121,8 @@ async def verify(settings: Settings, world: World, tally: Tally) -> tuple[int, i
     from gateway.app import create_app
     from tests.integration.helpers import verified_log
 
-    app = create_app(settings)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    app = create_app(dataclasses.replace(settings, access_log=False, checkpoint_interval=0))
     async with AsyncTestClient(app=app) as c:
         c.app_state = app.state
         entries = await verified_log(c, world)
@@ -288,8 +291,8 @@ async def full_disk(base: Path, size_mib: int = 16) -> Outcome:
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-@contextmanager
-def shared_pg_schema() -> Iterator[tuple[str, str]]:
+@asynccontextmanager
+async def shared_pg_schema() -> AsyncIterator[tuple[str, str]]:
     """A fresh schema on the shared PostgreSQL (dropped afterwards); the server is not restarted."""
     import asyncpg
 
@@ -297,15 +300,11 @@ def shared_pg_schema() -> Iterator[tuple[str, str]]:
     try:
         yield PG_URL, schema
     finally:
-
-        async def drop() -> None:
-            conn = await asyncpg.connect(PG_URL)
-            try:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            finally:
-                await conn.close()
-
-        asyncio.run(drop())
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
 
 
 def report(outcomes: list[Outcome]) -> None:
@@ -329,7 +328,7 @@ async def run(args: argparse.Namespace) -> list[Outcome]:
         base = Path(tmp)
         if args.only in (None, "sigkill"):
             outcomes.append(await sigkill(Settings(data_dir=base / "k-sqlite"), args.rounds, "SQLite"))
-            with shared_pg_schema() as (url, schema):
+            async with shared_pg_schema() as (url, schema):
                 settings = Settings(data_dir=base / "k-pg", database_url=url, database_schema=schema)
                 outcomes.append(await sigkill(settings, args.rounds, "PostgreSQL"))
         if args.only in (None, "pg-restart"):
