@@ -55,6 +55,19 @@ def unavailable_error(exc: BaseException) -> DatabaseUnavailable:
     return DatabaseUnavailable(f"the database is unreachable or unavailable: {type(exc).__name__}")
 
 
+def _one_line_for_outages(record: logging.LogRecord) -> bool:
+    """asyncpg's pool logs a traceback each time it fails to reconnect (every second of an
+    outage); say it in one line instead, as the gateway does (`StorageHealth`)."""
+    if record.exc_info and record.exc_info[1] is not None and is_unavailable(record.exc_info[1]):
+        error = record.exc_info[1]
+        record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"
+        record.args, record.exc_info, record.exc_text = None, None, None
+    return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_one_line_for_outages)
+
+
 @lru_cache(maxsize=512)
 def to_pg(sql: str) -> str:
     """Rewrite `?` placeholders to `$1, $2, …` (our SQL has no `?` inside literals)."""
