@@ -149,8 +149,9 @@ def sign_bulk_approval(signer: DigestSigner, domain: Domain, msg: BulkApprovalMe
 
 def _sign(signer: DigestSigner, digest: bytes, typed_data: dict[str, Any]) -> SignedTypedData:
     signature = signer.sign_digest(digest)
-    if type(signer) is not LocalSigner:
-        # A remote signer's output is checked before it leaves the gateway.
+    if not isinstance(signer, LocalSigner):
+        # A remote signer's output is checked before it leaves the gateway (a LocalSigner, or a
+        # subclass such as gateway.keyring.PublishedSigner, signs with its own in-process key).
         recovered = recover_digest_signer(digest, signature)
         if recovered != signer.address:
             raise SignatureMismatchError(expected=signer.address, recovered=recovered)

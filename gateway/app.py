@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,10 +19,10 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway.auth import Authenticator, KeyUsage
 from gateway.authz import authorize, bind_access
-from gateway.bodies import check_request_body
-from gateway.clock import hash_token, rfc3339, utc_now
+from gateway.bodies import check_path_and_query, check_request_body
+from gateway.clock import utc_now
 from gateway.health import Health
-from gateway.keyring import LOG, load_keyring, manifest_stamp
+from gateway.keyring import LOG, VERDICT
 from gateway.ledger import Ledger
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.ratelimit import AddressLimiter
@@ -32,6 +33,7 @@ from gateway.services.audit import AuditService
 from gateway.services.credentials import CredentialService
 from gateway.services.lifecycle import run_expiry
 from gateway.services.policies import PolicyService
+from gateway.services.published_keys import POLL_SECONDS, establish_keys, refresh_keys
 from gateway.services.rate_limits import RateLimitService
 from gateway.services.scopes import ScopeService
 from gateway.services.tenants import TenantService
@@ -42,50 +44,44 @@ from gateway.storage.base import DatabaseCheck
 from gateway.tracing import Tracing, configure_access_log
 
 log = logging.getLogger("verdict")
-ADMIN_KEY_ID = "key_admin"
-
-
-async def install_admin_token(db: Database, token: str) -> None:
-    """Record the bootstrap admin token's hash (the file in the data dir is the source of truth)."""
-    async with db.transaction() as conn:
-        await conn.execute(
-            "INSERT INTO api_keys (id, tenant_id, role, agent_id, token_hash, created_at)"
-            " VALUES (?, NULL, 'admin', NULL, ?, ?)"
-            " ON CONFLICT (id) DO UPDATE SET token_hash = excluded.token_hash",
-            ADMIN_KEY_ID,
-            hash_token(token),
-            rfc3339(utc_now()),
-        )
-
-
-KEY_RELOAD_SECONDS = 1.0
 
 
 async def watch_keys(state: State) -> None:
-    """Pick up a key rotation (`verdict keys rotate`, which rewrites the manifest) without a
-    restart: from the next proposal on, verdicts are signed with the new key; from the next
-    checkpoint on, checkpoints with the new log key."""
-    data_dir = state.settings.data_dir
-    stamp = manifest_stamp(data_dir)
+    """Follow the published keys (`gateway.services.published_keys`): a rotation made on any host,
+    and the scheduled instant it takes effect at. Each successful look renews the signing lease;
+    a host that cannot look for LEASE_SECONDS stops signing (503) until it can again."""
+    failing = False
     while True:
-        await asyncio.sleep(KEY_RELOAD_SECONDS)
-        current = manifest_stamp(data_dir)
-        if current == stamp:
-            continue
+        keyring = state.keyring
+        delay = POLL_SECONDS
+        if keyring.next_switch is not None:
+            delay = min(delay, max(0.0, keyring.next_switch - time.time()))
+        await asyncio.sleep(delay)
         try:
-            keyring = load_keyring(data_dir)
-        except Exception:  # a half-done rotation or a bad file: keep the keys in use, say so
-            log.exception("could not reload the signing keys; still using the previous ones")
+            fresh = await refresh_keys(state.db, keyring, state.settings.data_dir)
+        except Exception as error:  # a database outage or a bad file: keep the keys in use, say so once
+            if not failing:
+                log.warning("cannot read the published signing keys: %s: %s", type(error).__name__, error)
+            failing = True
             continue
-        stamp = current
-        state.keyring = keyring
-        state.actions.signer = keyring.verdict_signer
-        state.audit.set_log_key(keyring.log_key, keyring.retired_log_keys())
-        log.warning(
-            "signing keys reloaded: verdict signer %s, log key %s",
-            keyring.verdict_signer.address,
-            keyring.active(LOG).public,
-        )
+        if failing:
+            log.warning("the published signing keys are readable again")
+            failing = False
+        if fresh is keyring:
+            continue
+        state.keyring = fresh
+        state.actions.signer = fresh.verdict_signer
+        state.audit.set_log_key(fresh.log_key, fresh.retired_log_keys())
+        switched = (fresh.verdict_signer, fresh.log_key) != (keyring.verdict_signer, keyring.log_key)
+        for kind in (VERDICT, LOG):
+            if fresh.active(kind).status == "retired":  # its successor is not a key this host holds
+                log.error("this host does not hold the %s key in force: it signs nothing with it", kind)
+        if switched:
+            log.warning(
+                "signing keys in force: verdict signer %s, log key %s",
+                fresh.verdict_signer.address,
+                fresh.active(LOG).public,
+            )
 
 
 SAFE_RECURSION_LIMIT = 1000
@@ -104,7 +100,9 @@ async def purge_periodically(db: Database, interval: float = PURGE_INTERVAL_SECO
 
 
 async def before_request(request: Request) -> None:
-    """Before any handler: who is calling and may they (`gateway.authz`), then the body checks."""
+    """Before any handler: path and query checks (they may reach the database), who is calling
+    and may they (`gateway.authz`), then the body checks (`gateway.bodies`)."""
+    check_path_and_query(request)
     await authorize(request)
     await check_request_body(request)
 
@@ -118,14 +116,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        keyring = load_keyring(settings.data_dir)
         db = open_database(settings.database_url, data_dir=settings.data_dir, schema=settings.database_schema)
         await db.open()
         ledger = Ledger(db)
         background: list[asyncio.Task[None]] = []
         usage = KeyUsage(db)
         try:
-            await install_admin_token(db, keyring.admin_token)
+            # the published keys, or a refusal to start (DESIGN invariant 12); the admin token once
+            keyring = await establish_keys(db, settings.data_dir)
             policies = PolicyService(db, ledger)
             state = app.state
             state.settings, state.keyring, state.db, state.ledger = settings, keyring, db, ledger

@@ -96,7 +96,6 @@ def _run(settings: Settings, *, demo: bool) -> None:
     from granian import Granian
 
     from gateway.demo import read_agent_token, seed_demo, walkthrough
-    from gateway.keyring import load_keyring
     from gateway.serving import PortInUse, granian_options, raise_descriptor_limit, verify_port_free
 
     if not settings.reuse_port:
@@ -105,22 +104,15 @@ def _run(settings: Settings, *, demo: bool) -> None:
         except PortInUse as exc:
             raise click.ClickException(str(exc)) from exc
 
-    try:
-        keyring = load_keyring(settings.data_dir)
-    except KeyFileError as exc:
-        raise click.ClickException(str(exc)) from exc
+    keyring = _establish_keys(settings)  # refuses here, before any worker starts
     backend = "PostgreSQL" if settings.database_url else f"SQLite ({settings.data_dir / 'verdict.db'})"
     click.echo(f"Verdict gateway · data dir {settings.data_dir.resolve()} · database {backend}")
-    for name, path in keyring.paths.items():
-        state = "created" if name in keyring.created else "found"
-        click.echo(f"  {name:<12} {path} ({state}, mode 0600)")
-    click.echo(f"  verdict signer address {keyring.verdict_signer.address}")
+    _echo_keys(settings, keyring)
     if not settings.database_url and settings.workers > 1:
         click.echo(
             f"  note: {settings.workers} workers on SQLite take turns on one file lock (correct, but slow"
             " at the tail); use 1 worker with SQLite, or PostgreSQL for several."
         )
-    click.echo(f"  admin token: in {keyring.paths['admin_token']} (never printed)")
     base_url = f"http://{settings.host}:{settings.port}"
     if demo:
         token_path, created = asyncio.run(seed_demo(settings))
@@ -273,38 +265,123 @@ def keys_rotate(kind: str | None, data_dir: Path | None) -> None:
     async def rotate(service, db, settings):
         return await rotate_key(db, settings.data_dir, kind, settings.log_origin)
 
-    rotation = _with_audit_service(data_dir, rotate)
+    rotation = _with_audit_service(data_dir, rotate, publish=True)
     click.echo(f"rotated the {kind} key; recorded in the logs of {len(rotation.tenants)} tenant(s)")
-    click.echo(f"  retired {rotation.retired.public} (not_after {rotation.active.not_before})")
-    click.echo(f"  active  {rotation.active.public} (file {rotation.active.file}, mode 0600)")
+    click.echo(f"  retired {rotation.retired.public} (not_after {rotation.retired.not_after})")
+    where = f"file {rotation.active.file}, mode 0600" if rotation.active.file else "sealed in the database"
+    click.echo(f"  active  {rotation.active.public} ({where}) from {rotation.active.not_before}")
+    click.echo("  every running gateway switches at that instant")
 
 
-def _with_audit_service(data_dir: Path | None, work):
-    """Run `work(AuditService, Database, Settings)` against the configured database, with the log keys."""
-    from gateway.errors import AppError
-    from gateway.keyring import LOG_KEY_FILE, MANIFEST_FILE, load_keyring
-    from gateway.services.audit import AuditService
+@keys.command("new-kek")
+def keys_new_kek() -> None:
+    """Print a new key-encryption key for VERDICT_KEY_ENCRYPTION_KEY: give every host of a
+    deployment the same one, and keep it as you keep database credentials."""
+    from gateway.sealing import new_kek
+
+    click.echo(new_kek())
+
+
+@keys.command("admin-token")
+@click.option("--reset", is_flag=True, required=True, help="Replace the bootstrap admin token.")
+@_database_options
+def keys_admin_token(reset: bool, data_dir: Path | None) -> None:
+    """Replace the deployment's bootstrap admin token: the new one is written to this host's
+    data dir (admin.token, mode 0600, never printed); the old one stops working on every host."""
+    from gateway.services.admin_token import reset_admin_token
     from gateway.storage import open_database
 
     settings = Settings.from_env()
     if data_dir is not None:
         settings = dataclasses.replace(settings, data_dir=data_dir)
-    if not (settings.data_dir / MANIFEST_FILE).exists() and not (settings.data_dir / LOG_KEY_FILE).exists():
-        raise click.ClickException(
-            f"no log key in {settings.data_dir}; pass --data-dir or set VERDICT_DATA_DIR"
-        )
+
+    async def reset_token() -> Path:
+        db = open_database(settings.database_url, data_dir=settings.data_dir, schema=settings.database_schema)
+        await db.open()
+        try:
+            return await reset_admin_token(db, settings.data_dir)
+        finally:
+            await db.close()
+
+    click.echo(f"new admin token in {asyncio.run(reset_token())} (mode 0600); the old one no longer works")
+
+
+def _establish_keys(settings: Settings):
+    """The published keys, checked against this host's (`gateway.services.published_keys`).
+    Raises ClickException with the refusal's paragraph."""
+    from gateway.services.published_keys import establish_keys
+    from gateway.storage import open_database
+
+    async def establish():
+        db = open_database(settings.database_url, data_dir=settings.data_dir, schema=settings.database_schema)
+        await db.open()
+        try:
+            return await establish_keys(db, settings.data_dir, lease=None)
+        finally:
+            await db.close()
+
     try:
-        keyring = load_keyring(settings.data_dir)
+        return asyncio.run(establish())
     except KeyFileError as exc:
         raise click.ClickException(str(exc)) from exc
+    except (OSError, TimeoutError) as exc:  # unreachable: say so in a line, not a traceback
+        raise click.ClickException(f"cannot reach the database to check the signing keys: {exc}") from exc
+
+
+def _echo_keys(settings: Settings, keyring) -> None:
+    from gateway.keyring import LOG
+    from gateway.sealing import kek_from_env
+
+    for name, path in keyring.paths.items():
+        state = "created" if name in keyring.created else "found"
+        click.echo(f"  {name:<12} {path} ({state}, mode 0600)")
+    if kek_from_env(os.environ) is not None:
+        created = " (created now)" if any("sealed" in c for c in keyring.created) else ""
+        click.echo(f"  signing keys sealed in the database under VERDICT_KEY_ENCRYPTION_KEY{created}")
+    click.echo(f"  verdict signer address {keyring.verdict_signer.address}")
+    click.echo(f"  log key {keyring.active(LOG).public}")
+    if keyring.admin_token is not None:
+        click.echo(f"  admin token: in {keyring.paths['admin_token']} (never printed)")
+    else:
+        click.echo(
+            "  admin token: held by the host that first started on this database (its admin.token);"
+            " replace it with `verdict keys admin-token --reset`"
+        )
+
+
+def _with_audit_service(data_dir: Path | None, work, *, publish: bool = False):
+    """Run `work(AuditService, Database, Settings)` against the configured database, with the log keys."""
+    from gateway.errors import AppError
+    from gateway.keyring import LOG_KEY_FILE, MANIFEST_FILE
+    from gateway.sealing import kek_from_env
+    from gateway.services.audit import AuditService
+    from gateway.services.published_keys import establish_keys
+    from gateway.storage import open_database
+
+    settings = Settings.from_env()
+    if data_dir is not None:
+        settings = dataclasses.replace(settings, data_dir=data_dir)
+    try:
+        shared = kek_from_env(os.environ) is not None
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    no_files = (
+        not (settings.data_dir / MANIFEST_FILE).exists() and not (settings.data_dir / LOG_KEY_FILE).exists()
+    )
+    if no_files and not shared:
+        raise click.ClickException(
+            f"no log key in {settings.data_dir}; pass --data-dir or set VERDICT_DATA_DIR"
+            " (or VERDICT_KEY_ENCRYPTION_KEY, when the deployment keeps its keys sealed in the database)"
+        )
 
     async def run():
         db = open_database(settings.database_url, data_dir=settings.data_dir, schema=settings.database_schema)
         await db.open()
-        service = AuditService(db, keyring.log_key, settings.log_origin, keyring.retired_log_keys())
         try:
+            keyring = await establish_keys(db, settings.data_dir, publish=publish, lease=None)
+            service = AuditService(db, keyring.log_key, settings.log_origin, keyring.retired_log_keys())
             return await work(service, db, settings)
-        except AppError as exc:
+        except (AppError, KeyFileError) as exc:
             raise click.ClickException(str(exc)) from exc
         finally:
             await db.close()

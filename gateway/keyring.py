@@ -1,28 +1,37 @@
-"""The data directory's secrets: verdict signing keys, log signing keys, bootstrap admin token.
+"""The signing keys a gateway holds in memory, and the data directory's key files.
 
-Each secret lives in its own file, created once with mode 0600 and never printed. `keys.json`
-(the manifest) records every signing key the gateway ever used, with the time it became active
-(`not_before`) and, once rotated out, retired (`not_after`): the active key of each kind is the
-one without `not_after`. Retired keys stay published, so verdicts and checkpoints signed before a
-rotation still verify.
+A deployment has one verdict signer and one log key at a time, whatever its number of hosts:
+the ones the database publishes (`gateway.services.published_keys`). This module holds what one
+host made of them (`Keyring`) and the files a host may keep them in:
+
+* `keys.json` (the manifest) records every key this data dir holds, with the time it became
+  active (`not_before`) and, once rotated out, retired (`not_after`). Public data only.
+* one 0600 file per private key (`verdict-signer.key`, `log-signer.pem`, then `…-2`, …);
+* `admin.token`, on the host that created the deployment's bootstrap admin token.
 
 The verdict signer can instead come from an eth-account keystore v3 file
-(`VERDICT_SIGNER_KEYSTORE`, passphrase in `VERDICT_SIGNER_PASSPHRASE`); that key is then managed
-outside the gateway (rotate it by replacing the keystore), and the manifest is not used for it.
+(`VERDICT_SIGNER_KEYSTORE`, passphrase in `VERDICT_SIGNER_PASSPHRASE`). With a key-encryption key
+(`gateway.sealing`) a host keeps no key file at all: it opens the keys the database holds sealed.
+
+A host signs only with a key whose published window holds the present moment, and only while
+its view of the published keys is fresh (`Lease`): so after a rotation on any host, no host signs
+with the retired key past its `not_after`.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import os
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, PrivateFormat, PublicFormat
 
 from crypto.errors import KeyFileError
 from crypto.keys import (
@@ -34,6 +43,7 @@ from crypto.keys import (
 )
 from crypto.signing import LocalSigner
 from gateway.clock import new_token
+from gateway.errors import Unavailable
 
 VERDICT_KEY_FILE = "verdict-signer.key"
 LOG_KEY_FILE = "log-signer.pem"
@@ -45,8 +55,9 @@ KEYSTORE_ENV, PASSPHRASE_ENV = "VERDICT_SIGNER_KEYSTORE", "VERDICT_SIGNER_PASSPH
 
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
-    """One signing key in the manifest. `public` is the verdict signer's EIP-55 address, or the
-    log key's raw Ed25519 public key in base64."""
+    """One signing key. `public` is the verdict signer's EIP-55 address, or the log key's raw
+    Ed25519 public key in base64. `not_before` is empty while a rotation is under way (the key
+    exists but is not scheduled yet); a scheduled `not_before` or `not_after` may lie in the future."""
 
     kind: str
     file: str
@@ -56,86 +67,182 @@ class KeyRecord:
 
     @property
     def status(self) -> str:
-        return "active" if self.not_after is None else "retired"
+        """`next` (scheduled, not yet in force), `active`, or `retired`, at this moment."""
+        now = time.time()
+        if not self.not_before or parse_time(self.not_before) > now:
+            return "next"
+        return "active" if self.not_after is None or parse_time(self.not_after) > now else "retired"
 
     def log_public_key(self) -> Ed25519PublicKey:
         return Ed25519PublicKey.from_public_bytes(base64.b64decode(self.public))
 
 
+class KeysUnavailable(Unavailable):
+    """This host may not sign now: its view of the published keys is stale, or the key in force
+    is one it does not hold."""
+
+    code = "signing_key_unavailable"
+
+
+class Lease:
+    """How fresh this host's view of the published keys is. `seconds` None: always fresh (the
+    one-shot commands, which read the keys just before they sign)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.confirmed = time.monotonic()
+
+    def confirm(self) -> None:
+        self.confirmed = time.monotonic()
+
+    def check(self) -> None:
+        """Raises `KeysUnavailable` when the published keys were last read too long ago."""
+        if self.seconds is not None and time.monotonic() - self.confirmed > self.seconds:
+            raise KeysUnavailable(
+                "this gateway could not confirm the published signing keys recently; retry shortly"
+            )
+
+
+def _until(record: KeyRecord) -> float:
+    return math.inf if record.not_after is None else parse_time(record.not_after)
+
+
+def _check_window(record: KeyRecord, until: float, lease: Lease) -> None:
+    lease.check()
+    if time.time() >= until:
+        raise KeysUnavailable(f"the {record.kind} key {record.public} is retired; retry shortly")
+
+
+class PublishedSigner(LocalSigner):
+    """The verdict signer in force: an in-process key that refuses to sign outside its published
+    window or with a stale lease (`KeysUnavailable`, a 503)."""
+
+    __slots__ = ("_lease", "_until", "record")
+
+    def __init__(self, private_key: bytes, record: KeyRecord, lease: Lease) -> None:
+        super().__init__(private_key)
+        self.record, self._lease, self._until = record, lease, _until(record)
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        """Raises `KeysUnavailable` outside the key's window or with a stale lease."""
+        _check_window(self.record, self._until, self._lease)
+        return super().sign_digest(digest)
+
+    def retired(self) -> PublishedSigner:
+        """This key as one that refuses to sign from now on (its successor is not loadable here)."""
+        return PublishedSigner(self._private_key.secret, _retired_now(self.record), self._lease)
+
+
+class PublishedLogKey:
+    """The log key in force, as `audit.note` uses it (`public_key()`, `sign(message)`), with the
+    same refusals as `PublishedSigner`."""
+
+    def __init__(self, private_key: Ed25519PrivateKey, record: KeyRecord, lease: Lease) -> None:
+        self._key, self.record, self._lease, self._until = private_key, record, lease, _until(record)
+
+    def public_key(self) -> Ed25519PublicKey:
+        return self._key.public_key()
+
+    def sign(self, message: bytes) -> bytes:
+        """Raises `KeysUnavailable` outside the key's window or with a stale lease."""
+        _check_window(self.record, self._until, self._lease)
+        return self._key.sign(message)
+
+    def retired(self) -> PublishedLogKey:
+        """This key as one that refuses to sign from now on (its successor is not loadable here)."""
+        return PublishedLogKey(self._key, _retired_now(self.record), self._lease)
+
+
+def _retired_now(record: KeyRecord) -> KeyRecord:
+    return replace(record, not_after=format_time(datetime.now(UTC)))
+
+
 @dataclass(frozen=True, slots=True)
 class Keyring:
-    verdict_signer: LocalSigner
-    log_key: Ed25519PrivateKey
-    admin_token: str
+    """What one host signs with, and the deployment's published keys (`history`, oldest first)."""
+
+    verdict_signer: PublishedSigner
+    log_key: PublishedLogKey
+    admin_token: str | None  # None: another host holds the bootstrap admin token
     paths: dict[str, Path]
     created: tuple[str, ...]
     history: tuple[KeyRecord, ...]
+    lease: Lease
+    next_switch: float | None = None  # Unix time of the next scheduled switch, if any
+    version: int = 0  # of the published keys (`key_set.version`) this keyring was built from
 
     def active(self, kind: str) -> KeyRecord:
-        return _active(self.history, kind)
+        return self.log_key.record if kind == LOG else self.verdict_signer.record
 
     def of_kind(self, kind: str) -> list[KeyRecord]:
-        return [r for r in self.history if r.kind == kind]
+        """Every scheduled key of `kind`, oldest first: retired, active, and next."""
+        return [r for r in self.history if r.kind == kind and r.not_before]
 
     def retired_log_keys(self) -> list[Ed25519PublicKey]:
-        """Public keys of the log keys rotated out: they still verify older checkpoints."""
-        return [r.log_public_key() for r in self.of_kind(LOG) if r.not_after is not None]
+        """Public keys of the other log keys: rotated out ones still verify older checkpoints."""
+        active = self.active(LOG).public
+        return [r.log_public_key() for r in self.of_kind(LOG) if r.public != active]
 
 
-def load_keyring(data_dir: Path, environ: dict[str, str] | None = None) -> Keyring:
-    """Load the data directory's secrets, creating any that are missing (and the manifest).
+# ---- the data directory
 
-    Raises `crypto.errors.KeyFileError` for a key file that is malformed or readable by group or
-    others, a manifest that names a missing key, or a keystore that does not decrypt.
-    """
-    env = os.environ if environ is None else environ
+
+def ensure_local_keys(data_dir: Path) -> list[str]:
+    """Create the data dir (0700) and, unless it has a manifest, a verdict and a log key with
+    their manifest. Returns what it created. Raises `KeyFileError` as `crypto.keys` does."""
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
-    paths = {
-        "verdict_key": data_dir / VERDICT_KEY_FILE,
-        "log_key": data_dir / LOG_KEY_FILE,
-        "admin_token": data_dir / ADMIN_TOKEN_FILE,
-    }
     created = []
-    manifest = data_dir / MANIFEST_FILE
-    if not manifest.exists():
-        if not paths["verdict_key"].exists():
-            generate_secp256k1_key_file(paths["verdict_key"])
+    if not (data_dir / MANIFEST_FILE).exists():
+        if not (data_dir / VERDICT_KEY_FILE).exists():
+            generate_secp256k1_key_file(data_dir / VERDICT_KEY_FILE)
             created.append("verdict_key")
-        if not paths["log_key"].exists():
-            generate_ed25519_key_file(paths["log_key"])
+        if not (data_dir / LOG_KEY_FILE).exists():
+            generate_ed25519_key_file(data_dir / LOG_KEY_FILE)
             created.append("log_key")
-        _write_manifest(
-            data_dir,
-            [_record_of(data_dir, VERDICT, VERDICT_KEY_FILE), _record_of(data_dir, LOG, LOG_KEY_FILE)],
-        )
-    if not paths["admin_token"].exists():
-        write_secret_file(paths["admin_token"], new_token() + "\n")
-        created.append("admin_token")
-    history = read_manifest(data_dir)
-    verdict, log = _active(history, VERDICT), _active(history, LOG)
-    paths["verdict_key"], paths["log_key"] = data_dir / verdict.file, data_dir / log.file
-    signer = LocalSigner(load_secp256k1_key(paths["verdict_key"]))
-    if signer.address != verdict.public:
-        raise KeyFileError(f"{paths['verdict_key']} does not hold the key {MANIFEST_FILE} names")
-    log_key = load_ed25519_key(paths["log_key"])
-    if _public_b64(log_key) != log.public:
-        raise KeyFileError(f"{paths['log_key']} does not hold the key {MANIFEST_FILE} names")
+        records = [_record_of(data_dir, VERDICT, VERDICT_KEY_FILE), _record_of(data_dir, LOG, LOG_KEY_FILE)]
+        _write_manifest(data_dir, records)
+    return created
+
+
+def local_records(data_dir: Path, environ: Any = None) -> list[KeyRecord]:
+    """The keys this data dir holds (none without a manifest), the keystore's signer in place of
+    the verdict keys when `VERDICT_SIGNER_KEYSTORE` is set. Raises `KeyFileError` for a bad
+    manifest or keystore."""
+    env = os.environ if environ is None else environ
+    records = read_manifest(data_dir) if (data_dir / MANIFEST_FILE).exists() else []
     if env.get(KEYSTORE_ENV):
-        signer, record = _from_keystore(Path(env[KEYSTORE_ENV]), env.get(PASSPHRASE_ENV))
-        paths["verdict_key"] = Path(env[KEYSTORE_ENV])
-        history = [r for r in history if r.kind != VERDICT] + [record]
-    return Keyring(
-        verdict_signer=signer,
-        log_key=log_key,
-        admin_token=_read_secret(paths["admin_token"]),
-        paths=paths,
-        created=tuple(created),
-        history=tuple(history),
-    )
+        _, record = _from_keystore(Path(env[KEYSTORE_ENV]), env.get(PASSPHRASE_ENV))
+        records = [r for r in records if r.kind != VERDICT] + [record]
+    return records
+
+
+def load_private(data_dir: Path, record: KeyRecord, environ: Any = None) -> bytes:
+    """The raw private key (32 bytes) of a key this data dir holds, checked against `record`.
+
+    Raises `KeyFileError` for a missing, unreadable or malformed file, or one holding another key.
+    """
+    env = os.environ if environ is None else environ
+    if record.kind == VERDICT and env.get(KEYSTORE_ENV) and record.file == env[KEYSTORE_ENV]:
+        signer, _ = _from_keystore(Path(record.file), env.get(PASSPHRASE_ENV))
+        return signer._private_key.secret
+    path = data_dir / record.file
+    if record.kind == VERDICT:
+        private = load_secp256k1_key(path)
+        public = LocalSigner(private).address
+    else:
+        key = load_ed25519_key(path)
+        private, public = (
+            key.private_bytes(Encoding.Raw, PrivateFormat.Raw, _no_encryption()),
+            public_b64(key),
+        )
+    if public != record.public:
+        raise KeyFileError(f"{path} does not hold the key {MANIFEST_FILE} names")
+    return private
 
 
 def read_manifest(data_dir: Path) -> list[KeyRecord]:
+    """Raises `KeyFileError` for a manifest that does not parse or lacks one active key a kind."""
     try:
         data = json.loads((data_dir / MANIFEST_FILE).read_text())
         records = [KeyRecord(**item) for item in data["keys"]]
@@ -147,49 +254,96 @@ def read_manifest(data_dir: Path) -> list[KeyRecord]:
     return records
 
 
-def new_key(data_dir: Path, kind: str) -> tuple[KeyRecord, Any]:
-    """Create the next key of `kind` (a new 0600 file), not active yet. Returns its record (with
-    `not_before` unset until `activate`) and the key: a LocalSigner or an Ed25519PrivateKey."""
+def new_key(data_dir: Path, kind: str) -> tuple[KeyRecord, bytes]:
+    """Create the next key of `kind` in a new 0600 file, not scheduled yet. Returns its record
+    (`not_before` empty until `activate`) and its raw private key."""
     number = len([r for r in read_manifest(data_dir) if r.kind == kind]) + 1
     if kind == VERDICT:
         name = f"verdict-signer-{number}.key"
-        signer = LocalSigner(generate_secp256k1_key_file(data_dir / name))
-        return KeyRecord(VERDICT, name, signer.address, ""), signer
+        private = generate_secp256k1_key_file(data_dir / name)
+        return KeyRecord(VERDICT, name, LocalSigner(private).address, ""), private
     name = f"log-signer-{number}.pem"
     key = generate_ed25519_key_file(data_dir / name)
-    return KeyRecord(LOG, name, _public_b64(key), ""), key
+    return KeyRecord(LOG, name, public_b64(key), ""), key.private_bytes(
+        Encoding.Raw, PrivateFormat.Raw, _no_encryption()
+    )
+
+
+def generate_key(kind: str) -> tuple[KeyRecord, bytes]:
+    """A new key of `kind` held only in memory (for sealing into the database)."""
+    if kind == VERDICT:
+        private = new_private_secp256k1()
+        return KeyRecord(VERDICT, "", LocalSigner(private).address, ""), private
+    key = Ed25519PrivateKey.generate()
+    return KeyRecord(LOG, "", public_b64(key), ""), key.private_bytes(
+        Encoding.Raw, PrivateFormat.Raw, _no_encryption()
+    )
+
+
+def new_private_secp256k1() -> bytes:
+    import coincurve
+
+    return coincurve.PrivateKey().secret
 
 
 def activate(data_dir: Path, record: KeyRecord, at: datetime | None = None) -> KeyRecord:
-    """Make `record` the active key of its kind; the one before is retired at the same instant."""
-    when = _format_time(at or datetime.now(UTC))
+    """Make `record` the active key of its kind from `at` (default now); the one before is retired
+    at the same instant."""
+    when = format_time(at or datetime.now(UTC))
     records = [
         replace(r, not_after=when) if r.kind == record.kind and r.not_after is None else r
         for r in read_manifest(data_dir)
+        if r.public != record.public
     ]
     active = replace(record, not_before=when, not_after=None)
     _write_manifest(data_dir, [*records, active])
     return active
 
 
-def manifest_stamp(data_dir: Path) -> int | None:
-    """Changes whenever the manifest is rewritten (running gateways reload the keys then)."""
-    try:
-        return (data_dir / MANIFEST_FILE).stat().st_mtime_ns
-    except OSError:
-        return None
+def read_admin_token(data_dir: Path) -> str | None:
+    """The bootstrap admin token this data dir holds, or None. Raises `KeyFileError` for a file
+    others can read, or an empty one."""
+    path = data_dir / ADMIN_TOKEN_FILE
+    return _read_secret(path) if path.exists() else None
 
 
-def _active(records: list[KeyRecord] | tuple[KeyRecord, ...], kind: str) -> KeyRecord:
-    return next(r for r in reversed(records) if r.kind == kind and r.not_after is None)
+def write_admin_token(data_dir: Path, token: str | None = None) -> str:
+    """Write `admin.token` (0600) with `token` (default: a new one), replacing any, atomically.
+    Returns the token. Raises `KeyFileError` when it cannot be written."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / ADMIN_TOKEN_FILE
+    token = token or new_token()
+    tmp = data_dir / f".{ADMIN_TOKEN_FILE}.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    write_secret_file(tmp, token + "\n")
+    os.replace(tmp, path)
+    return token
+
+
+def public_b64(key: Ed25519PrivateKey) -> str:
+    return base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+
+
+def format_time(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+def _no_encryption():
+    from cryptography.hazmat.primitives.serialization import NoEncryption
+
+    return NoEncryption()
 
 
 def _record_of(data_dir: Path, kind: str, name: str) -> KeyRecord:
     path = data_dir / name
-    since = _format_time(datetime.fromtimestamp(path.stat().st_mtime, UTC))
+    since = format_time(datetime.fromtimestamp(path.stat().st_mtime, UTC))
     if kind == VERDICT:
         return KeyRecord(kind, name, LocalSigner(load_secp256k1_key(path)).address, since)
-    return KeyRecord(kind, name, _public_b64(load_ed25519_key(path)), since)
+    return KeyRecord(kind, name, public_b64(load_ed25519_key(path)), since)
 
 
 def _write_manifest(data_dir: Path, records: list[KeyRecord]) -> None:
@@ -225,16 +379,8 @@ def _from_keystore(path: Path, passphrase: str | None) -> tuple[LocalSigner, Key
             f"{path}: not a keystore v3 file this passphrase opens ({type(error).__name__})"
         ) from None
     signer = LocalSigner(private_key)
-    since = _format_time(datetime.fromtimestamp(path.stat().st_mtime, UTC))
+    since = format_time(datetime.fromtimestamp(path.stat().st_mtime, UTC))
     return signer, KeyRecord(VERDICT, str(path), signer.address, since)
-
-
-def _public_b64(key: Ed25519PrivateKey) -> str:
-    return base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
-
-
-def _format_time(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _read_secret(path: Path) -> str:

@@ -13,6 +13,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from gateway import schemas
 from gateway.authz import is_public, principal_of
+from gateway.bodies import ACCEPTS_YAML
 from gateway.clock import utc_now
 from gateway.errors import InvalidRequest
 from gateway.keyring import LOG, VERDICT
@@ -203,6 +204,7 @@ async def update_tenant(
     status_code=201,
     tags=["policies"],
     description="Body: the policy document as application/json or application/yaml.",
+    opt={ACCEPTS_YAML: True},
 )
 async def publish_policy(
     state: State, request: Request, tenant_id: FromPath[str], activate: FromQuery[bool] = True
@@ -223,6 +225,7 @@ async def publish_policy(
         " last `last` actions (1-1000, default 100; within `from`/`to` when given) through the draft and"
         " reports every decision that would change. Writes nothing."
     ),
+    opt={ACCEPTS_YAML: True},
 )
 async def simulate_policy(
     state: State,

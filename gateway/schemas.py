@@ -351,7 +351,7 @@ class LogKey(msgspec.Struct, frozen=True):
 
 class LogKeyInfo(msgspec.Struct, frozen=True):
     vkey: str
-    status: str  # active | retired
+    status: str  # active | retired | next (scheduled by a rotation, from not_before)
     not_before: str
     not_after: str | None
 

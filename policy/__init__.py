@@ -45,7 +45,7 @@ from policy.decision import (
     RiskAssessment,
     RiskFactorScore,
 )
-from policy.errors import PolicyError, PolicyInvalid, Problem, UnsupportedMediaType
+from policy.errors import DocumentUnreadable, PolicyError, PolicyInvalid, Problem, UnsupportedMediaType
 from policy.evaluate import ApprovalRequirement, Check, CompiledPolicy, Decision, EvaluationInput, RoleQuota
 from policy.load import LoadedPolicy, compile_document, load_policy
 from policy.scopes import ActionFields, AgentScope, ScopeInvalid, check_scope, load_scope, validate_scope
@@ -66,6 +66,7 @@ __all__ = [
     "CompiledPolicy",
     "Decision",
     "DecisionChange",
+    "DocumentUnreadable",
     "EvaluationInput",
     "LimitClaim",
     "LimitStatus",

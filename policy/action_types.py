@@ -7,6 +7,8 @@
         parameters: {type: object, required: [amount, asset, vendor], ...}   # JSON Schema 2020-12
         summary: "Pay {amount} {asset} to {vendor} for {invoice}"
         amount_field: amount        # key path inside the action; default "amount"
+        amount_fields: [fee]        # more amounts in the action (key paths); default none
+        allow_negative: false       # may its amounts be negative (refunds, adjustments)? default false
         asset_field: asset          # default "asset"
     undeclared_types: deny          # deny (default) | allow
 
@@ -18,6 +20,11 @@ object** must satisfy, ``type`` included: a schema with
 about 40 times faster than the pure-Python ``jsonschema`` here); references
 resolve only inside the schema (no network). ``format`` is asserted, so
 ``format: date`` means a date.
+
+Amounts: the ``amount_field`` and every ``amount_fields`` entry of the action's type (``amount``
+for an undeclared type), and every limit's ``sum`` field, must be absent or an amount
+(:func:`policy.decimals.explain_not_amount`): the gateway refuses anything else at intake (422
+``invalid_amount``), before a rule sees it. Negative amounts only with ``allow_negative: true``.
 """
 
 from __future__ import annotations
@@ -28,15 +35,31 @@ from typing import Any
 
 import jsonschema_rs
 
+from policy.decimals import explain_not_amount
 from policy.decision import ParameterViolation
 from policy.document import describe_value
 from policy.scopes import DEFAULT_FIELDS, ActionFields
 from policy.summary import Template, compile_template, render_default_summary, render_template
 from policy.values import render_value
 
-__all__ = ["ActionType", "compile_action_type", "compile_schema", "render_summary_for"]
+__all__ = [
+    "ActionType",
+    "amount_problems",
+    "compile_action_type",
+    "compile_schema",
+    "render_summary_for",
+]
 
-ACTION_TYPE_FIELDS = ("parameters", "summary", "amount_field", "asset_field")
+ACTION_TYPE_FIELDS = (
+    "parameters",
+    "summary",
+    "amount_field",
+    "amount_fields",
+    "allow_negative",
+    "asset_field",
+)
+MAX_AMOUNT_FIELDS = 16
+DEFAULT_AMOUNT_PATHS: tuple[tuple[str, ...], ...] = (("amount",),)
 UNDECLARED_TYPES = ("deny", "allow")
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 MAX_VIOLATIONS = 50
@@ -51,6 +74,8 @@ class ActionType:
     validator: Any  # jsonschema_rs.Draft202012Validator | None
     summary: Template | None
     fields: ActionFields
+    amount_paths: tuple[tuple[str, ...], ...] = DEFAULT_AMOUNT_PATHS  # amount_field, then amount_fields
+    allow_negative: bool = False
 
     def check_parameters(self, action: Mapping[str, Any]) -> list[ParameterViolation]:
         """Every way ``action`` breaks the ``parameters`` schema (empty when it holds). Never raises."""
@@ -142,7 +167,36 @@ def compile_action_type(name: str, spec: Mapping[str, Any]) -> ActionType:
         amount=tuple(spec.get("amount_field", "amount").split(".")),
         asset=tuple(spec.get("asset_field", "asset").split(".")),
     )
-    return ActionType(name, spec.get("parameters"), validator, template, fields)
+    extra = tuple(tuple(path.split(".")) for path in spec.get("amount_fields", ()))
+    amount_paths = tuple(dict.fromkeys((fields.amount, *extra)))
+    return ActionType(
+        name,
+        spec.get("parameters"),
+        validator,
+        template,
+        fields,
+        amount_paths,
+        spec.get("allow_negative", False),
+    )
+
+
+def amount_problems(
+    action: Mapping[str, Any], paths: tuple[tuple[str, ...], ...], *, allow_negative: bool = False
+) -> list[tuple[str, str]]:
+    """``(field, why)`` for each of ``paths`` present in ``action`` whose value is not an amount
+    (``field`` as ``action.<key path>``). Never raises."""
+    problems = []
+    for path in paths:
+        value: Any = action
+        for key in path:
+            if not isinstance(value, Mapping) or key not in value:
+                break
+            value = value[key]
+        else:
+            why = explain_not_amount(value, allow_negative=allow_negative)
+            if why is not None:
+                problems.append(("action." + ".".join(path), why))
+    return problems
 
 
 def render_summary_for(declared: ActionType | None, action: Mapping[str, Any]) -> str:

@@ -120,6 +120,13 @@ def compile_policy(document: dict[str, Any]) -> CompiledPolicy:
         classifications=classifications,
         risk=risk,
         limits=limits,
+        limit_amount_paths=tuple(
+            dict.fromkeys(
+                parse_field_path(limit["sum"]).keys  # type: ignore[union-attr]
+                for limit in document.get("limits", [])
+                if "sum" in limit
+            )
+        ),
         context_needs=frozenset(context_needs),
         rules_read_risk_in_cel=any("risk" in expression.reads for expression in rule_expressions),
     )

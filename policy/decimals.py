@@ -20,10 +20,23 @@ from typing import Any
 
 from policy.document import describe_value
 
-__all__ = ["DECIMAL_TEXT", "explain_not_decimal", "parse_decimal"]
+__all__ = [
+    "AMOUNT_TEXT",
+    "DECIMAL_TEXT",
+    "MAX_AMOUNT_DIGITS",
+    "explain_not_amount",
+    "explain_not_decimal",
+    "parse_decimal",
+]
 
 # [0-9] rather than \d: \d also matches non-ASCII digits such as "٣".
 DECIMAL_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+# An amount as an action may carry it (checked at intake, before any rule): DECIMAL_TEXT without
+# leading zeros and with at most MAX_AMOUNT_DIGITS digits. Every amount is therefore a decimal
+# the ordering operators and limits read exactly; "007", "+7", "7.", "7e3", "7_000", "NaN" and
+# full-width digits are not amounts.
+AMOUNT_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
+MAX_AMOUNT_DIGITS = 78  # as many as 2**256 - 1, the largest token amount on an EVM chain
 
 
 def parse_decimal(value: Any) -> Decimal | None:
@@ -52,3 +65,22 @@ def explain_not_decimal(value: Any) -> str:
             "(digits, an optional leading '-' and an optional fraction; no exponent, '+', spaces or NaN)"
         )
     return f"is {describe_value(value)}, not a decimal string or integer"
+
+
+def explain_not_amount(value: Any, *, allow_negative: bool = False) -> str | None:
+    """``None`` when ``value`` is an amount (:data:`AMOUNT_TEXT`, at most :data:`MAX_AMOUNT_DIGITS`
+    digits, not negative unless ``allow_negative``), else why not, without echoing ``value``.
+    Never raises. ``"-0"`` counts as negative: it is the sign that is refused."""
+    if type(value) is not str:
+        return f'is {describe_value(value)}; an amount is a decimal string such as "7800.00"'
+    if not AMOUNT_TEXT.fullmatch(value):
+        return (
+            "is not a plain decimal string (ASCII digits, an optional leading '-', no leading zeros,"
+            " an optional fraction; no exponent, '+', '_', spaces or NaN)"
+        )
+    digits = len(value) - value.startswith("-") - ("." in value)
+    if digits > MAX_AMOUNT_DIGITS:
+        return f"has {digits} digits; an amount has at most {MAX_AMOUNT_DIGITS}"
+    if value.startswith("-") and not allow_negative:
+        return "is negative, and the action type does not allow negative amounts (allow_negative)"
+    return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import msgspec
 
 __all__ = [
+    "DocumentUnreadable",
     "PolicyError",
     "PolicyInvalid",
     "Problem",
@@ -58,6 +59,20 @@ class PolicyInvalid(PolicyError):
         summary = f"{first.path or '(document)'}: {first.message}" if first else "no details"
         noun = "problem" if count == 1 else "problems"
         super().__init__(f"policy is invalid ({count} {noun}); first: {summary}")
+
+
+class DocumentUnreadable(PolicyInvalid):
+    """The body could not be read as a document at all: one problem at path ``""``.
+
+    ``kind`` says why, as a stable snake_case word a caller may map to its own error
+    code: ``invalid_utf8``, ``invalid_syntax``, ``duplicate_key``, ``nesting_too_deep``,
+    ``invalid_number`` (NaN, Infinity), ``yaml_alias`` (anchors and aliases) or ``yaml_tag``
+    (explicit tags such as ``!!binary`` or ``!!merge``).
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__([Problem(path="", message=message)])
 
 
 class UnsupportedMediaType(PolicyError):

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from policy.action_types import ActionType, render_summary_for
+from policy.action_types import DEFAULT_AMOUNT_PATHS, ActionType, amount_problems, render_summary_for
 from policy.cel_env import CelScope
 from policy.classification import Classified, classify
 from policy.decision import (
@@ -113,6 +113,8 @@ class Extensions:
     classifications: Mapping[str, Classified] | None = None
     risk: RiskModel | None = None
     limits: tuple[CompiledLimit, ...] = ()
+    # the action key paths limits sum: amounts whatever the action's type
+    limit_amount_paths: tuple[tuple[str, ...], ...] = ()
     context_needs: frozenset[str] = frozenset()
     rules_read_risk_in_cel: bool = False
 
@@ -202,6 +204,19 @@ class CompiledPolicy:
         types = self.extensions.action_types
         declared = types.get(action.get("type")) if types is not None else None  # type: ignore[arg-type]
         return declared.check_parameters(action) if declared is not None else []
+
+    def amount_problems(self, action: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """``(field, why)`` for each amount of ``action`` that is not an amount: its type's
+        ``amount_field`` and ``amount_fields`` (``amount`` for an undeclared type) and every
+        limit's ``sum`` field, when present (see :func:`policy.action_types.amount_problems`).
+        The gateway refuses such an action before evaluating it. Never raises."""
+        types = self.extensions.action_types
+        kind = action.get("type")
+        declared = types.get(kind) if types is not None and isinstance(kind, str) else None
+        paths = declared.amount_paths if declared is not None else DEFAULT_AMOUNT_PATHS
+        extra = tuple(p for p in self.extensions.limit_amount_paths if p not in paths)
+        allow_negative = declared is not None and declared.allow_negative
+        return amount_problems(action, paths + extra, allow_negative=allow_negative)
 
     def action_fields(self, action_type: Any) -> ActionFields:
         """Where actions of ``action_type`` keep their amount and asset (for :func:`policy.scopes.check_scope`)."""

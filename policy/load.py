@@ -28,7 +28,7 @@ import yaml
 from crypto.canonical import canonicalize, sha256
 from policy.compile import compile_policy
 from policy.document import MAX_DEPTH
-from policy.errors import PolicyInvalid, Problem, UnsupportedMediaType
+from policy.errors import DocumentUnreadable, PolicyInvalid, UnsupportedMediaType
 from policy.evaluate import CompiledPolicy
 from policy.validate import validate_document
 
@@ -95,8 +95,9 @@ def parse_document(body: bytes, media_type: str = JSON_MEDIA_TYPE) -> Any:
 
     Raises:
         UnsupportedMediaType: ``media_type`` is neither JSON nor YAML.
-        PolicyInvalid: one problem at path ``""``: not UTF-8, not well-formed,
-            duplicate keys, NaN/Infinity, YAML aliases or tags SafeLoader refuses.
+        DocumentUnreadable: a PolicyInvalid with one problem at path ``""`` and a ``kind``:
+            not UTF-8, not well-formed, duplicate keys, too deep, NaN/Infinity, YAML
+            anchors, aliases or explicit tags.
     """
     essence = media_type.split(";", 1)[0].strip().lower()
     if essence == JSON_MEDIA_TYPE:
@@ -108,15 +109,17 @@ def parse_document(body: bytes, media_type: str = JSON_MEDIA_TYPE) -> Any:
     try:
         text = bytes(body).decode("utf-8")
     except UnicodeDecodeError as error:
-        raise _parse_error(f"body is not UTF-8: {error.reason} at byte {error.start}") from None
+        raise _parse_error(
+            "invalid_utf8", f"body is not UTF-8: {error.reason} at byte {error.start}"
+        ) from None
     try:
         return parse(text)
     except RecursionError:
-        raise _parse_error("document is nested too deeply") from None
+        raise _parse_error("nesting_too_deep", "document is nested too deeply") from None
 
 
-def _parse_error(message: str) -> PolicyInvalid:
-    return PolicyInvalid([Problem(path="", message=message)])
+def _parse_error(kind: str, message: str) -> DocumentUnreadable:
+    return DocumentUnreadable(kind, message)
 
 
 # -- JSON ----------------------------------------------------------------------------------------------
@@ -140,21 +143,35 @@ def _measure_json_depth(text: str) -> int:
 
 def _parse_json(text: str) -> Any:
     if _measure_json_depth(text) > MAX_DEPTH:
-        raise _parse_error(f"document is nested deeper than {MAX_DEPTH} levels")
+        raise _parse_error("nesting_too_deep", f"document is nested deeper than {MAX_DEPTH} levels")
     try:
         return json.loads(text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
         raise _parse_error(
-            f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+            "invalid_syntax", f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
         ) from None
     except _DuplicateKey as error:
-        raise _parse_error(f"duplicate key {error.args[0]!r}") from None
-    except ValueError as error:  # NaN/Infinity, integers too long to convert
-        raise _parse_error(f"invalid JSON: {error}") from None
+        raise _parse_error("duplicate_key", f"duplicate key {error.args[0]!r}") from None
+    except _NotANumber as error:
+        raise _parse_error("invalid_number", f"invalid JSON: {error}") from None
+    except ValueError as error:  # integers too long to convert
+        raise _parse_error("invalid_syntax", f"invalid JSON: {error}") from None
 
 
 class _DuplicateKey(Exception):
     pass
+
+
+class _NotANumber(ValueError):
+    pass
+
+
+class _YamlRefused(yaml.composer.ComposerError):
+    """A YAML construct a policy may not use; ``kind`` as in DocumentUnreadable."""
+
+    def __init__(self, kind: str, message: str, mark: Any) -> None:
+        super().__init__(None, None, message, mark)
+        self.kind = kind
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -169,14 +186,16 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+    raise _NotANumber(f"{name} is not JSON")
 
 
 # -- YAML ----------------------------------------------------------------------------------------------
 
 
 class _PolicyYamlLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core booleans and integers, no aliases and no duplicate keys."""
+    """SafeLoader with YAML 1.2 core booleans and integers; no anchors, aliases, explicit tags
+    or duplicate keys, and nothing deeper than MAX_DEPTH: what it reads is plain JSON values
+    (plus floats and timestamps, which validation refuses with a hint)."""
 
     # Start from no implicit resolvers at all; the ones wanted are added below.
     yaml_implicit_resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
@@ -185,13 +204,17 @@ class _PolicyYamlLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent):
-            raise yaml.composer.ComposerError(
-                None, None, "YAML aliases (*name) are not allowed in a policy", event.start_mark
-            )
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            message = "YAML anchors and aliases (&name, *name) are not allowed"
+            raise _YamlRefused("yaml_alias", message, event.start_mark)
+        if getattr(event, "tag", None) is not None:
+            # `!!binary`, `!!set`, `!!merge`, `!!str 1`…: JSON has no tags, and each one is a
+            # second way of reading the same text
+            message = "YAML tags (!name, !!name) are not allowed"
+            raise _YamlRefused("yaml_tag", message, event.start_mark)
         if self.depth > MAX_DEPTH:
             message = f"document is nested deeper than {MAX_DEPTH} levels"
-            raise yaml.composer.ComposerError(None, None, message, event.start_mark)
+            raise _YamlRefused("nesting_too_deep", message, event.start_mark)
         self.depth += 1
         try:
             return super().compose_node(parent, index)
@@ -205,9 +228,7 @@ class _PolicyYamlLoader(yaml.SafeLoader):
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=deep)
                 if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r}", key_node.start_mark
-                    )
+                    raise _YamlRefused("duplicate_key", f"duplicate key {key!r}", key_node.start_mark)
                 seen.add(key)
         return mapping
 
@@ -249,6 +270,7 @@ def _parse_yaml(text: str) -> Any:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise _parse_error(f"invalid YAML{where}: {error.problem or error.context}") from None
+        kind = error.kind if isinstance(error, _YamlRefused) else "invalid_syntax"
+        raise _parse_error(kind, f"invalid YAML{where}: {error.problem or error.context}") from None
     except (yaml.YAMLError, ValueError) as error:
-        raise _parse_error(f"invalid YAML: {error}") from None
+        raise _parse_error("invalid_syntax", f"invalid YAML: {error}") from None

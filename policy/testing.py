@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 
 from policy.decimals import DECIMAL_TEXT
-from policy.decision import ApprovalRequirement, Decision, EvaluationInput
+from policy.decision import ApprovalRequirement, Check, Decision, EvaluationInput
 from policy.document import DECISIONS, describe_value
 from policy.errors import PolicyInvalid, Problem
 from policy.evaluate import CompiledPolicy
@@ -198,11 +198,23 @@ def check_case(decision: Decision, expect: dict[str, Any]) -> list[str]:
     return failures
 
 
+def _refused_amount(policy: CompiledPolicy, action: Any) -> Decision | None:
+    """The gateway refuses an action with a malformed amount before evaluating it (422
+    ``invalid_amount``); a case sees that as DENY ``invalid_amount``."""
+    problems = policy.amount_problems(action) if isinstance(action, dict) else []
+    if not problems:
+        return None
+    field, why = problems[0]
+    return Decision(
+        "DENY", "invalid_amount", [], None, None, [Check(field, True, why, [f"{field} {why}"], kind="amount")]
+    )
+
+
 def run_cases(policy: CompiledPolicy, cases: list[dict[str, Any]]) -> TestReport:
     """Evaluate every case (checked by :func:`load_cases`) against ``policy``. Never raises for a failing case."""
     results = []
     for case in cases:
-        decision = policy.evaluate(build_input(policy, case))
+        decision = _refused_amount(policy, case["action"]) or policy.evaluate(build_input(policy, case))
         failures = check_case(decision, case["expect"])
         results.append(CaseResult(str(case["name"]), not failures, failures, decision))
     return TestReport(results)

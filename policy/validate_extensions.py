@@ -10,7 +10,7 @@ Checked, each problem with its path and the id (or name) it belongs to:
 (2) ``classifications``: resource types ``[A-Za-z0-9_.:-]{1,64}`` mapping to
     ``{tier, risk_modifier}`` with a known tier and a decimal string from 0 to 10.
 (3) ``action_types``: names ``[a-z][a-z0-9_.-]{0,63}`` mapping to
-    ``{parameters?, summary?, amount_field?, asset_field?}``: a JSON Schema
+    ``{parameters?, summary?, amount_field?, amount_fields?, allow_negative?, asset_field?}``: a JSON Schema
     2020-12 that compiles, a template whose placeholders are key paths, key
     paths for the fields; ``undeclared_types`` is ``deny`` or ``allow`` and
     needs ``action_types``.
@@ -30,7 +30,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from policy.action_types import ACTION_TYPE_FIELDS, UNDECLARED_TYPES, compile_schema
+from policy.action_types import ACTION_TYPE_FIELDS, MAX_AMOUNT_FIELDS, UNDECLARED_TYPES, compile_schema
 from policy.classification import CLASSIFICATION_FIELDS, MAX_RISK_MODIFIER, TIERS
 from policy.decimals import DECIMAL_TEXT, explain_not_decimal
 from policy.document import (
@@ -197,7 +197,7 @@ def _check_action_types(report: Any, section: Any) -> None:  # (3)
         if not isinstance(spec, dict):
             report.add(
                 path,
-                f"must be a mapping {{parameters?, summary?, amount_field?, asset_field?}}, got {describe_value(spec)}",
+                f"must be a mapping {{parameters?, summary?, amount_field?, amount_fields?, allow_negative?, asset_field?}}, got {describe_value(spec)}",
             )
             continue
         report.check_fields(spec, path, ACTION_TYPE_FIELDS)
@@ -218,6 +218,31 @@ def _check_action_types(report: Any, section: Any) -> None:  # (3)
                 report.add(
                     f"{path}.{key}", "must be a key path inside the action, such as amount or payment.amount"
                 )
+        _check_amount_fields(report, spec, path)
+
+
+def _check_amount_fields(report: Any, spec: dict[str, Any], path: str) -> None:
+    """`amount_fields`: a list of distinct key paths; `allow_negative`: a boolean."""
+    if "amount_fields" in spec:
+        fields = spec["amount_fields"]
+        if not isinstance(fields, list) or not 1 <= len(fields) <= MAX_AMOUNT_FIELDS:
+            report.add(
+                f"{path}.amount_fields",
+                f"must be a list of 1 to {MAX_AMOUNT_FIELDS} key paths, got {describe_value(fields)}",
+            )
+        else:
+            for index, field in enumerate(fields):
+                if not (isinstance(field, str) and KEY_PATH.fullmatch(field)):
+                    report.add(
+                        f"{path}.amount_fields[{index}]",
+                        "must be a key path inside the action, such as fee or payment.tip",
+                    )
+                elif fields.index(field) != index:
+                    report.add(f"{path}.amount_fields[{index}]", f"{field!r} is listed twice")
+    if "allow_negative" in spec and not isinstance(spec["allow_negative"], bool):
+        report.add(
+            f"{path}.allow_negative", f"must be true or false, got {describe_value(spec['allow_negative'])}"
+        )
 
 
 def _check_limits(

@@ -50,6 +50,7 @@ from gateway.services.policies import PolicyService
 from gateway.services.validation import ROLE
 from gateway.storage import Conn, Database, Insert
 from policy import AgentScope, CompiledPolicy, Decision, EvaluationInput, LimitClaim, ScopeInvalid, load_scope
+from policy.action_types import DEFAULT_AMOUNT_PATHS, amount_problems
 from policy.approvals import required_roles
 from policy.document import TIMEOUT_MINUTES
 
@@ -131,6 +132,25 @@ def check_action(action: dict[str, Any]) -> str:
         elif isinstance(value, list):
             stack.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
     return action_type
+
+
+def check_amounts(action: dict[str, Any], compiled: CompiledPolicy | None) -> None:
+    """Raises Unprocessable (`invalid_amount`, naming the first bad field and listing all) unless
+    every amount of `action` the policy declares (its type's `amount_field` and `amount_fields`,
+    `amount` without a policy or a declaration, each limit's `sum` field) is a plain decimal
+    string, not negative unless the type has `allow_negative: true` (`policy.decimals`)."""
+    if compiled is not None:
+        problems = compiled.amount_problems(action)
+    else:
+        problems = amount_problems(action, DEFAULT_AMOUNT_PATHS)
+    if problems:
+        field, why = problems[0]
+        raise Unprocessable(
+            f"{field} {why}",
+            code="invalid_amount",
+            field=field,
+            fields=[{"field": f, "message": m} for f, m in problems],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +265,8 @@ class ActionService:
     ) -> Proposed:
         """Decide a proposal of the agent `principal` (a credential of role agent); `explain`
         false skips the trace. Raises NotFound for another agent, Unprocessable
-        (`invalid_parameters` with every violation of the action type's schema), Unauthenticated when the key was revoked or
+        (`invalid_amount` for an amount that is not a plain decimal string, see `check_amounts`;
+        `invalid_parameters` with every violation of the action type's schema), Unauthenticated when the key was revoked or
         expired before the commit, RateLimited when the agent has no proposals left this
         minute, InvalidRequest and Conflict (`idempotency_conflict`) for idempotency keys;
         never answers before the action and its audit entries are committed."""
@@ -306,6 +327,7 @@ class ActionService:
         claims: list[LimitClaim] = []
         request: EvaluationInput | None = None
         if version is None:
+            check_amounts(body.action, None)
             decision = Decision(decision="DENY", reason="no_active_policy", matched_rules=[],
                                 approvals_required=None, timeout_minutes=None, checks=[])  # fmt: skip
             policy_hash = None
@@ -313,7 +335,9 @@ class ActionService:
         else:
             active = await self.policies.compiled(tenant_id, int(version))
             compiled = active.compiled
-            # (1) a proposal breaking its type's schema is refused: nothing is created
+            # (1) a proposal with a malformed amount, or breaking its type's schema, is refused:
+            # nothing is created
+            check_amounts(body.action, compiled)
             violations = compiled.check_parameters(body.action)
             if violations:
                 raise Unprocessable(

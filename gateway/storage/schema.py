@@ -240,6 +240,27 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
     (
+        # Keys across hosts (issue 11, item 3). See gateway/services/published_keys.py.
+        7,
+        [
+            # Every signing key of the deployment, with the window it is in force for (NULL
+            # not_before: published during a rotation, not scheduled yet) and, when the hosts share
+            # a key-encryption key, the private key sealed under it (gateway/sealing.py).
+            """CREATE TABLE signing_keys (
+                kind TEXT NOT NULL,
+                public TEXT NOT NULL,
+                not_before TEXT,
+                not_after TEXT,
+                sealed {blob},
+                published_at TEXT NOT NULL,
+                PRIMARY KEY (kind, public)
+            )""",
+            # One row: the lock that starts and rotations take, and a version running gateways poll.
+            "CREATE TABLE key_set (id INTEGER PRIMARY KEY, version BIGINT NOT NULL, updated_at TEXT NOT NULL)",
+            "INSERT INTO key_set (id, version, updated_at) VALUES (1, 0, '')",
+        ],
+    ),
+    (
         # Issue 11: while a write failed (a full disk, a lost database), `/health` writes here to
         # notice the recovery by itself (gateway.storage.base.StorageHealth). One row per host.
         8,

@@ -289,7 +289,7 @@ rules:
         content=b"schema: [",
         headers={**bearer(world.tenant_admin), "Content-Type": "application/yaml"},
     )
-    problem(r, 422, "policy_invalid")
+    problem(r, 400, "invalid_yaml")  # unreadable: refused at intake, as invalid JSON is
     r = await client.post(
         "/v1/tenants/acme/policies",
         content=b"<xml/>",

@@ -9,12 +9,14 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
+import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
 from audit import parse_entry, parse_vkey, verify_checkpoint, verify_consistency
 from audit.bundle import verify_bundle
 from audit.errors import BundleError
+from gateway.errors import Conflict
 from gateway.services.keys import rotate_key
 from tests.integration.helpers import bearer, make_world, read_log
 from tests.integration.test_audit_log import b64, database, propose, verdict_cli
@@ -50,7 +52,7 @@ async def test_verdict_key_rotation(client, backend):
 
     async def two_signers():
         keys = (await client.get("/v1/keys")).json()["verdict_signers"]
-        return keys if len(keys) == 2 else None
+        return keys if len(keys) == 2 and keys[1]["status"] == "active" else None
 
     keys = await wait_for(two_signers)
     assert keys[0]["address"] == old_signer and keys[0]["status"] == "retired" and keys[0]["not_after"]
@@ -86,6 +88,8 @@ async def test_log_key_rotation(client, backend):
 
     async with database(backend) as db:
         rotation = await rotate_key(db, backend.data_dir, "log", "localhost/verdict")
+        with pytest.raises(Conflict, match="already scheduled"):  # one switch at a time
+            await rotate_key(db, backend.data_dir, "log", "localhost/verdict")
     assert rotation.tenants == ["acme"]
 
     async def new_key():
