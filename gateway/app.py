@@ -25,6 +25,7 @@ from gateway.events.delivery import DeliveryWorker
 from gateway.events.schedule import DeliveryConfig
 from gateway.events.wakeups import open_events
 from gateway.events.webhooks import WebhookService
+from gateway.health import Health, HealthProblem
 from gateway.keyring import LOG, VERDICT, load_webhook_key
 from gateway.ledger import Ledger
 from gateway.problems import EXCEPTION_HANDLERS
@@ -45,7 +46,9 @@ from gateway.services.rate_limits import RateLimitService
 from gateway.services.scopes import ScopeService
 from gateway.services.tenants import TenantService
 from gateway.settings import Settings
+from gateway.slow_clients import BodyDeadline
 from gateway.storage import Database, open_database
+from gateway.storage.base import DatabaseCheck
 from gateway.tracing import Tracing, configure_access_log
 
 log = logging.getLogger("verdict")
@@ -112,6 +115,20 @@ async def before_request(request: Request) -> None:
     await check_request_body(request)
 
 
+def audit_log_check(audit: AuditService):
+    """`/health` check: a tenant's log that failed an integrity check makes the process unhealthy.
+    Which tenants, and where, is in the gateway's log: `/health` is open to anyone."""
+
+    async def check() -> HealthProblem | None:
+        broken = len(audit.integrity_errors)
+        if not broken:
+            return None
+        detail = f"the audit log of {broken} tenant(s) failed an integrity check; see the gateway's log"
+        return HealthProblem("audit_log", "log_integrity_error", detail)
+
+    return check
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     # Any earlier import of eth-account raised the limit to 100000 (see crypto/__init__.py);
@@ -134,6 +151,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             policies = PolicyService(db, ledger)
             state = app.state
             state.settings, state.keyring, state.db, state.ledger = settings, keyring, db, ledger
+            state.health = Health()  # what /health reports; services add their checks
+            state.health.add_check("database", DatabaseCheck(db))
             state.authenticator = authenticator = Authenticator(db, usage)
             state.tenants = TenantService(db, ledger)
             state.credentials = CredentialService(db, ledger, authenticator)
@@ -142,6 +161,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.approvals = ApprovalService(db, ledger, policies, state.actions)
             state.scopes = ScopeService(db, ledger, state.actions.forget_config)
             state.audit = AuditService(db, keyring.log_key, settings.log_origin, keyring.retired_log_keys())
+            state.health.add_check("audit_log", audit_log_check(state.audit))
             background.append(asyncio.get_running_loop().create_task(watch_keys(state), name="keys"))
             state.rate_limits = RateLimitService(db, ledger)
             state.address_limiter = SharedAddressLimiter(
@@ -215,7 +235,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     bind_access(app)  # refuses to build an app with a route missing from the access table
     # Outermost layer, around Litestar's exception handling: every answer gets its request id.
-    app.asgi_handler = Tracing(app.asgi_handler, log_requests=settings.access_log)
+    app.asgi_handler = Tracing(
+        BodyDeadline(app.asgi_handler, settings.body_timeout), log_requests=settings.access_log
+    )
     return app
 
 

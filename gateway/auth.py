@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from gateway.clock import hash_token, parse_rfc3339, rfc3339, utc_now
-from gateway.errors import Unauthenticated
+from gateway.errors import Unauthenticated, Unavailable
 from gateway.storage import Database
 
 log = logging.getLogger("verdict.auth")
@@ -165,6 +165,8 @@ class KeyUsage:
                             rows,
                         )
                 # a last-used time is a hint for people, not state: never let it fail a request
+                except Unavailable:  # an outage: the storage layer logs it once per interval
+                    log.debug("could not record the last use of %d key(s): outage", len(rows))
                 except Exception:
                     log.warning("could not record the last use of %d key(s)", len(rows), exc_info=True)
         finally:

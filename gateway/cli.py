@@ -37,28 +37,61 @@ def _serve_options(command):
         default=None,
         help="Keys and SQLite [env VERDICT_DATA_DIR].",
     )(command)
+    command = click.option(
+        "--reuse-port",
+        is_flag=True,
+        default=None,
+        help="Share the port with processes already listening on it (SO_REUSEPORT); without it a"
+        " taken port is refused [env VERDICT_REUSE_PORT].",
+    )(command)
+    seconds = click.FloatRange(min=0)
+    header_seconds = click.FloatRange(min=0.001, max=60)  # granian: 1 ms to 60 s
+    command = click.option(
+        "--header-timeout",
+        type=header_seconds,
+        default=None,
+        help="Seconds for a request's headers [env VERDICT_HEADER_TIMEOUT, 10].",
+    )(command)
+    command = click.option(
+        "--body-timeout",
+        type=seconds,
+        default=None,
+        help="Seconds for a request's body; 0: none [env VERDICT_BODY_TIMEOUT, 30].",
+    )(command)
+    command = click.option(
+        "--keepalive-timeout",
+        type=seconds,
+        default=None,
+        help="Seconds an idle connection stays open; 0: no keep-alive [env VERDICT_KEEPALIVE_TIMEOUT, 5].",
+    )(command)
+    command = click.option(
+        "--max-connections",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Open client connections per worker [env VERDICT_MAX_CONNECTIONS, 512].",
+    )(command)
     return command
+
+
+def _settings(**overrides: object) -> Settings:
+    """The environment's settings, with the flags that were given."""
+    settings = Settings.from_env()
+    return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
 
 @main.command()
 @_serve_options
 @click.option("--demo", is_flag=True, help="Seed a demo tenant, policy and agent, and print a walk-through.")
-def serve(host: str | None, port: int | None, workers: int | None, data_dir: Path | None, demo: bool) -> None:
+def serve(demo: bool, **options: object) -> None:
     """Run the gateway (SQLite in ./.verdict unless VERDICT_DATABASE_URL says postgresql://…)."""
-    settings = Settings.from_env()
-    overrides = {"host": host, "port": port, "workers": workers, "data_dir": data_dir}
-    settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-    _run(settings, demo=demo)
+    _run(_settings(**options), demo=demo)
 
 
 @main.command()
 @_serve_options
-def demo(host: str | None, port: int | None, workers: int | None, data_dir: Path | None) -> None:
+def demo(**options: object) -> None:
     """Same as `verdict serve --demo`."""
-    settings = Settings.from_env()
-    overrides = {"host": host, "port": port, "workers": workers, "data_dir": data_dir}
-    settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-    _run(settings, demo=True)
+    _run(_settings(**options), demo=True)
 
 
 def _run(settings: Settings, *, demo: bool) -> None:
@@ -66,6 +99,13 @@ def _run(settings: Settings, *, demo: bool) -> None:
 
     from gateway.demo import read_agent_token, seed_demo, walkthrough
     from gateway.demo_rail import execution_walkthrough, seed_demo_rail, start_demo_bank
+    from gateway.serving import PortInUse, granian_options, raise_descriptor_limit, verify_port_free
+
+    if not settings.reuse_port:
+        try:
+            verify_port_free(settings.host, settings.port)
+        except PortInUse as exc:
+            raise click.ClickException(str(exc)) from exc
 
     keyring = _establish_keys(settings)  # refuses here, before any worker starts
     backend = "PostgreSQL" if settings.database_url else f"SQLite ({settings.data_dir / 'verdict.db'})"
@@ -89,6 +129,9 @@ def _run(settings: Settings, *, demo: bool) -> None:
         click.echo(
             f"Demo bank at {bank_url} (the demo tenant's bank_api rail).\n{execution_walkthrough(base_url)}"
         )
+    warning = raise_descriptor_limit(settings)
+    if warning:
+        click.echo(f"  warning: {warning}")
     click.echo(f"Listening on {base_url} · API docs {base_url}/schema · health {base_url}/health")
     os.environ.update(settings.to_env())  # worker processes build their app from these
     Granian(
@@ -100,6 +143,7 @@ def _run(settings: Settings, *, demo: bool) -> None:
         workers=settings.workers,
         log_level="warning",
         respawn_failed_workers=True,
+        **granian_options(settings),
     ).serve()
 
 

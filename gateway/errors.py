@@ -41,6 +41,12 @@ class NotFound(AppError):
     status, code, title = 404, "not_found", "Not found"
 
 
+class RequestTimeout(AppError):
+    """The client did not send its request in time; the connection is closed after the answer."""
+
+    status, code, title = 408, "request_timeout", "Request timeout"
+
+
 class Conflict(AppError):
     status, code, title = 409, "conflict", "Conflict with the current state"
 
@@ -67,7 +73,25 @@ class Unavailable(AppError):
 
 
 class DatabaseUnavailable(Unavailable):
+    """The database could not be reached or used (a lost, refused or broken connection, a
+    server shutting down or out of resources): nothing was committed; retry."""
+
     code = "database_unavailable"
+
+
+class StorageUnavailable(Unavailable):
+    """The local storage failed (an I/O error, a file locked too long, a read-only file):
+    nothing was committed; retry."""
+
+    code = "storage_unavailable"
+
+
+class StorageFull(StorageUnavailable):
+    """The disk (or the database's size limit) is full: nothing was committed; retry once an
+    operator has freed space."""
+
+    code = "storage_full"
+    retry_after_seconds = 30
 
 
 class UnsupportedMediaType(AppError):

@@ -34,7 +34,7 @@ from typing import Any
 from audit.entry import GENESIS_PREV, encode_entry, leaf_hash
 from gateway.auth import credential_error
 from gateway.clock import rfc3339, utc_now
-from gateway.errors import AppError, Conflict, NotFound
+from gateway.errors import AppError, Conflict, NotFound, Unavailable
 from gateway.ratelimit import (
     DEFAULT_PROPOSALS_PER_MINUTE,
     TENANT_DEFAULT,
@@ -450,8 +450,15 @@ class ChainWriter:
             batch = [await self._queue.get()]
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            if not await self._write_fast(batch):
-                await self._write(batch)
+            try:
+                if not await self._write_fast(batch):
+                    await self._write(batch)
+            except Exception as exc:  # the writer outlives any failure: answer the batch with it
+                self._head = None
+                if not isinstance(exc, AppError):
+                    log.exception("audit append failed for tenant %s", self.tenant)
+                for unit in batch:
+                    _settle(unit, exc)
 
     async def _write_fast(self, batch: list[Unit]) -> bool:
         """One-statement append (PostgreSQL). False when it did not apply: nothing was written.
@@ -495,6 +502,11 @@ class ChainWriter:
                     entry_rows=chained.entry_rows,
                     inserts=chained.inserts,
                 )
+            except Unavailable:
+                # The database went away mid-statement: it may have committed. Answer 503 rather
+                # than write the batch again under lock (the client retries, with its idempotency key).
+                self._head = None
+                raise
             except Exception:
                 log.warning(
                     "fast append failed for tenant %s; retrying under lock", self.tenant, exc_info=True
@@ -524,7 +536,11 @@ class ChainWriter:
                 results, head = await write_units(conn, self.tenant, batch, lock=self.db.for_update())
         except Exception as exc:
             self._head = None
-            if len(batch) > 1:
+            if isinstance(exc, Unavailable):  # the database's fault, not a unit's: answer all
+                for unit in batch:
+                    _settle(unit, exc)
+                return
+            if len(batch) > 1:  # one unit's fault: find which
                 for unit in batch:
                     await self._write([unit])
                 return

@@ -25,6 +25,7 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "body_too_large",
     415: "unsupported_media_type",
     429: "rate_limited",
@@ -65,8 +66,10 @@ def problem(
 
 def app_error_handler(request: Request, exc: AppError) -> Response:
     retry = exc.retry_after_seconds
-    headers = {"Retry-After": str(retry)} if retry is not None else None
-    return problem(request, exc.status, exc.code, exc.detail, exc.title, headers=headers, **exc.extra)
+    headers = {"Retry-After": str(retry)} if retry is not None else {}
+    if exc.status == 408:  # the rest of a late body may still be on its way: do not read it
+        headers["Connection"] = "close"
+    return problem(request, exc.status, exc.code, exc.detail, exc.title, headers=headers or None, **exc.extra)
 
 
 def validation_handler(request: Request, exc: ValidationException) -> Response:

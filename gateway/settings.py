@@ -36,6 +36,12 @@ class Settings:
     access_log: bool = True  # one JSON line per request on the `verdict.access` logger
     # seconds between reads of watched tenants' log sizes (events: a missed wake-up only delays)
     events_poll_interval: float = 1.0
+    # Slow and idle clients (gateway.serving, gateway.slow_clients); seconds, 0: no limit.
+    header_timeout: float = 10.0  # all of a request's headers, from when the connection is ready
+    body_timeout: float = 30.0  # all of a request's body, from its headers
+    keepalive_timeout: float = 5.0  # an idle connection between requests; 0: no keep-alive
+    max_connections: int = 512  # open client connections per worker; more wait in the backlog
+    reuse_port: bool = False  # share the port with processes already listening on it (SO_REUSEPORT)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -58,6 +64,11 @@ class Settings:
             public_burst=int(env.get("VERDICT_PUBLIC_BURST", base.public_burst)),
             access_log=_flag(env.get("VERDICT_ACCESS_LOG"), base.access_log),
             events_poll_interval=float(env.get("VERDICT_EVENTS_POLL_SECONDS", base.events_poll_interval)),
+            header_timeout=float(env.get("VERDICT_HEADER_TIMEOUT", base.header_timeout)),
+            body_timeout=float(env.get("VERDICT_BODY_TIMEOUT", base.body_timeout)),
+            keepalive_timeout=float(env.get("VERDICT_KEEPALIVE_TIMEOUT", base.keepalive_timeout)),
+            max_connections=int(env.get("VERDICT_MAX_CONNECTIONS", base.max_connections)),
+            reuse_port=_flag(env.get("VERDICT_REUSE_PORT"), base.reuse_port),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -74,6 +85,11 @@ class Settings:
             "VERDICT_PUBLIC_BURST": str(self.public_burst),
             "VERDICT_ACCESS_LOG": "1" if self.access_log else "0",
             "VERDICT_EVENTS_POLL_SECONDS": str(self.events_poll_interval),
+            "VERDICT_HEADER_TIMEOUT": str(self.header_timeout),
+            "VERDICT_BODY_TIMEOUT": str(self.body_timeout),
+            "VERDICT_KEEPALIVE_TIMEOUT": str(self.keepalive_timeout),
+            "VERDICT_MAX_CONNECTIONS": str(self.max_connections),
+            "VERDICT_REUSE_PORT": "1" if self.reuse_port else "0",
         }
         if self.database_url:
             env["VERDICT_DATABASE_URL"] = self.database_url

@@ -55,7 +55,7 @@ from audit.tree import (
 )
 from gateway.auth import Principal
 from gateway.clock import rfc3339, utc_now
-from gateway.errors import InvalidRequest, NotFound
+from gateway.errors import InvalidRequest, NotFound, Unavailable
 from gateway.services.actions import ActionService
 from gateway.services.log_integrity import (
     SAMPLE_SIZE,
@@ -204,7 +204,10 @@ class AuditService:
             await asyncio.sleep(interval)
             try:
                 tenants = await self.pending_tenants()
-            except Exception:  # a database outage: log it, try again next round
+            except Unavailable as exc:  # an outage: the storage layer logs it once per interval
+                log.debug("checkpointing skipped this round: %s", exc.code)
+                tenants = []
+            except Exception:  # a failed read of our own: log it, try again next round
                 log.exception("checkpointing failed: could not list the logs to checkpoint")
                 continue
             for tenant in tenants:
@@ -216,7 +219,9 @@ class AuditService:
                             await self.checkpoint(tenant)
                 except (LogIntegrityError, LogKeyUnknown):
                     continue  # logged where raised (a broken log: once, by `LogIntegrity.record`)
-                except Exception:  # a database outage: log it, try again next round
+                except Unavailable as exc:  # an outage: the storage layer logs it once per interval
+                    log.debug("checkpointing %s skipped this round: %s", tenant, exc.code)
+                except Exception:  # a failed check: log it, try again next round
                     log.exception("checkpointing the log of tenant %s failed", tenant)
 
     @contextlib.asynccontextmanager

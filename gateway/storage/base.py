@@ -6,11 +6,19 @@ SQL is written once, with `?` placeholders; the PostgreSQL backend rewrites them
 
 from __future__ import annotations
 
+import logging
+import socket
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
+
+from gateway.errors import Unavailable
+from gateway.health import HealthProblem, OncePerInterval
+
+PROBE_INTERVAL_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +36,63 @@ class Insert:
 @lru_cache(maxsize=64)
 def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+class StorageHealth:
+    """What a backend last saw go wrong: set by a failure to reach or write the database,
+    cleared by the next committed write. `/health` reports it (gateway.app) and, while it is
+    set, probes with a write of its own so that it notices the recovery even when no client
+    writes. Each distinct failure is logged once per interval, not once per request."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.failure: Unavailable | None = None
+        self._log = OncePerInterval(logger)
+
+    def failed(self, error: Unavailable, cause: BaseException) -> None:
+        self.failure = error
+        self._log.log(
+            logging.ERROR,
+            f"storage failure, answering 503 {error.code}: {type(cause).__name__}: {cause}",
+        )
+
+    def succeeded(self) -> None:
+        if self.failure is not None:
+            self._log.logger.warning("storage recovered after %s", self.failure.code)
+            self.failure = None
+
+
+async def write_probe(db: Database) -> None:
+    """Commit one small write (this host's row in `storage_probes`). Raises Unavailable."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO storage_probes (host, written_at) VALUES (?, ?)"
+            " ON CONFLICT (host) DO UPDATE SET written_at = excluded.written_at",
+            socket.gethostname()[:255],
+            str(time.time()),
+        )
+
+
+class DatabaseCheck:
+    """The `/health` check of a database: a query, or, while a failure is known, a write (at
+    most one a second however often `/health` is asked), so that the recovery is noticed."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._last_probe = float("-inf")
+
+    async def __call__(self) -> HealthProblem | None:
+        failure = self.db.health.failure
+        try:
+            if failure is None:
+                await self.db.ping()
+                return None
+            if time.monotonic() - self._last_probe < PROBE_INTERVAL_SECONDS:
+                return HealthProblem("database", failure.code, failure.detail)
+            self._last_probe = time.monotonic()
+            await write_probe(self.db)
+        except Unavailable as exc:
+            return HealthProblem("database", exc.code, exc.detail)
+        return None
 
 
 class Conn(Protocol):
@@ -51,8 +116,14 @@ class Database(Protocol):
 
     dialect: str
 
+    health: StorageHealth
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
+    async def ping(self) -> None:
+        """A query that needs no transaction. Raises Unavailable (503) when it fails."""
+        ...
+
     def read(self) -> AbstractAsyncContextManager[Conn]:
         """A connection for reads that need no transaction."""
         ...

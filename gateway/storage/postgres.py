@@ -2,22 +2,70 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
 
 import asyncpg
 
-from gateway.errors import DatabaseUnavailable
+from gateway.errors import DatabaseUnavailable, StorageFull
 from gateway.ratelimit import DEFAULT_PROPOSALS_PER_MINUTE, TENANT_DEFAULT
-from gateway.storage.base import Insert, IntegrityError
+from gateway.storage.base import Insert, IntegrityError, StorageHealth
 from gateway.storage.schema import COLUMN_TYPES, apply_migrations
 
+log = logging.getLogger("verdict.storage")
+
 # Failures of the connection, not of a statement: the database is unreachable right now.
-CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError)
+CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, and a connection closed mid-operation
+    asyncpg.InterfaceError,  # the client's side of a broken connection ("connection is closed", …)
+    asyncpg.InternalClientError,  # "cannot switch to state 15; another operation is in progress"
+)
+# The server is there but cannot do the work now; retrying later can succeed.
+SERVER_UNAVAILABLE_ERRORS = (
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutting down, starting up, cancelled
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: disk full, out of memory, connections
+    asyncpg.exceptions.PostgresSystemError,  # class 58: I/O error on the server
+    asyncpg.exceptions.TransactionRollbackError,  # class 40: serialization failure, deadlock
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # 25006: a standby after a failover
+)
 _MIGRATION_LOCK = 0x5645524449435400  # "VERDICT\0": pg_advisory_xact_lock key
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database cannot be reached or used right now (retryable), as
+    opposed to a statement of ours it refused (a bug, or bad input). Client-side argument errors
+    (asyncpg's DataError, a ValueError) are ours, not the database's."""
+    if isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError):
+        return False
+    return isinstance(exc, CONNECTION_ERRORS + SERVER_UNAVAILABLE_ERRORS)
+
+
+def unavailable_error(exc: BaseException) -> DatabaseUnavailable:
+    """The 503 to answer for an `is_unavailable` failure (the detail names its kind only)."""
+    if isinstance(exc, asyncpg.exceptions.DiskFullError):
+        return StorageFull("the database server's disk is full")
+    return DatabaseUnavailable(f"the database is unreachable or unavailable: {type(exc).__name__}")
+
+
+def _one_line_for_outages(record: logging.LogRecord) -> bool:
+    """asyncpg's pool logs a traceback each time it fails to reconnect (every second of an
+    outage); say it in one line instead, as the gateway does (`StorageHealth`)."""
+    if record.exc_info and record.exc_info[1] is not None and is_unavailable(record.exc_info[1]):
+        error = record.exc_info[1]
+        record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"
+        record.args, record.exc_info, record.exc_text = None, None, None
+    return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_one_line_for_outages)
 
 
 @lru_cache(maxsize=512)
@@ -31,15 +79,6 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """Pool release hook: skip asyncpg's default `RESET ALL` round trip. The gateway sets no
     session state (search_path comes from server_settings at connect), and asyncpg still
     rolls back any transaction left open before a connection returns to the pool."""
-
-
-@contextmanager
-def _unavailable_on_connection_errors() -> Iterator[None]:
-    """Raises DatabaseUnavailable (503, retryable) for a lost or refused connection."""
-    try:
-        yield
-    except CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailable(f"the database is unreachable: {type(exc).__name__}") from exc
 
 
 class PostgresConn:
@@ -138,6 +177,7 @@ class PostgresDatabase:
         self.schema = schema
         self._min_size, self._max_size = min_size, max_size
         self._pool: asyncpg.Pool | None = None
+        self.health = StorageHealth(log)
 
     async def open(self) -> None:
         # application_name lets operators (and the outage test) find the gateway's sessions
@@ -209,23 +249,55 @@ class PostgresDatabase:
         for rows in groups.values():
             args.extend(list(column) for column in zip(*rows, strict=True))
         sql = _append_sql(tuple(groups), policy_version is not None)
-        with _unavailable_on_connection_errors():
+        async with self._connection(writes=True) as conn:
+            return await conn.fetchval(sql, *args) == 1
+
+    @asynccontextmanager
+    async def _connection(
+        self, *, writes: bool, transaction: bool = False
+    ) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection. A failure to reach or use the database raises DatabaseUnavailable
+        (StorageFull for a full disk), and the connection it broke is terminated, never handed
+        out again: asyncpg would otherwise try to reuse it (or roll it back) mid-operation."""
+        assert self._pool is not None, "database is not open"
+        try:
             async with self._pool.acquire() as conn:
-                return await conn.fetchval(sql, *args) == 1
+                try:
+                    if transaction:
+                        async with conn.transaction():
+                            yield conn
+                    else:
+                        yield conn
+                except BaseException as exc:
+                    if is_unavailable(exc) or isinstance(exc, asyncio.CancelledError):
+                        # its protocol state is unknown: discard it (unless asyncpg already has,
+                        # in which case the proxy is detached and says so)
+                        with contextlib.suppress(asyncpg.InterfaceError):
+                            conn.terminate()
+                    raise
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            error = unavailable_error(exc)
+            self.health.failed(error, exc)
+            raise error from exc
+        if writes:
+            self.health.succeeded()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[PostgresConn]:
-        assert self._pool is not None, "database is not open"
-        with _unavailable_on_connection_errors():
-            async with self._pool.acquire() as conn:
-                yield PostgresConn(conn)
+        async with self._connection(writes=False) as conn:
+            yield PostgresConn(conn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresConn]:
-        assert self._pool is not None, "database is not open"
-        with _unavailable_on_connection_errors():
-            async with self._pool.acquire() as conn, conn.transaction():
-                yield PostgresConn(conn)
+        async with self._connection(writes=True, transaction=True) as conn:
+            yield PostgresConn(conn)
+
+    async def ping(self) -> None:
+        """Raises DatabaseUnavailable unless the database answers a query now."""
+        async with self.read() as conn:
+            await conn.fetchrow("SELECT 1 AS ok")
 
     async def _migrate(self) -> None:
         async with self.transaction() as conn:

@@ -261,6 +261,14 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
     (
+        # Issue 11: while a write failed (a full disk, a lost database), `/health` writes here to
+        # notice the recovery by itself (gateway.storage.base.StorageHealth). One row per host.
+        8,
+        [
+            "CREATE TABLE storage_probes (host TEXT PRIMARY KEY, written_at TEXT NOT NULL)",
+        ],
+    ),
+    (
         # Issue 11: the per-address limit of the public routes holds for the whole deployment
         # (gateway/services/address_limits.py): requests per client address and fixed window,
         # added up by every process. Rows older than the previous window are deleted.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -18,36 +19,90 @@ from typing import Any
 
 import aiosqlite
 
-from gateway.storage.base import IntegrityError
+from gateway.errors import StorageFull, StorageUnavailable
+from gateway.storage.base import IntegrityError, StorageHealth
 from gateway.storage.schema import apply_migrations
+
+log = logging.getLogger("verdict.storage")
+
+# Primary result codes (https://sqlite.org/rescode.html) of failures outside the gateway's
+# control: the disk, the file system, another process holding the file. Retrying can succeed.
+SQLITE_FULL = 13
+_STORAGE_FAILURES = {
+    5: "the database file is locked (SQLITE_BUSY)",
+    6: "a table is locked (SQLITE_LOCKED)",
+    8: "the database file is read-only (SQLITE_READONLY)",
+    10: "a disk I/O error (SQLITE_IOERR)",
+    11: "the database file is damaged (SQLITE_CORRUPT)",
+    13: "the disk or the database's size limit is full (SQLITE_FULL)",
+    14: "the database file cannot be opened (SQLITE_CANTOPEN)",
+    15: "a file-locking protocol error (SQLITE_PROTOCOL)",
+    22: "the file is too large for this file system (SQLITE_NOLFS)",
+    26: "the database file is not a database (SQLITE_NOTADB)",
+}
+
+
+def storage_error(exc: sqlite3.Error) -> StorageUnavailable | None:
+    """The 503 for a failure of the disk or the file (StorageFull for SQLITE_FULL), or None when
+    `exc` is about a statement of ours (a bug or bad input; it stays a 500)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return None
+    primary = code & 0xFF  # extended codes keep the primary one in the low byte
+    if primary == SQLITE_FULL:
+        return StorageFull("the storage is full: " + _STORAGE_FAILURES[primary])
+    if primary in _STORAGE_FAILURES:
+        return StorageUnavailable("the storage failed: " + _STORAGE_FAILURES[primary])
+    return None
 
 
 class SQLiteConn:
+    """Raises IntegrityError for a violated constraint, StorageUnavailable (503; StorageFull
+    for a full disk) for a failure of the disk or the file."""
+
     dialect = "sqlite"
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, health: StorageHealth) -> None:
         self._conn = conn
+        self._health = health
+
+    def _failed(self, exc: sqlite3.Error) -> Exception:
+        error = storage_error(exc)
+        if error is None:
+            return exc
+        self._health.failed(error, exc)
+        return error
 
     async def execute(self, sql: str, *args: Any) -> None:
         try:
             await self._conn.execute(sql, args)
         except sqlite3.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         try:
             await self._conn.executemany(sql, rows)
         except sqlite3.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
 
     async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None:
-        async with self._conn.execute(sql, args) as cursor:
-            row = await cursor.fetchone()
+        try:
+            async with self._conn.execute(sql, args) as cursor:
+                row = await cursor.fetchone()
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
         return dict(row) if row is not None else None
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        async with self._conn.execute(sql, args) as cursor:
-            rows = await cursor.fetchall()
+        try:
+            async with self._conn.execute(sql, args) as cursor:
+                rows = await cursor.fetchall()
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
         return [dict(row) for row in rows]
 
 
@@ -72,6 +127,7 @@ class SQLiteDatabase:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self.health = StorageHealth(log)
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -115,19 +171,44 @@ class SQLiteDatabase:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[SQLiteConn]:
         assert self._reader is not None, "database is not open"
-        yield SQLiteConn(self._reader)
+        yield SQLiteConn(self._reader, self.health)
+
+    async def ping(self) -> None:
+        async with self.read() as conn:
+            await conn.fetchrow("SELECT 1 AS ok")
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SQLiteConn]:
+        """Raises StorageUnavailable (StorageFull) when the disk or the file fails; the
+        transaction is then rolled back, and the next one starts clean."""
         assert self._writer is not None, "database is not open"
         async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
+            conn = SQLiteConn(self._writer, self.health)
+            await conn.execute("BEGIN IMMEDIATE")
             try:
-                yield SQLiteConn(self._writer)
+                yield conn
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                await self._rollback()
                 raise
-            await self._writer.execute("COMMIT")
+            try:
+                await conn.execute("COMMIT")
+            except BaseException:
+                # A COMMIT that failed (SQLITE_FULL, SQLITE_IOERR) leaves the transaction open:
+                # without a rollback every later BEGIN would fail, even once the disk has room.
+                await self._rollback()
+                raise
+        self.health.succeeded()
+
+    async def _rollback(self) -> None:
+        """Roll back the writer's open transaction, if SQLite has not already (it rolls back by
+        itself after some I/O errors); a failed rollback is logged, not raised over the cause."""
+        assert self._writer is not None
+        if not self._writer.in_transaction:
+            return
+        try:
+            await self._writer.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            log.error("rollback failed: %s: %s", type(exc).__name__, exc)
 
     async def _migrate(self) -> None:
         async with self.transaction() as conn:

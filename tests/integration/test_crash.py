@@ -51,6 +51,7 @@ async def test_sigkill_under_load_loses_nothing_answered(backend, workers):
     """With 2 workers, two processes append to one tenant's chain at once when killed."""
     server = GatewayProcess({**backend.env(), "VERDICT_WORKERS": str(workers)}).start()
     answered: list[str] = []
+    statuses: list[int] = []
     try:
         admin = (backend.data_dir / "admin.token").read_text().strip()
         world = await seed(server.url, admin)
@@ -69,6 +70,7 @@ async def test_sigkill_under_load_loses_nothing_answered(backend, workers):
                         )
                     except httpx.HTTPError:
                         return  # the server is gone
+                    statuses.append(r.status_code)
                     if r.status_code == 201:
                         answered.append(r.json()["action_id"])
 
@@ -82,6 +84,7 @@ async def test_sigkill_under_load_loses_nothing_answered(backend, workers):
     finally:
         server.stop()
     assert len(answered) >= 150
+    assert 500 not in statuses
 
     app = create_app(backend.settings())
     async with AsyncTestClient(app=app) as c:
