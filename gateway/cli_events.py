@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from gateway.client import GatewayError, VerdictClient
+from gateway.client import VerdictClient
 
 _SCALARS = (str, int, float, bool)
 
@@ -59,14 +59,14 @@ def tail(
     no_follow: bool,
 ) -> None:
     """Print the tenant's events as they commit, until interrupted (Ctrl-C)."""
-    with VerdictClient(url, token) as client:
+    from gateway.cli_http import gateway_errors
+
+    with VerdictClient(url, token) as client, gateway_errors(url):
         try:
             for event in client.events(
                 tenant, after=after, types=list(types) or None, action_id=action_id, agent_id=agent_id,
                 follow=not no_follow,
             ):  # fmt: skip
                 click.echo(json.dumps(event, separators=(",", ":")) if as_json else describe(event))
-        except GatewayError as exc:
-            raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
             return

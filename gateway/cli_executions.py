@@ -7,7 +7,7 @@ import json
 
 import click
 
-from gateway.client import GatewayError, VerdictClient
+from gateway.client import VerdictClient
 
 
 @click.group("executions")
@@ -61,14 +61,14 @@ def _lines(execution: dict) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print the gateway's answer as JSON.")
 def show(execution_id: str, url: str, token: str, wait: float | None, as_json: bool) -> None:
     """Show one execution (exit 1 when it failed)."""
-    with VerdictClient(url, token) as client:
+    from gateway.cli_http import gateway_errors
+
+    with VerdictClient(url, token) as client, gateway_errors(url):
         try:
             if wait is not None:
                 execution = client.wait_for_execution(execution_id, wait)
             else:
                 execution = client.get_execution(execution_id)
-        except GatewayError as exc:
-            raise click.ClickException(str(exc)) from None
         except TimeoutError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(execution, indent=2) if as_json else "\n".join(_lines(execution)))

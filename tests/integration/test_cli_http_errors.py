@@ -39,6 +39,8 @@ def http_commands(url: str, key: Path) -> dict[str, list[str]]:
         "approve": ["approve", "act_0000", "--role", "cfo", "--key-file", str(key), "--url", url, "-y"],
         "reject": ["approve", "act_0000", "--role", "cfo", "--key-file", str(key), "--url", url, "-y", "--reject"],
         "policy simulate": ["policy", "simulate", "--url", url, "--token", "vk_x", "--tenant", "demo", str(POLICY)],
+        "executions show": ["executions", "show", "exe_0000", "--url", url, "--token", "vk_x"],
+        "events tail": ["events", "tail", "--tenant", "demo", "--url", url, "--token", "vk_x", "--no-follow"],
     }  # fmt: skip
 
 
@@ -72,6 +74,8 @@ def test_cli_reports_the_gateways_problem_code_in_one_line(approver_key, tmp_pat
         assert server.url in line
         assert_one_line_error(run_verdict(*commands["reject"], cwd=tmp_path), "404 action_not_found")
         assert_one_line_error(run_verdict(*commands["policy simulate"], cwd=tmp_path), "401 invalid_token")
+        assert_one_line_error(run_verdict(*commands["executions show"], cwd=tmp_path), "401 invalid_token")
+        assert_one_line_error(run_verdict(*commands["events tail"], cwd=tmp_path), "401 invalid_token")
     finally:
         server.stop()
 
