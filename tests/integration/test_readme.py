@@ -31,6 +31,8 @@ ELLIPSIS = "…"
 # Values that differ on every run, by their form (compared as "same form", not equal).
 VOLATILE_TEXT = [
     (re.compile(r"act_[0-9a-z]{26}"), "act_ID"),
+    (re.compile(r"exe_[0-9a-z]{26}"), "exe_ID"),
+    (re.compile(r"\bpay_[0-9a-f]+\b"), "pay_REFERENCE"),  # the demo bank's payment id
     (re.compile(r"0x[0-9a-fA-F]{40}\b"), "0xADDRESS"),
     (re.compile(r"0x[0-9a-fA-F]{64,}"), "0xHEX"),
     (re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?(?: UTC|Z)"), "TIME"),
