@@ -99,6 +99,10 @@ async def _fixtures(client: Any) -> tuple[dict[str, str], dict[str, str]]:
         "address": address,
         "version": "1",
         "action_id": action_id,
+        # the body is refused before any of these is looked up: they need not exist
+        "execution_id": "exe_0000000000000000000000000n",
+        "name": "bank_api",
+        "webhook_id": "wh_nope",
     }
     return values, tokens
 
