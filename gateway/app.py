@@ -25,7 +25,7 @@ from gateway.events.delivery import DeliveryWorker
 from gateway.events.schedule import DeliveryConfig
 from gateway.events.wakeups import open_events
 from gateway.events.webhooks import WebhookService
-from gateway.health import Health, HealthProblem
+from gateway.health import Health, HealthProblem, log_failure
 from gateway.keyring import LOG, VERDICT, load_webhook_key
 from gateway.ledger import Ledger
 from gateway.problems import EXCEPTION_HANDLERS
@@ -103,7 +103,7 @@ async def purge_periodically(db: Database, interval: float = PURGE_INTERVAL_SECO
         try:
             await purge_idempotency_keys(db, utc_now())
         except Exception:
-            log.warning("could not purge expired idempotency keys", exc_info=True)
+            log_failure(log, "could not purge expired idempotency keys")
         await asyncio.sleep(interval)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from gateway.clock import hash_token, parse_rfc3339, rfc3339, utc_now
 from gateway.errors import Unauthenticated, Unavailable
+from gateway.health import log_failure
 from gateway.storage import Database
 
 log = logging.getLogger("verdict.auth")
@@ -168,6 +169,6 @@ class KeyUsage:
                 except Unavailable:  # an outage: the storage layer logs it once per interval
                     log.debug("could not record the last use of %d key(s): outage", len(rows))
                 except Exception:
-                    log.warning("could not record the last use of %d key(s)", len(rows), exc_info=True)
+                    log_failure(log, "could not record the last use of %d key(s)", len(rows))
         finally:
             self._task = None

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+from gateway.errors import Unavailable
 
 CHECK_TIMEOUT_SECONDS = 3.0
 LOG_INTERVAL_SECONDS = 60.0
@@ -88,3 +91,17 @@ class OncePerInterval:
             self._last = {message: self._last[message]}
         self.logger.log(level, "%s%s", message, held)
         return True
+
+
+def log_failure(logger: logging.Logger, message: str, *args: object) -> None:
+    """Log the exception being handled by a background loop that will try again.
+
+    An outage (`gateway.errors.Unavailable`: the database or the disk away) is logged by the
+    storage layer once per interval already, so here it is one debug line; anything else is a
+    warning with its traceback, because it is ours to fix. Call it only inside `except`.
+    """
+    exc = sys.exc_info()[1]
+    if isinstance(exc, Unavailable):
+        logger.debug(message + " (%s)", *args, exc.code)
+    else:
+        logger.warning(message, *args, exc_info=True)

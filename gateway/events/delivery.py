@@ -43,6 +43,7 @@ from gateway.events.schedule import DeliveryConfig
 from gateway.events.view import ActionOwners, Event, EventFilter, Reader, read_page
 from gateway.events.webhook_secrets import SecretUnreadable, signature_header, unseal
 from gateway.events.webhooks import CALLBACK, tenant_secret_binding
+from gateway.health import log_failure
 from gateway.ledger import EntryDraft, Ledger, Unit
 from gateway.storage import Conn, Database
 
@@ -118,7 +119,7 @@ class DeliveryWorker:
             try:
                 await self.round()
             except Exception:  # a database outage: try again at the next poll
-                log.warning("webhook delivery round failed", exc_info=True)
+                log_failure(log, "webhook delivery round failed")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.poll_seconds):
                     await self._wake.wait()
@@ -175,9 +176,7 @@ class DeliveryWorker:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.warning(
-                "delivery to webhook %s stopped; retrying at the next poll", claim.row["id"], exc_info=True
-            )
+            log_failure(log, "delivery to webhook %s stopped; retrying at the next poll", claim.row["id"])
         with contextlib.suppress(Exception):
             await self._release(claim)
 

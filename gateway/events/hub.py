@@ -42,6 +42,7 @@ from gateway.events.view import (
     read_page,
     visible,
 )
+from gateway.health import log_failure
 from gateway.storage import Database
 
 log = logging.getLogger("verdict.events")
@@ -213,7 +214,7 @@ class EventHub:
         except asyncio.CancelledError:
             raise
         except Exception:  # the database is away: subscribers wait; the next poll tries again
-            log.warning("could not read new entries of tenant %s", tail.tenant, exc_info=True)
+            log_failure(log, "could not read new entries of tenant %s", tail.tenant)
             tail.known = tail.last + 1
 
     async def _poll(self) -> None:
@@ -236,7 +237,7 @@ class EventHub:
                         *watched,
                     )
             except Exception:
-                log.warning("could not read the log sizes of watched tenants", exc_info=True)
+                log_failure(log, "could not read the log sizes of watched tenants")
                 continue
             for row in rows:
                 self.heard(row["tenant_id"], int(row["size"]))

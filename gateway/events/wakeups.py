@@ -23,6 +23,7 @@ import logging
 from typing import Any
 
 from gateway.events.hub import EventHub
+from gateway.health import log_failure
 from gateway.ledger import Ledger
 from gateway.storage import Database
 
@@ -61,7 +62,7 @@ class Notifier:
                     )
                 self.sent += 1
             except Exception:  # the other processes' polls catch up
-                log.warning("could not notify other processes of %d commit(s)", len(payloads), exc_info=True)
+                log_failure(log, "could not notify other processes of %d commit(s)", len(payloads))
 
     async def close(self) -> None:
         if self._task is not None:

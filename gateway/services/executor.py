@@ -37,6 +37,7 @@ from typing import Any
 
 from gateway.clock import rfc3339, utc_now
 from gateway.errors import AppError, Conflict
+from gateway.health import log_failure
 from gateway.ledger import EntryDraft, Ledger, Statement, Unit
 from gateway.rails.base import (
     ABSENT,
@@ -146,7 +147,7 @@ class Executor:
                     try:
                         claimed = await self.claim(free)
                     except Exception:  # the database is away: say so once a second, not per poll
-                        log.warning("could not claim executions", exc_info=True)
+                        log_failure(log, "could not claim executions")
                         await asyncio.sleep(CLAIM_RETRY_SECONDS)
                 for row in claimed:
                     task = asyncio.get_running_loop().create_task(
@@ -176,7 +177,7 @@ class Executor:
                     rfc3339(utc_now()), self.owner,
                 )  # fmt: skip
         except Exception:
-            log.warning("could not release this executor's leases; they expire on their own", exc_info=True)
+            log_failure(log, "could not release this executor's leases; they expire on their own")
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -396,4 +397,4 @@ class Executor:
                     due, message, rfc3339(utc_now()), row["tenant_id"], row["id"], self.owner,
                 )  # fmt: skip
         except Exception:  # the lease expires on its own; the row becomes due again
-            log.warning("could not release execution %s", row["id"], exc_info=True)
+            log_failure(log, "could not release execution %s", row["id"])

@@ -28,6 +28,7 @@ from typing import Any
 from gateway import schemas
 from gateway.clock import parse_rfc3339, rfc3339, utc_now
 from gateway.errors import Conflict, NotFound
+from gateway.health import log_failure
 from gateway.ledger import EntryDraft, Ledger, Statement, Unit
 from gateway.storage import Conn, Database
 
@@ -230,5 +231,5 @@ async def run_expiry(db: Database, ledger: Ledger, interval: float = SWEEP_INTER
             while await expire_overdue(db, ledger) == SWEEP_BATCH:
                 pass
         except Exception:
-            log.warning("could not expire overdue actions", exc_info=True)
+            log_failure(log, "could not expire overdue actions")
         await asyncio.sleep(interval)

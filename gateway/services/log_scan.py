@@ -20,6 +20,7 @@ from audit.errors import AuditError, LogCheckError, UnverifiedNoteError
 from audit.note import NoteVerifier
 from audit.tree import within
 from gateway.errors import NotFound
+from gateway.health import log_failure
 from gateway.services.log_integrity import LogIntegrity
 from gateway.storage import Database
 
@@ -119,7 +120,7 @@ async def verify_logs(
                 rows = await conn.fetch("SELECT tenant_id FROM audit_heads ORDER BY tenant_id")
             break
         except Exception:
-            log.warning("could not list the logs to verify; retrying in %s s", retry_seconds, exc_info=True)
+            log_failure(log, "could not list the logs to verify; retrying in %s s", retry_seconds)
             await asyncio.sleep(retry_seconds)
     for row in rows:
         tenant = row["tenant_id"]
@@ -155,7 +156,7 @@ async def _verify_log(
         integrity.record(tenant, str(error), getattr(error, "seq", None))
         return True
     except Exception:  # the database, not the log
-        log.warning("could not verify the audit log of tenant %s; will retry", tenant, exc_info=True)
+        log_failure(log, "could not verify the audit log of tenant %s; will retry", tenant)
         return False
     log.info(
         "audit log of tenant %s verified: %d entries, %d checkpoints (%.1f s)",
