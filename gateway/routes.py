@@ -15,6 +15,7 @@ from gateway import schemas
 from gateway.authz import is_public, principal_of
 from gateway.bodies import ACCEPTS_YAML
 from gateway.clock import utc_now
+from gateway.console.controller import ConsoleController
 from gateway.errors import InvalidRequest
 from gateway.keyring import LOG, VERDICT
 from gateway.problems import PROBLEM_RESPONSES
@@ -549,3 +550,4 @@ ROUTES = _document(
         action_verdict,
     ]
 )
+ROUTES.append(ConsoleController)  # the approver console's pages (gateway/console/)
