@@ -258,8 +258,9 @@ class ConsoleSessions:
         """Mark the nonce used and return its row. Raises InvalidSignIn when unknown, used or expired."""
         now = rfc3339(utc_now())
         async with self.db.transaction() as conn:
+            lock = " FOR UPDATE" if conn.dialect == "postgresql" else ""  # SQLite: BEGIN IMMEDIATE serializes
             row = await conn.fetchrow(
-                f"SELECT address, message, expires_at, used_at FROM console_nonces WHERE nonce = ?{self.db.for_update()}",
+                f"SELECT address, message, expires_at, used_at FROM console_nonces WHERE nonce = ?{lock}",
                 nonce,
             )
             if row is None or row["used_at"] is not None:
