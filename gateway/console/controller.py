@@ -17,6 +17,7 @@ import hmac
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -226,7 +227,7 @@ class ConsoleController(Controller):
             next_cursor=next_cursor,
             next_link="/console/queue?" + "&".join(f"{k}={_quote(v)}" for k, v in next_query.items()),
             awaiting_count=await views.awaiting_count(state.actions, session),
-            live="queue",
+            live=await log_size(state, session),
         )
 
     @get("/actions/{action_id:str}")
@@ -246,7 +247,7 @@ class ConsoleController(Controller):
             answered=answered,
             chain_id=tenant.chain_id,
             awaiting_count=await views.awaiting_count(state.actions, session),
-            live=f"action:{record.action_id}",
+            live=await log_size(state, session),
         )
 
     @get("/actions/{action_id:str}/audit")
@@ -289,12 +290,15 @@ class ConsoleController(Controller):
         session = await bound(request)
         if session is None:
             return Redirect(SIGN_IN)
-        async with state.db.read() as conn:
-            head = await conn.fetchrow("SELECT size FROM audit_heads WHERE tenant_id = ?", session.tenant_id)
-        return data({"size": int(head["size"]) if head else 0})
+        return data({"size": await log_size(state, session)})
+
+
+async def log_size(state: State, session: ConsoleSession) -> int:
+    """How many entries the tenant's log has: a page carries it, and reloads when it changes."""
+    async with state.db.read() as conn:
+        head = await conn.fetchrow("SELECT size FROM audit_heads WHERE tenant_id = ?", session.tenant_id)
+    return int(head["size"]) if head else 0
 
 
 def _quote(value: str) -> str:
-    from urllib.parse import quote
-
     return quote(value, safe="")

@@ -24,6 +24,32 @@ from tests.integration.helpers import bearer
 from tests.integration.process import GatewayProcess
 from tests.integration.test_approvals import CEO, CFO, CONTROLLER, POLICY
 
+# The approvals tests' policy, with signals for the action page (a risk model and a limit) and a
+# one-minute window for wires (the shortest a policy may give), so that one expires during a test.
+SIGNALS = """\
+risk:
+  factors:
+    - {name: large-amount, match: {action.type: {eq: pay_invoice}, action.amount: {gt: "10000"}}, score: 30}
+    - {name: new-vendor, match: {context.vendor.first_seen: {eq: true}}, score: 40}
+limits:
+  - id: daily-spend-per-agent
+    per: agent
+    window: 24h
+    sum: action.amount
+    match: {action.type: {eq: pay_invoice}}
+    max: "1000000"
+    decision: ESCALATE
+    approvals: {threshold: 1, roles: [cfo]}
+"""
+CONSOLE_POLICY = POLICY.replace("rules:\n", SIGNALS + "rules:\n", 1).replace(
+    "    reason: wire_needs_dual_control\n",
+    "    reason: wire_needs_dual_control\n    timeout_minutes: 1\n",
+    1,
+)
+AXE = Path(
+    os.environ.get("VERDICT_AXE_JS", Path.home() / ".cache/verdict-axe/node_modules/axe-core/axe.min.js")
+)
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--headless",
@@ -123,7 +149,7 @@ class Setup:
         self._ok(
             self.http.post(
                 f"/v1/tenants/{tenant}/policies",
-                content=POLICY,
+                content=CONSOLE_POLICY,
                 headers={**self.admin_h, "Content-Type": "application/yaml"},
             )
         )
@@ -150,10 +176,8 @@ class Setup:
         assert response.status_code in (200, 201), response.text
         return response.json()
 
-    def pay(self, amount: str, vendor: str = "acme-supplies", **extra: Any) -> str:
-        body = {
-            "action": {"type": "pay_invoice", "amount": amount, "asset": "USDC", "vendor": vendor, **extra}
-        }
+    def pay(self, amount: str, vendor: str = "acme-supplies", kind: str = "pay_invoice", **extra: Any) -> str:
+        body = {"action": {"type": kind, "amount": amount, "asset": "USDC", "vendor": vendor, **extra}}
         body["rationale"] = f"Invoice from {vendor}"
         answer = self._ok(
             self.http.post("/v1/agents/ap-bot/propose", json=body, headers=bearer(self.agent_token))
@@ -197,9 +221,13 @@ def wallet_page(browser: Any, url: str, account: Any) -> Any:
     return page
 
 
-def sign_in(page: Any, url: str) -> None:
+def sign_in(page: Any, url: str, tenant: str | None = None) -> None:
+    """Sign in with the page's wallet; with `tenant`, pick it on the chooser that follows."""
     page.goto(f"{url}/console/")
-    page.get_by_role("button", name="Connect wallet and sign in").click()
+    with page.expect_navigation():  # to the queue, or to the tenant chooser (loaded with its script)
+        page.get_by_role("button", name="Connect wallet and sign in").click()
+    if tenant is not None:
+        page.get_by_role("button", name=tenant).click()
     page.wait_for_url(f"{url}/console/queue?view=awaiting")
 
 
@@ -228,6 +256,8 @@ def test_an_approver_signs_in_sees_the_signals_and_approves(gateway, browser, wo
     assert "7800.00 USDC" in cfo.locator("#amount").inner_text()
     assert cfo.locator("#trace li").count() >= 1
     assert "cfo-over-5k" in cfo.locator("#trace").inner_text()
+    assert "new-vendor" in cfo.locator("#risk").locator("..").inner_text()
+    assert "daily-spend-per-agent" in cfo.locator("#limits").inner_text()
     cfo.screenshot(path=str(SHOTS / "console-action.png"), full_page=True)
     cfo.locator("#answer-text").fill("Checked against PO 4411")
     cfo.get_by_role("button", name="Approve").click()
@@ -269,3 +299,81 @@ def test_an_approver_signs_in_sees_the_signals_and_approves(gateway, browser, wo
     cfo.goto(f"{gateway.url}/console/queue")
     assert cfo.url == f"{gateway.url}/console/"
     assert cfo.get_by_role("button", name="Connect wallet and sign in").count() == 1
+
+
+def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """Serious and critical axe-core findings on the page (axe-core from npm, evaluated in the page)."""
+    if not AXE.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{AXE} is missing (.ci/run installs axe-core from npm)")
+        pytest.skip(f"{AXE} is missing (npm install --prefix ~/.cache/verdict-axe axe-core@4)")
+    page.evaluate(AXE.read_text())
+    found = page.evaluate(
+        "async () => (await axe.run(document)).violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.length}))"
+    )
+    return [v for v in found if v["impact"] in ("serious", "critical")]
+
+
+def test_bulk_keyboard_live_updates_tenant_walls_accessibility_and_expiry(gateway, browser, world, backend):
+    other = Setup(gateway.url, backend.data_dir, tenant="globex")
+    try:
+        hidden = other.pay("8000.00")
+    finally:
+        other.http.close()
+    wire = world.pay("9000.00", kind="wire")
+    bulk = [world.pay(amount) for amount in ("6000.00", "6500.00", "7000.00")]
+    by_keyboard = world.pay("5500.00", vendor="initech")
+
+    # CFO approves in acme and globex: after signing in, they pick a tenant
+    cfo = wallet_page(browser, gateway.url, CFO)
+    sign_in(cfo, gateway.url, tenant="acme")
+    assert hidden not in cfo.content()
+    assert cfo.locator("table.queue tbody tr").count() == 5
+    assert axe_violations(cfo) == []
+    assert cfo.goto(f"{gateway.url}/console/actions/{hidden}").status == 404
+    cfo.goto(f"{gateway.url}/console/queue?view=pending")
+    assert hidden not in cfo.content()
+
+    # live: the controller's queue shows a new wire without a reload by the user
+    controller = wallet_page(browser, gateway.url, CONTROLLER)
+    sign_in(controller, gateway.url, tenant="acme")
+    assert controller.locator("table.queue tbody tr").count() == 1
+    second_wire = world.pay("9100.00", kind="wire")
+    controller.locator(f'tr[data-action="{second_wire}"]').wait_for(timeout=15_000)
+
+    # bulk approve three with one BulkApproval signature; each item's result is shown
+    cfo.goto(f"{gateway.url}/console/queue?view=awaiting")
+    for action_id in bulk:
+        cfo.locator(f"#sel-{action_id}").check()
+    cfo.get_by_role("button", name="Approve selected").click()
+    cfo.locator("#bulk-results li").nth(2).wait_for()
+    assert cfo.locator("#bulk-results li.ok").count() == 3
+    assert all(world.action(action_id)["status"] == "allowed" for action_id in bulk)
+
+    # keyboard only: tab to the comment, type, tab to Approve, press Enter
+    cfo.goto(f"{gateway.url}/console/actions/{by_keyboard}")
+    assert axe_violations(cfo) == []
+    for _ in range(60):
+        cfo.keyboard.press("Tab")
+        if cfo.evaluate("document.activeElement.id") == "answer-text":
+            break
+    cfo.keyboard.type("Paid by keyboard")
+    cfo.keyboard.press("Tab")
+    assert cfo.evaluate("document.activeElement.id") == "approve"
+    cfo.keyboard.press("Enter")
+    cfo.locator("#answer-result[data-kind=ok]").wait_for()
+    assert world.action(by_keyboard)["status"] == "allowed"
+
+    # an expired action: the page was open, the window passed, Approve is refused clearly
+    cfo.goto(f"{gateway.url}/console/actions/{wire}")
+    cfo.locator("#answer-text").fill("Too late")  # typing: live updates do not reload the page
+    ends = world.action(wire)["approval_expires_at"]
+    while world.action(wire)["status"] == "pending_approval":
+        cfo.wait_for_timeout(2000)
+    assert ends
+    cfo.get_by_role("button", name="Approve").click()
+    result = cfo.locator("#answer-result[data-kind=error]")
+    result.wait_for()
+    assert "no longer pending" in result.inner_text() or "expired" in result.inner_text()
+    cfo.goto(f"{gateway.url}/console/queue?view=decided&status=expired")
+    assert cfo.locator(f'tr[data-action="{wire}"]').count() == 1

@@ -239,13 +239,13 @@ async function bulk(approve) {
 // Live updates by polling the tenant log's size (the events stream is not on main yet): when
 // it grows, the page reloads, unless the user is typing or has selected something.
 async function watch() {
-  let size = null;
+  let size = Number(meta("console-live")); // the log's size when the server rendered this page
   setInterval(async () => {
     try {
       const response = await fetch("/console/live", { credentials: "same-origin" });
       if (!response.ok) return;
       const now = (await response.json()).size;
-      if (size !== null && now !== size) {
+      if (now !== size) {
         const typing = [...document.querySelectorAll("textarea, input:not([type=checkbox]):not([type=radio])")].some(
           (el) => el.value && el.type !== "hidden",
         );
