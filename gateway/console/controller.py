@@ -226,7 +226,9 @@ class ConsoleController(Controller):
             bulk_roles=bulk_roles,
             next_cursor=next_cursor,
             next_link="/console/queue?" + "&".join(f"{k}={_quote(v)}" for k, v in next_query.items()),
-            awaiting_count=await views.awaiting_count(state.actions, session),
+            awaiting_count=len(rows)
+            if view == "awaiting"
+            else await views.awaiting_count(state.actions, session),
             live=await log_size(state, session),
         )
 

@@ -144,3 +144,15 @@ async def test_an_auditor_token_opens_a_read_only_session(client):
     r = await client.delete(f"/v1/tenants/acme/api-keys/{auditor_key}", headers=bearer(world.tenant_admin))
     assert r.status_code == 204
     assert (await client.get("/console/queue", follow_redirects=False)).status_code in (302, 303, 307)
+
+
+async def test_a_nonce_raced_by_two_sign_ins_opens_one_session(client):
+    import asyncio
+
+    await setup(client)
+    issued = await challenge(client, CFO)
+    body = {"nonce": issued["nonce"], "signature": personal_sign(CFO, issued["message"])}
+    answers = await asyncio.gather(
+        *(client.post("/console/sign-in/verify", json=body, headers=origin(client)) for _ in range(4))
+    )
+    assert sorted(r.status_code for r in answers) == [200, 422, 422, 422]
