@@ -58,6 +58,23 @@ def answerable_roles(record: schemas.ActionRecord, session: ConsoleSession) -> l
     return sorted(required_roles(requirements) & set(session.roles))
 
 
+def describe_context(context: dict[str, Any] | None) -> list[str]:
+    """The history context in words: `vendor known, 14 prior payments`, `agent spent 12000.00 in 24h`."""
+    lines = []
+    for key, value in sorted((context or {}).items()):
+        if key == "vendor.first_seen":
+            lines.append("new vendor: no earlier payment" if value else "vendor known")
+        elif key == "vendor.prior_count":
+            lines.append(f"{value} prior payments to this vendor")
+        elif key.startswith("agent.spend."):
+            lines.append(f"agent spent {value} in the last {key.removeprefix('agent.spend.')}")
+        elif key.startswith("agent.count."):
+            lines.append(f"agent made {value} actions in the last {key.removeprefix('agent.count.')}")
+        else:
+            lines.append(f"{key}: {value}")
+    return lines
+
+
 def row_of(record: schemas.ActionRecord, session: ConsoleSession, now: datetime) -> dict[str, Any]:
     action = record.action
     return {
@@ -68,6 +85,7 @@ def row_of(record: schemas.ActionRecord, session: ConsoleSession, now: datetime)
         "time_left": time_left(record.approval_expires_at, now) if record.status == PENDING else "",
         "roles": answerable_roles(record, session),
         "required": still_required(record) if record.status == PENDING else [],
+        "context": describe_context(record.context),
     }
 
 

@@ -258,6 +258,7 @@ def test_an_approver_signs_in_sees_the_signals_and_approves(gateway, browser, wo
     assert "cfo-over-5k" in cfo.locator("#trace").inner_text()
     assert "new-vendor" in cfo.locator("#risk").locator("..").inner_text()
     assert "daily-spend-per-agent" in cfo.locator("#limits").inner_text()
+    assert "new vendor" in cfo.locator("#context").inner_text()
     cfo.screenshot(path=str(SHOTS / "console-action.png"), full_page=True)
     cfo.locator("#answer-text").fill("Checked against PO 4411")
     cfo.get_by_role("button", name="Approve").click()
