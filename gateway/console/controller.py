@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import msgspec
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie, State
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Redirect
 
+from gateway import schemas
 from gateway.clock import utc_now
 from gateway.console import views
 from gateway.console.sessions import SESSION_TTL, ConsoleSession, ConsoleSessions
@@ -52,6 +52,24 @@ _templates = Environment(
 )
 
 
+class ChallengeBody(schemas.Request):
+    address: str
+    chain_id: int
+
+
+class VerifyBody(schemas.Request):
+    nonce: str
+    signature: str
+
+
+class TokenBody(schemas.Request):
+    token: str
+
+
+class TenantBody(schemas.Request):
+    tenant_id: str
+
+
 def sessions_of(state: State) -> ConsoleSessions:
     """The app's console sessions service, made on first use (it needs only what the lifespan built)."""
     service = getattr(state, "console_sessions", None)
@@ -67,7 +85,7 @@ def page(template: str, status_code: int = 200, **values: Any) -> Response[str]:
     )
 
 
-def data(value: Any, cookies: list[Cookie] | None = None) -> Response[Any]:
+def answer(value: Any, cookies: list[Cookie] | None = None) -> Response[Any]:
     return Response(value, headers=SECURITY_HEADERS, cookies=cookies or [])
 
 
@@ -113,13 +131,6 @@ async def bound(request: Request) -> ConsoleSession | None:
 SIGN_IN = "/console/"
 
 
-async def body_of(request: Request) -> dict[str, Any]:
-    value = msgspec.json.decode(await request.body())
-    if not isinstance(value, dict):
-        raise AppError("the body must be a JSON object", code="invalid_body")
-    return value
-
-
 class ConsoleController(Controller):
     path = "/console"
     include_in_schema = False
@@ -141,46 +152,36 @@ class ConsoleController(Controller):
         return Response((HERE / "static" / name).read_bytes(), media_type=STATIC[name], headers=headers)
 
     @post("/sign-in/challenge", status_code=200)
-    async def challenge(self, request: Request) -> Response[Any]:
+    async def challenge(self, request: Request, data: JSONBody[ChallengeBody]) -> Response[Any]:
         """The EIP-4361 message to sign for `{address, chain_id}`."""
         check_origin(request)
-        body = await body_of(request)
         netloc = request.url.netloc
         uri = f"{request.url.scheme}://{netloc}/console"
-        message = await sessions_of(request.app.state).challenge(
-            netloc, uri, body.get("address"), body.get("chain_id")
-        )
-        return data({"nonce": message.nonce, "message": message.text})
+        message = await sessions_of(request.app.state).challenge(netloc, uri, data.address, data.chain_id)
+        return answer({"nonce": message.nonce, "message": message.text})
 
     @post("/sign-in/verify", status_code=200)
-    async def verify(self, request: Request) -> Response[Any]:
+    async def verify(self, request: Request, data: JSONBody[VerifyBody]) -> Response[Any]:
         """`{nonce, signature}`: open a session (cookie) when the signature holds."""
         check_origin(request)
-        body = await body_of(request)
-        token, session = await sessions_of(request.app.state).sign_in(
-            body.get("nonce"), body.get("signature")
-        )
-        return data({"next": "/console/", "tenant_id": session.tenant_id}, [session_cookie(request, token)])
+        token, session = await sessions_of(request.app.state).sign_in(data.nonce, data.signature)
+        return answer({"next": "/console/", "tenant_id": session.tenant_id}, [session_cookie(request, token)])
 
     @post("/sign-in/token", status_code=200)
-    async def token(self, request: Request) -> Response[Any]:
+    async def token(self, request: Request, data: JSONBody[TokenBody]) -> Response[Any]:
         """`{token}`: a tenant admin's or auditor's API token, exchanged for a read-only session."""
         check_origin(request)
-        body = await body_of(request)
-        token, session = await sessions_of(request.app.state).exchange_token(body.get("token"))
-        return data({"next": "/console/", "tenant_id": session.tenant_id}, [session_cookie(request, token)])
+        token, session = await sessions_of(request.app.state).exchange_token(data.token)
+        return answer({"next": "/console/", "tenant_id": session.tenant_id}, [session_cookie(request, token)])
 
     @post("/tenant", status_code=200)
-    async def choose_tenant(self, request: Request) -> Response[Any]:
+    async def choose_tenant(self, request: Request, data: JSONBody[TenantBody]) -> Response[Any]:
         session = await current(request)
         if session is None:
             raise Unauthenticated("sign in to the console first", code="console_session_required")
         check_csrf(request, session)
-        tenant = (await body_of(request)).get("tenant_id")
-        if not isinstance(tenant, str):
-            raise NotFound("tenant not found", code="tenant_not_found")
-        await sessions_of(request.app.state).bind(session, tenant)
-        return data({"next": "/console/"})
+        await sessions_of(request.app.state).bind(session, data.tenant_id)
+        return answer({"next": "/console/"})
 
     @post("/sign-out", status_code=200)
     async def sign_out(self, request: Request) -> Response[Any]:
@@ -188,7 +189,7 @@ class ConsoleController(Controller):
         if session is not None:
             check_csrf(request, session)
             await sessions_of(request.app.state).sign_out(session)
-        return data({"next": "/console/"}, [session_cookie(request, None)])
+        return answer({"next": "/console/"}, [session_cookie(request, None)])
 
     @get("/queue")
     async def queue(
@@ -292,7 +293,7 @@ class ConsoleController(Controller):
         session = await bound(request)
         if session is None:
             return Redirect(SIGN_IN)
-        return data({"size": await log_size(state, session)})
+        return answer({"size": await log_size(state, session)})
 
 
 async def log_size(state: State, session: ConsoleSession) -> int:
