@@ -54,6 +54,15 @@ def _rule(scope: str, *roles: str, cached: bool = False, per_address: bool = Fal
 OPEN = _rule(PUBLIC)
 OPEN_PER_ADDRESS = _rule(PUBLIC, per_address=True)
 READERS = (TENANT_ADMIN, AUDITOR)
+CONSOLE_PAGES = (
+    "",
+    "/static/{name}",
+    "/queue",
+    "/actions/{action_id}",
+    "/actions/{action_id}/audit",
+    "/actions/{action_id}/proof",
+    "/live",
+)
 
 ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/health"): OPEN,
@@ -132,6 +141,14 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/schema/assets/{name}"): OPEN_PER_ADDRESS,  # the pinned Swagger UI (gateway/api_docs.py)
     ("GET", "/schema/swagger"): OPEN_PER_ADDRESS,
     ("GET", "/schema/oauth2-redirect.html"): OPEN_PER_ADDRESS,
+    # The approver console (gateway/console/): its credential is the console session cookie,
+    # checked there, with a CSRF token on every state change; signing in is per address.
+    **{("GET", f"/console{path}"): OPEN for path in CONSOLE_PAGES},
+    ("POST", "/console/sign-in/challenge"): OPEN_PER_ADDRESS,
+    ("POST", "/console/sign-in/verify"): OPEN_PER_ADDRESS,
+    ("POST", "/console/sign-in/token"): OPEN_PER_ADDRESS,
+    ("POST", "/console/tenant"): OPEN,
+    ("POST", "/console/sign-out"): OPEN,
     # Litestar answers OPTIONS on every path itself (the Allow header; no data)
     ("OPTIONS", "*"): OPEN,
 }

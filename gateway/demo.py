@@ -122,6 +122,8 @@ Try it (in another shell):
   # ESCALATE (a CFO must approve), then approve it with the demo CFO's wallet key:
   {head} -d '{{"action": {{"type": "pay_invoice", "invoice_id": "inv_8231", "amount": "7800.00", "asset": "USDC", "vendor": "acme-supplies"}}}}'
   {_verdict_command()} approve <action_id> --role cfo --key-file {token_path.parent / CFO_KEY_FILE} --url {base_url}
+  # ... or in the approver console, with a browser wallet holding that key (docs/console.md):
+  #   {base_url}/console
   # DENY (blocked vendor):
   {head} -d '{{"action": {{"type": "pay_invoice", "invoice_id": "inv_8232", "amount": "10.00", "asset": "USDC", "vendor": "evil-corp"}}}}'
   # The signer's public address, for executors:

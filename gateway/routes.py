@@ -16,6 +16,7 @@ from gateway import schemas
 from gateway.authz import is_public, principal_of
 from gateway.bodies import ACCEPTS_YAML
 from gateway.clock import utc_now
+from gateway.console.controller import ConsoleController
 from gateway.controllers.events import EventsController
 from gateway.controllers.executions import ExecutionController
 from gateway.controllers.rails import RailController
@@ -587,3 +588,4 @@ ROUTES = _document(
         WebhookController,
     ]
 )
+ROUTES.append(ConsoleController)  # the approver console's pages (gateway/console/)

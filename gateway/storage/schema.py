@@ -399,6 +399,34 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        # Issue 15's approver console (gateway/console/): Sign-In with Ethereum nonces, each
+        # with the exact message the server issued, and console sessions (token hashes only).
+        15,
+        [
+            """CREATE TABLE console_nonces (
+                nonce TEXT PRIMARY KEY,
+                address TEXT NOT NULL,
+                message TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                expires_at TEXT NOT NULL,
+                used_at TEXT
+            )""",
+            """CREATE TABLE console_sessions (
+                id TEXT PRIMARY KEY,
+                token_hash TEXT NOT NULL UNIQUE,
+                csrf_token TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                address TEXT,
+                key_id TEXT,
+                role TEXT,
+                tenant_id TEXT REFERENCES tenants(id),
+                created_at TEXT NOT NULL,
+                expires_at TEXT NOT NULL,
+                revoked_at TEXT
+)""",
+        ],
+    ),
 ]
 
 
