@@ -26,10 +26,9 @@ from gateway.events.schedule import DeliveryConfig
 from gateway.events.wakeups import open_events
 from gateway.events.webhooks import WebhookService
 from gateway.health import Health, HealthProblem, log_failure
-from gateway.keyring import LOG, VERDICT, load_webhook_key
+from gateway.keyring import LOG, VERDICT
 from gateway.ledger import Ledger
 from gateway.problems import EXCEPTION_HANDLERS
-from gateway.rails.secrets import load_secret_key
 from gateway.routes import ROUTES
 from gateway.services.actions import ActionService, purge_idempotency_keys
 from gateway.services.address_limits import SharedAddressLimiter
@@ -173,7 +172,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 asyncio.get_running_loop().create_task(state.audit.verify_logs(), name="log-scan")
             )
             # Executions (issue 12): the rails, the request side, and this process's executor.
-            state.rails = RailService(db, ledger, load_secret_key(settings.data_dir))
+            state.rails = RailService(db, ledger, keyring.secrets.rails)
             state.executions = ExecutionService(db, ledger, policies, state.rails)
             state.executor = Executor(db, ledger, state.rails, ExecutorConfig.from_env())
             state.executions.on_request = state.executor.wake
@@ -184,7 +183,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                         state.audit.run_checkpoints(settings.checkpoint_interval), name="checkpoints"
                     )
                 )
-            webhook_key, delivery = load_webhook_key(settings.data_dir), DeliveryConfig.from_env()
+            webhook_key, delivery = keyring.secrets.webhooks, DeliveryConfig.from_env()
             state.webhooks = WebhookService(db, ledger, webhook_key, allow_private=delivery.allow_private)
             state.deliveries = deliveries = DeliveryWorker(db, ledger, webhook_key, delivery)
             deliveries.follow(events.hub)  # woken by commits here and, on PostgreSQL, elsewhere

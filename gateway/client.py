@@ -239,21 +239,42 @@ class VerdictClient:
         poll_interval: float = 0.2,
         max_interval: float = 5.0,
     ) -> dict[str, Any]:
-        """Poll until the execution is `succeeded`, `failed` or `rolled_back` and return it. Raises
-        TimeoutError after `timeout` seconds (the execution goes on; call again)."""
+        """Wait until the execution is `succeeded`, `failed` or `rolled_back` and return it.
+
+        Waits on the tenant's events (a long poll filtered to the execution's action and the
+        `execution.*` types), from the last entry of the action's record, so it answers as soon
+        as the executor commits. After a dropped connection or a retryable refusal (429, 502-504)
+        it waits `poll_interval` (growing to `max_interval`) and resumes from the same position.
+        Raises TimeoutError after `timeout` seconds (the execution goes on; call again),
+        GatewayError."""
         deadline = time.monotonic() + timeout
-        interval = poll_interval
-        while True:
-            execution = self.get_execution(execution_id)
-            if execution["status"] in FINISHED:
-                return execution
+        execution = self.get_execution(execution_id)
+        action_id = execution["action_id"]
+        position = max(self.get(action_id)["audit_event_ids"], default=-1)
+        backoff = poll_interval
+        while execution["status"] not in FINISHED:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(
                     f"execution {execution_id} is still {execution['status']} after {timeout:g} s"
                 )
-            time.sleep(min(interval, remaining))
-            interval = min(interval * 1.5, max_interval)
+            try:
+                page = self.events_page(
+                    execution["tenant_id"],
+                    after=position,
+                    types="execution.*",
+                    action_id=action_id,
+                    wait=min(remaining, LONG_POLL_SECONDS),
+                )
+                position = page["next_after"]
+                execution = self.get_execution(execution_id)
+                backoff = poll_interval
+            except (httpx.TransportError, GatewayError) as exc:
+                if isinstance(exc, GatewayError) and exc.status not in RETRYABLE:
+                    raise
+                time.sleep(max(0.0, min(backoff, deadline - time.monotonic())))
+                backoff = min(backoff * 1.5, max_interval)
+        return execution
 
     def rollback(self, execution_id: str, reason: str) -> dict[str, Any]:
         """Ask for the compensation of a succeeded execution (a tenant admin's token)."""

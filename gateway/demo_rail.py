@@ -11,7 +11,7 @@ from gateway.execution_schemas import ConfigureRail
 from gateway.ledger import Ledger
 from gateway.rails.demo_bank import DemoBank
 from gateway.rails.outbound import ALLOW_PRIVATE_ENV
-from gateway.rails.secrets import load_secret_key
+from gateway.services.published_keys import establish_keys
 from gateway.services.rails import RailService
 from gateway.settings import Settings
 from gateway.storage import open_database
@@ -37,7 +37,8 @@ async def seed_demo_rail(settings: Settings, url: str, api_key: str) -> None:
     await db.open()
     ledger = Ledger(db)
     try:
-        rails = RailService(db, ledger, load_secret_key(settings.data_dir))
+        keyring = await establish_keys(db, settings.data_dir, lease=None)  # (established: a read)
+        rails = RailService(db, ledger, keyring.secrets.rails)
         body = ConfigureRail(kind="bank_api", config={"base_url": url, "api_key": api_key})
         await rails.configure(DEMO_ADMIN, "demo", "bank_api", body)
         await rails.close()

@@ -39,7 +39,6 @@ from crypto.keys import (
     generate_secp256k1_key_file,
     load_ed25519_key,
     load_secp256k1_key,
-    read_secret_file,
     write_secret_file,
 )
 from crypto.signing import LocalSigner
@@ -171,6 +170,7 @@ class Keyring:
     lease: Lease
     next_switch: float | None = None  # Unix time of the next scheduled switch, if any
     version: int = 0  # of the published keys (`key_set.version`) this keyring was built from
+    secrets: Any = None  # `gateway.services.secrets_key.SecretsKeys`; None for the audit commands
 
     def active(self, kind: str) -> KeyRecord:
         return self.log_key.record if kind == LOG else self.verdict_signer.record
@@ -392,27 +392,3 @@ def _read_secret(path: Path) -> str:
     if not text:
         raise KeyFileError(f"{path} is empty")
     return text
-
-
-WEBHOOK_KEY_FILE = "webhook-secrets.key"
-
-
-def load_webhook_key(data_dir: Path) -> bytes:
-    """The 256-bit key that seals webhook secrets at rest (`gateway.events.webhook_secrets`),
-    from `webhook-secrets.key` beside the signing keys (0600, base64), created on first use.
-    Every host of a deployment needs the same file to sign deliveries of the webhooks the
-    others created. Raises KeyFileError for a file that is not owner-only or not 32 bytes."""
-    path = data_dir / WEBHOOK_KEY_FILE
-    if not path.exists():
-        try:
-            write_secret_file(path, base64.b64encode(os.urandom(32)).decode() + "\n")
-        except KeyFileError:
-            if not path.exists():  # (another process creating it at the same time is fine)
-                raise
-    try:
-        key = base64.b64decode(read_secret_file(path).strip(), validate=True)
-    except ValueError as exc:
-        raise KeyFileError(f"{path} is not base64") from exc
-    if len(key) != 32:
-        raise KeyFileError(f"{path} must hold 32 bytes of key (base64)")
-    return key

@@ -46,6 +46,16 @@ AGENT_FIELDS: dict[str, frozenset[str] | None] = {
     "approval.rejected": frozenset({"signer", "role", "approve", "kind", "comment", "outcome"}),
     "action.expired": None,
     "action.cancelled": None,
+    # an action's executions, as GET /v1/executions/{id} shows them (not which worker ran them)
+    "execution.requested": frozenset(
+        {"execution_id", "rail", "rail_kind", "action_hash", "verdict_digest", "verdict_expires_at"}
+    ),
+    "execution.submitted": frozenset({"execution_id", "reference", "attempt"}),
+    "execution.succeeded": frozenset({"execution_id", "reference", "result"}),
+    "execution.failed": frozenset({"execution_id", "code", "message", "reference"}),
+    "execution.rollback_requested": frozenset({"execution_id", "reason", "by"}),
+    "execution.rolled_back": frozenset({"execution_id", "reason", "by", "reference"}),
+    "execution.rollback_failed": frozenset({"execution_id", "reason", "by", "code", "message"}),
 }
 
 

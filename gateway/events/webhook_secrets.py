@@ -5,8 +5,8 @@ delivery is signed as the spec's "Verifying webhook authenticity" says: HMAC-SHA
 secret's bytes over `{webhook-id}.{webhook-timestamp}.{body}`, sent as `v1,<base64>`; during a
 rotation's overlap the header carries one signature per secret, space separated.
 
-Secrets are stored sealed with AES-256-GCM under the deployment's webhook key
-(`gateway.keyring.load_webhook_key`, a file beside the signing keys), bound to the row that
+Secrets are stored sealed with AES-256-GCM under the deployment's secrets key
+(`gateway.services.secrets_key`, shared by every host), bound to the row that
 holds them (the associated data), so a sealed secret copied to another webhook's row does not
 open. A database dump alone reveals no secret.
 """

@@ -16,7 +16,8 @@ At start (`establish_keys`), under that lock:
 3. with a KEK, published keys this host holds in files but the database lacks sealed are sealed
    into it (how a single host moves to a shared deployment).
 
-The bootstrap admin token is installed in the same transaction (`gateway.services.admin_token`).
+The bootstrap admin token is installed in the same transaction (`gateway.services.admin_token`),
+and the deployment's secrets key established (`gateway.services.secrets_key`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from gateway.keyring import (
 )
 from gateway.sealing import KEK_ENV, SealError, kek_from_env, seal, unseal
 from gateway.services.admin_token import install_admin_token
+from gateway.services.secrets_key import file_keys, sealed_keys
 from gateway.storage import Database
 from gateway.storage.base import Conn
 
@@ -103,6 +105,9 @@ async def establish_keys(
         privates = _privates(rows, data_dir, env, kek)
         if kek is not None and publish:
             await _seal_missing(conn, rows, privates, kek)
+        secrets = None
+        if publish:  # the key that seals rail and webhook secrets, established with the signing keys
+            secrets = await sealed_keys(conn, data_dir, kek) if kek is not None else file_keys(data_dir)
         admin = await install_admin_token(conn, data_dir, created) if publish else read_admin_token(data_dir)
         version = (await conn.fetchrow("SELECT version FROM key_set WHERE id = 1"))["version"]
     keyring = build_keyring(rows, privates, Lease(lease), version, strict=True)
@@ -115,7 +120,7 @@ async def establish_keys(
             paths[f"{kind}_key"] = data_dir / record.file
     if admin is not None:
         paths["admin_token"] = data_dir / ADMIN_TOKEN_FILE
-    return replace(keyring, admin_token=admin, created=tuple(created), paths=paths)
+    return replace(keyring, admin_token=admin, created=tuple(created), paths=paths, secrets=secrets)
 
 
 async def refresh_keys(db: Database, keyring: Keyring, data_dir: Path, environ: Any = None) -> Keyring:
@@ -133,7 +138,13 @@ async def refresh_keys(db: Database, keyring: Keyring, data_dir: Path, environ: 
     privates = _privates(rows, data_dir, env, kek, strict=False)
     fresh = build_keyring(rows, privates, keyring.lease, version, strict=False, previous=keyring)
     keyring.lease.confirm()
-    return replace(fresh, admin_token=keyring.admin_token, paths=keyring.paths, created=keyring.created)
+    return replace(
+        fresh,
+        admin_token=keyring.admin_token,
+        paths=keyring.paths,
+        created=keyring.created,
+        secrets=keyring.secrets,
+    )
 
 
 def build_keyring(

@@ -424,7 +424,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 created_at TEXT NOT NULL,
                 expires_at TEXT NOT NULL,
                 revoked_at TEXT
-)""",
+            )""",
+        ],
+    ),
+    (
+        # One secrets key per deployment (gateway/services/secrets_key.py): with a key-encryption
+        # key, the key that seals rail API keys and webhook secrets, sealed under it, one row a
+        # feature (the same key for both, unless a host adopted an older per-feature key file).
+        16,
+        [
+            """CREATE TABLE secret_keys (
+                feature TEXT PRIMARY KEY,
+                sealed {blob} NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
         ],
     ),
 ]

@@ -132,3 +132,36 @@ async def test_events_iterates_the_log_and_the_cli_tails_it(live) -> None:
         capture_output=True, text=True, timeout=60, env={**os.environ, "VERDICT_TOKEN": world.auditor},
     )  # fmt: skip
     assert refused.returncode == 1 and "tenant_not_found" in refused.stderr
+
+
+def test_wait_for_execution_waits_on_the_events_not_by_polling(backend) -> None:
+    from tests.bank import ReferenceBank
+    from tests.integration.execution_helpers import FAST_EXECUTOR, configure_bank_rail
+
+    server = GatewayProcess({**backend.env(), **ENV, **FAST_EXECUTOR}).start()
+    try:
+        admin = (backend.data_dir / "admin.token").read_text().strip()
+        with ReferenceBank(latency=1.5) as bank:  # the payment takes a while: the client waits
+
+            async def setup():
+                async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+                    http.app_state = SimpleNamespace(keyring=SimpleNamespace(admin_token=admin))
+                    world = await make_world(http)
+                    await configure_bank_rail(http, world, bank, timeout_seconds=10)
+                    return world
+
+            world = asyncio.run(setup())
+            with VerdictClient(server.url, world.agent_token) as client:
+                paths: list[str] = []
+                client._http.event_hooks["request"].append(lambda request: paths.append(request.url.path))
+                action_id = client.propose(world.agent, pay("120.00")["action"])["action_id"]
+                execution_id = client.execute(action_id)["execution_id"]
+                paths.clear()
+                done = client.wait_for_execution(execution_id, timeout=60, poll_interval=0.05)
+        assert done["status"] == "succeeded" and done["reference"], done
+        reads = [p for p in paths if p.startswith("/v1/executions/")]
+        waits = [p for p in paths if p.endswith("/events")]
+        # one read to start, then one after each answer of the long poll (submitted, succeeded)
+        assert waits and len(reads) <= len(waits) + 1 <= 4, paths
+    finally:
+        server.stop()

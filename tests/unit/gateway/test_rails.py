@@ -3,33 +3,22 @@ body, and the outbound address rules."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from crypto.errors import KeyFileError
 from gateway.rails.bank_api import check_config, payment_body
 from gateway.rails.base import Payment, RailConfigError, RailRefused
 from gateway.rails.outbound import ALLOW_PRIVATE_ENV, check_url
-from gateway.rails.secrets import SECRET_KEY_FILE, SecretsUnreadable, load_secret_key, seal, unseal
+from gateway.rails.secrets import SecretsUnreadable, seal, unseal
 
 PAY = Payment("exe_1", "exe_1", "acme", "act_1", "0x" + "00" * 32,
               {"type": "pay_invoice", "amount": "7800.00", "asset": "EURC", "vendor": "acme-supplies",
                "payee": {"iban": "DE89370400440532013000"}, "invoice_id": "inv_8231"})  # fmt: skip
 
 
-def test_secret_key_is_created_once_with_mode_0600(tmp_path):
-    key = load_secret_key(tmp_path)
-    assert len(key) == 32 and load_secret_key(tmp_path) == key
-    assert (tmp_path / SECRET_KEY_FILE).stat().st_mode & 0o777 == 0o600
-
-
-def test_a_bad_secret_key_file_is_refused(tmp_path):
-    (tmp_path / SECRET_KEY_FILE).write_text("c2hvcnQ=\n")
-    with pytest.raises(KeyFileError):
-        load_secret_key(tmp_path)
-
-
-def test_sealed_secrets_open_only_for_their_rail_and_key(tmp_path):
-    key = load_secret_key(tmp_path)
+def test_sealed_secrets_open_only_for_their_rail_and_key():
+    key = os.urandom(32)
     sealed = seal(key, "acme", "bank_api", {"api_key": "sk_live_1"})
     assert b"sk_live_1" not in sealed
     assert unseal(key, "acme", "bank_api", sealed) == {"api_key": "sk_live_1"}

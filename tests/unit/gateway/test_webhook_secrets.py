@@ -10,7 +10,6 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from crypto.errors import KeyFileError
 from gateway.events.webhook_secrets import (
     SecretUnreadable,
     new_secret,
@@ -19,7 +18,6 @@ from gateway.events.webhook_secrets import (
     signature_header,
     unseal,
 )
-from gateway.keyring import WEBHOOK_KEY_FILE, load_webhook_key
 
 
 def headers(message_id: str, timestamp: int, signature: str) -> dict[str, str]:
@@ -72,17 +70,3 @@ def test_a_sealed_secret_opens_only_with_its_key_and_for_its_row():
         unseal(key, stored[:-4] + "AAA=", "wh_1")
     with pytest.raises(SecretUnreadable):
         unseal(key, "whsec_plain", "wh_1")
-
-
-def test_the_webhook_key_is_created_once_owner_only_and_checked(tmp_path):
-    key = load_webhook_key(tmp_path)
-    path = tmp_path / WEBHOOK_KEY_FILE
-    assert len(key) == 32 and path.stat().st_mode & 0o777 == 0o600
-    assert load_webhook_key(tmp_path) == key
-    path.chmod(0o644)
-    with pytest.raises(KeyFileError):
-        load_webhook_key(tmp_path)
-    path.chmod(0o600)
-    path.write_text(base64.b64encode(b"short").decode())
-    with pytest.raises(KeyFileError):
-        load_webhook_key(tmp_path)
