@@ -23,7 +23,7 @@ Errors from the gateway raise `GatewayError` with its RFC 9457 problem (`code`, 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -136,28 +136,59 @@ class VerdictClient:
         """
         deadline = time.monotonic() + timeout
         record = self.get(action_id)
-        position = max(record["audit_event_ids"], default=-1)
-        backoff = poll_interval
-        while record["status"] == PENDING:
+        return self._wait_on_events(
+            record,
+            lambda: self.get(action_id),  # after events, or a quiet wait (an expiry is applied on read)
+            lambda current: current["status"] != PENDING,
+            tenant_id=record["tenant_id"],
+            action_id=action_id,
+            types=None,
+            position=max(record["audit_event_ids"], default=-1),
+            deadline=deadline,
+            backoff=(poll_interval, max_interval),
+            still=lambda _: f"action {action_id} is still pending approval after {timeout:g} s",
+        )
+
+    def _wait_on_events(
+        self,
+        current: dict[str, Any],
+        read: Callable[[], dict[str, Any]],
+        finished: Callable[[dict[str, Any]], bool],
+        *,
+        tenant_id: str,
+        action_id: str,
+        types: str | None,
+        position: int,
+        deadline: float,
+        backoff: tuple[float, float],
+        still: Callable[[dict[str, Any]], str],
+    ) -> dict[str, Any]:
+        """Long-poll the action's events from `position`, re-reading with `read` after each
+        answer, until `finished`. A dropped connection or a retryable refusal (429, 502-504)
+        waits (growing from `backoff[0]` to `backoff[1]`) and resumes from the same position.
+        Raises TimeoutError(`still(current)`) at `deadline`, GatewayError."""
+        interval, max_interval = backoff
+        while not finished(current):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"action {action_id} is still pending approval after {timeout:g} s")
+                raise TimeoutError(still(current))
             try:
                 page = self.events_page(
-                    record["tenant_id"],
+                    tenant_id,
                     after=position,
+                    types=types,
                     action_id=action_id,
                     wait=min(remaining, LONG_POLL_SECONDS),
                 )
                 position = page["next_after"]
-                record = self.get(action_id)  # after events, or a quiet wait (an expiry is applied on read)
-                backoff = poll_interval
+                current = read()
+                interval = backoff[0]
             except (httpx.TransportError, GatewayError) as exc:
                 if isinstance(exc, GatewayError) and exc.status not in RETRYABLE:
                     raise
-                time.sleep(max(0.0, min(backoff, deadline - time.monotonic())))
-                backoff = min(backoff * 1.5, max_interval)
-        return record
+                time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
+                interval = min(interval * 1.5, max_interval)
+        return current
 
     # ---- events (tenant readers see the tenant's; an agent its own actions')
 
@@ -250,31 +281,20 @@ class VerdictClient:
         deadline = time.monotonic() + timeout
         execution = self.get_execution(execution_id)
         action_id = execution["action_id"]
-        position = max(self.get(action_id)["audit_event_ids"], default=-1)
-        backoff = poll_interval
-        while execution["status"] not in FINISHED:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(
-                    f"execution {execution_id} is still {execution['status']} after {timeout:g} s"
-                )
-            try:
-                page = self.events_page(
-                    execution["tenant_id"],
-                    after=position,
-                    types="execution.*",
-                    action_id=action_id,
-                    wait=min(remaining, LONG_POLL_SECONDS),
-                )
-                position = page["next_after"]
-                execution = self.get_execution(execution_id)
-                backoff = poll_interval
-            except (httpx.TransportError, GatewayError) as exc:
-                if isinstance(exc, GatewayError) and exc.status not in RETRYABLE:
-                    raise
-                time.sleep(max(0.0, min(backoff, deadline - time.monotonic())))
-                backoff = min(backoff * 1.5, max_interval)
-        return execution
+        return self._wait_on_events(
+            execution,
+            lambda: self.get_execution(execution_id),
+            lambda current: current["status"] in FINISHED,
+            tenant_id=execution["tenant_id"],
+            action_id=action_id,
+            types="execution.*",
+            position=max(self.get(action_id)["audit_event_ids"], default=-1),
+            deadline=deadline,
+            backoff=(poll_interval, max_interval),
+            still=lambda current: (
+                f"execution {execution_id} is still {current['status']} after {timeout:g} s"
+            ),
+        )
 
     def rollback(self, execution_id: str, reason: str) -> dict[str, Any]:
         """Ask for the compensation of a succeeded execution (a tenant admin's token)."""
