@@ -92,6 +92,7 @@ async def watch_keys(state: State) -> None:
 
 
 SAFE_RECURSION_LIMIT = 1000
+SHUTDOWN_STEP_SECONDS = 5.0
 PURGE_INTERVAL_SECONDS = 900.0
 
 
@@ -200,14 +201,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await events.close()
+            # Each step of the shutdown is bounded: a flush that cannot reach the database
+            # (counts re-queued, sync retried) must not hold the process open.
+            steps = [events.close(), usage.flush()]
             if deliveries is not None:
-                await deliveries.close()
-            await usage.flush()
+                steps.append(deliveries.close())
             if hasattr(app.state, "rails"):
-                await app.state.rails.close()
+                steps.append(app.state.rails.close())
             if hasattr(app.state, "address_limiter"):
-                await app.state.address_limiter.flush()
+                steps.append(app.state.address_limiter.flush())
+            for step in steps:
+                try:
+                    await asyncio.wait_for(step, SHUTDOWN_STEP_SECONDS)
+                except TimeoutError:
+                    log.warning("a shutdown step took over %s s; going on without it", SHUTDOWN_STEP_SECONDS)
             await ledger.close()
             await db.close()
 

@@ -21,6 +21,7 @@ cannot be reached leaves each process's own bucket in charge until it answers ag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -135,8 +136,11 @@ class SharedAddressLimiter:
     async def flush(self) -> None:
         """Wait until the counts noted so far are shared (tests, shutdown)."""
         task = self._task
-        if task is not None:
-            await asyncio.shield(task)
+        if task is not None:  # one last sync instead of the loop, which retries while it fails
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.sync()
 
     async def _add_counts(self, window: int, rows: list[tuple[int, str, int]]) -> dict[str, int]:
         totals: dict[str, int] = {}
