@@ -89,21 +89,30 @@ class SQLiteConn:
         except sqlite3.Error as exc:
             raise self._failed(exc) from exc
 
+    # A read runs whole in one hop to aiosqlite's thread: a statement left open between hops
+    # (execute, then fetch) would hold its snapshot, and every other read on the shared reader
+    # connection in between would share it and miss a write committed meanwhile.
     async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None:
         try:
-            async with self._conn.execute(sql, args) as cursor:
-                row = await cursor.fetchone()
+            row = await self._conn._execute(_fetch_one, self._conn._conn, sql, args)
         except sqlite3.Error as exc:
             raise self._failed(exc) from exc
         return dict(row) if row is not None else None
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         try:
-            async with self._conn.execute(sql, args) as cursor:
-                rows = await cursor.fetchall()
+            rows = await self._conn.execute_fetchall(sql, args)
         except sqlite3.Error as exc:
             raise self._failed(exc) from exc
         return [dict(row) for row in rows]
+
+
+def _fetch_one(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> sqlite3.Row | None:
+    cursor = conn.execute(sql, args)
+    try:
+        return cursor.fetchone()
+    finally:
+        cursor.close()
 
 
 def _exclusive(path: Path) -> int:

@@ -24,3 +24,35 @@ async def test_migrations_apply_once_even_when_processes_start_together(backend)
     finally:
         for db in databases:
             await db.close()
+
+
+async def test_a_read_sees_what_committed_before_it_while_other_reads_run(backend):
+    """Read-your-writes with reads of other tasks in flight: on SQLite they share one reader
+    connection, and a statement held open across hops would lend its older snapshot."""
+    db = open_database(backend.url, data_dir=backend.data_dir, schema=backend.schema)
+    await db.open()
+    stop = asyncio.Event()
+
+    async def reader() -> None:
+        while not stop.is_set():
+            async with db.read() as conn:
+                await conn.fetch("SELECT version FROM schema_migrations")
+                await conn.fetchrow("SELECT version FROM schema_migrations ORDER BY version")
+
+    readers = [asyncio.create_task(reader()) for _ in range(3)]
+    try:
+        for i in range(300):
+            async with db.transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", 10_000 + i, "now"
+                )
+            async with db.read() as conn:
+                row = await conn.fetchrow(
+                    "SELECT version FROM schema_migrations WHERE version = ?", 10_000 + i
+                )
+                rows = await conn.fetch("SELECT version FROM schema_migrations WHERE version = ?", 10_000 + i)
+            assert row is not None and len(rows) == 1, f"insert {i} committed but a read after it missed it"
+    finally:
+        stop.set()
+        await asyncio.gather(*readers)
+        await db.close()
