@@ -29,6 +29,9 @@ from typing import Any
 
 _JSON = {"Content-Type": "application/json"}
 OWNER_WALLET_ARTIFACT = Path(__file__).parent / "contracts" / "OwnerWallet.json"
+ARTIFACTS = Path(__file__).parent.parent / "contracts" / "artifacts"
+VERDICT_ACCOUNT_ARTIFACT = ARTIFACTS / "VerdictAccount.json"
+TEST_TOKEN_ARTIFACT = ARTIFACTS / "TestToken.json"
 
 # Creation code that returns the runtime code appended to it: PUSH2 len, DUP1, PUSH1 12 (this
 # prefix's length), PUSH1 0, CODECOPY, PUSH1 0, RETURN.
@@ -130,6 +133,24 @@ class ContractChain:
             contract = self._w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
             tx_hash = contract.constructor(list(owners), threshold).transact(self._deployment())
             return self._deployed_address(tx_hash)
+
+    def deploy(self, artifact: Path, *arguments: Any) -> str:
+        """Deploy a compiled contract (a `contracts/compile.mjs` artifact); return its EIP-55 address."""
+        compiled = json.loads(artifact.read_text(encoding="utf-8"))
+        with self._lock:
+            contract = self._w3.eth.contract(abi=compiled["abi"], bytecode=compiled["bytecode"])
+            tx_hash = contract.constructor(*arguments).transact(self._deployment())
+            return self._deployed_address(tx_hash)
+
+    @property
+    def chain_id(self) -> int:
+        with self._lock:
+            return self._w3.eth.chain_id
+
+    def time_travel(self, timestamp: int) -> None:
+        """Mine the next block at ``timestamp`` (seconds; later than the latest block's)."""
+        with self._lock:
+            self._provider.ethereum_tester.time_travel(timestamp)
 
     def deploy_runtime_code(self, runtime: bytes) -> str:
         """Deploy a contract whose code is exactly ``runtime`` (hand-written EVM for edge cases)."""
