@@ -74,6 +74,9 @@ class Payment:
     action_id: str
     action_hash: str
     action: dict[str, Any]
+    # the action's signed verdict as stored ({"typed_data", "signature", "signer", "expires_at"}):
+    # rails that present it to the executor (a smart account) read it; others ignore it
+    verdict: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

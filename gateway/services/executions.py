@@ -179,9 +179,11 @@ def already(existing: dict[str, Any]) -> Conflict:
 
 
 def payment_of(row: dict[str, Any], execution_id: str) -> Payment:
+    verdict = json.loads(row["signed_verdict"]) if row.get("signed_verdict") else None
     return Payment(
-        execution_id, execution_id, row["tenant_id"], row["id"], row["action_hash"], json.loads(row["action"])
-    )
+        execution_id, execution_id, row["tenant_id"], row["id"], row["action_hash"], json.loads(row["action"]),
+        verdict,
+    )  # fmt: skip
 
 
 def execute_request_hash(action_id: str, rail: str | None) -> str:

@@ -99,7 +99,7 @@ class Transition:
 
 
 _STEP_SQL = (
-    "SELECT a.action, a.action_hash, r.tenant_id, r.name, r.kind, r.config, r.secrets, r.updated_at"
+    "SELECT a.action, a.action_hash, a.signed_verdict, r.tenant_id, r.name, r.kind, r.config, r.secrets, r.updated_at"
     " FROM actions a LEFT JOIN rails r ON r.tenant_id = ? AND r.name = ? WHERE a.id = ?"
 )
 _FRESH_SQL = (
