@@ -92,6 +92,9 @@ class RailOutcome:
     code: str | None = None
     message: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # what the rail answered, for the agent (an x402 resource's body): stored beside the
+    # execution, not in the log (the log holds its hash in `details`)
+    body: bytes | None = None
 
 
 class RailAdapter(Protocol):

@@ -280,7 +280,7 @@ class X402Rail:
         state = SUCCEEDED if response.status_code < 400 else FAILED
         code = None if state == SUCCEEDED else f"resource_http_{response.status_code}"
         return RailOutcome(
-            state, reference, code, None if state == SUCCEEDED else "the resource refused", details
+            state, reference, code, None if state == SUCCEEDED else "the resource refused", details, body
         )
 
     async def status(self, payment: Payment) -> RailOutcome:

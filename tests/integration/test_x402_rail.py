@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
 
 import pytest
@@ -82,6 +84,14 @@ async def test_paid_and_served(buyer):
     assert result["nonce"] == nonce_of(done["execution_id"])
     assert token_balance(chain, token, PAY_TO) == before + 10_000
     assert token_balance(chain, token, buyer.payer.address) == 990_000
+    # the resource's answer is kept for the agent; the log holds its hash
+    r = await buyer.client.get(
+        f"/v1/executions/{done['execution_id']}/result", headers=bearer(buyer.world.agent_token)
+    )
+    assert r.status_code == 200, r.text
+    stored = r.json()
+    assert json.loads(base64.b64decode(stored["body_base64"])) == {"report": "quarterly numbers"}
+    assert stored["sha256"] == result["body_sha256"] and stored["content_type"] == "application/json"
     # the chain knows the authorization was used: asking again never pays again
     rail = X402Rail(check_config({"payer_key": "0x" + bytes(buyer.payer.key).hex(), "rpc_url": chain.rpc_url}),
                     {"payer_key": "0x" + bytes(buyer.payer.key).hex()})  # fmt: skip
@@ -117,6 +127,10 @@ async def test_a_refused_payment_fails_and_moves_nothing(buyer):
         _, done = await buyer.pay(resource.url, asset=empty.lower())
     assert done["status"] == "failed" and done["code"] == "payment_refused", done
     assert token_balance(buyer.chain, empty, PAY_TO) == 0
+    r = await buyer.client.get(
+        f"/v1/executions/{done['execution_id']}/result", headers=bearer(buyer.world.agent_token)
+    )
+    assert r.status_code == 409 and r.json()["code"] == "result_not_stored", r.text
 
 
 async def test_the_same_execution_always_signs_the_same_authorization(buyer):
