@@ -46,7 +46,8 @@ from gateway.rails.base import (
     RailRefused,
     RailUnavailable,
 )
-from gateway.rails.outbound import check_host, check_url
+from gateway.rails.jsonrpc import JsonRpc, RpcError
+from gateway.rails.outbound import check_url
 from gateway.rails.verdict_account import EXECUTED_TOPIC, action_id_topic, decode_revert, encode_execute
 
 KIND = "smart_account"
@@ -96,14 +97,6 @@ def check_config(config: object) -> dict[str, Any]:
     return out
 
 
-class _RpcError(Exception):
-    """A JSON-RPC error answer (the node received the request and refused it)."""
-
-    def __init__(self, code: object, message: str, data: object) -> None:
-        super().__init__(message)
-        self.code, self.message, self.data = code, message, data
-
-
 class SmartAccountRail:
     """A configured `smart_account` rail. Safe for concurrent use (one HTTP pool; the relayer's
     nonce is read from the chain under a lock, so two submissions never share one)."""
@@ -117,6 +110,7 @@ class SmartAccountRail:
         self.account = config["account"]
         self._relayer = Account.from_key(secrets["relayer_key"])
         self._http = httpx.AsyncClient(timeout=config["timeout_seconds"], follow_redirects=False)
+        self._rpc = JsonRpc(self.url, self._http)
         self._send_lock = asyncio.Lock()
 
     # ---- what the verdict and the action say
@@ -152,43 +146,15 @@ class SmartAccountRail:
 
     # ---- JSON-RPC
 
-    async def _rpc(self, method: str, *params: Any) -> Any:
-        """One request. Raises RailUnavailable (no answer) or _RpcError (the node's error)."""
-        await check_host(self.url)
-        try:
-            response = await self._http.post(
-                self.url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
-            )
-        except httpx.HTTPError as exc:
-            raise RailUnavailable(f"{method}: RPC request failed: {type(exc).__name__}") from None
-        if response.status_code != 200:
-            raise RailUnavailable(f"{method}: RPC answered HTTP {response.status_code}")
-        try:
-            answer = response.json()
-        except ValueError:
-            raise RailUnavailable(f"{method}: RPC answered without JSON") from None
-        if not isinstance(answer, dict):
-            raise RailUnavailable(f"{method}: RPC answered something that is not JSON-RPC")
-        error = answer.get("error")
-        if isinstance(error, dict):
-            raise _RpcError(error.get("code"), str(error.get("message", ""))[:300], error.get("data"))
-        if "result" not in answer:
-            raise RailUnavailable(f"{method}: RPC answer has no result")
-        return answer["result"]
-
     async def _read(self, method: str, *params: Any) -> Any:
-        """A read that must answer: a node's error is an outage too (RailUnavailable)."""
-        try:
-            return await self._rpc(method, *params)
-        except _RpcError as exc:
-            raise RailUnavailable(f"{method}: RPC error {exc.code}: {exc.message}") from None
+        return await self._rpc.read(method, *params)
 
     async def _simulate(self, calldata: str) -> tuple[str, list[Any]] | None:
         """None when `execute` would succeed now; else the contract's error (name, arguments)."""
         call = {"from": self._relayer.address, "to": self.account, "data": calldata}
         try:
-            await self._rpc("eth_call", call, "latest")
-        except _RpcError as exc:
+            await self._rpc.call("eth_call", call, "latest")
+        except RpcError as exc:
             data = exc.data if isinstance(exc.data, str) else None
             if data is None and "revert" not in exc.message.lower():
                 raise RailUnavailable(f"eth_call: RPC error {exc.code}: {exc.message}") from None
@@ -216,8 +182,8 @@ class SmartAccountRail:
             signed = self._relayer.sign_transaction(transaction)
             tx_hash = "0x" + bytes(signed.hash).hex()
             try:
-                await self._rpc("eth_sendRawTransaction", "0x" + bytes(signed.raw_transaction).hex())
-            except _RpcError as exc:  # the node may hold it anyway ("already known"): ask, do not resend
+                await self._rpc.call("eth_sendRawTransaction", "0x" + bytes(signed.raw_transaction).hex())
+            except RpcError as exc:  # the node may hold it anyway ("already known"): ask, do not resend
                 raise RailUnavailable(f"eth_sendRawTransaction: {exc.message}") from None
         receipt = await self._wait_for_receipt(tx_hash)
         if receipt is None:

@@ -52,6 +52,7 @@ from gateway.rails.base import (
     RailRefused,
     RailUnavailable,
 )
+from gateway.rails.jsonrpc import JsonRpc
 from gateway.rails.outbound import check_host, check_url
 
 KIND = "x402"
@@ -289,14 +290,13 @@ class X402Rail:
         nonce = nonce_of(payment.execution_id)
         data = "0x" + (_AUTHORIZATION_STATE + bytes(12) + bytes.fromhex(self._payer.address[2:])
                        + bytes.fromhex(nonce[2:])).hex()  # fmt: skip
-        url = self.config["rpc_url"]
-        await check_host(url)
+        answer = await JsonRpc(self.config["rpc_url"], self._http).read(
+            "eth_call", {"to": asset, "data": data}, "latest"
+        )
         try:
-            answer = (await self._http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_call",
-                                                       "params": [{"to": asset, "data": data}, "latest"]})).json()  # fmt: skip
-            used = int(answer["result"], 16) != 0
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
-            raise RailUnavailable("could not ask the token whether the authorization was used") from None
+            used = int(answer, 16) != 0
+        except (TypeError, ValueError):
+            raise RailUnavailable("the token's authorizationState answer is not a number") from None
         if used:
             return RailOutcome(
                 SUCCEEDED, None, details={"nonce": nonce, "note": "settled; the resource's answer was lost"}
