@@ -247,14 +247,12 @@ class X402Rail:
             header = "X-PAYMENT"
             body = {"x402Version": 1, "scheme": "exact", "network": option["network"], "payload": signed}
         paid = await self._request(wanted["url"], wanted["method"], {header: _encode_header(body)})
-        if paid.status_code >= 500 and paid.status_code != 502:
+        if paid.status_code >= 500:  # it may have settled: `status` asks the token before any retry
             raise RailUnavailable(f"the resource answered {paid.status_code} to the payment")
         settlement = _decode_header(
             paid.headers.get("PAYMENT-RESPONSE") or paid.headers.get("X-PAYMENT-RESPONSE") or ""
         )
         if paid.status_code == 402 or not (isinstance(settlement, dict) and settlement.get("success")):
-            if paid.status_code >= 500:
-                raise RailUnavailable(f"the resource answered {paid.status_code} to the payment")
             reason = _decode_header(paid.headers.get("PAYMENT-REQUIRED") or "")
             error = reason.get("error") if isinstance(reason, dict) else None
             return RailOutcome(FAILED, None, "payment_refused",

@@ -6,7 +6,10 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 from eth_account import Account
 
@@ -150,3 +153,68 @@ async def test_the_same_execution_always_signs_the_same_authorization(buyer):
     assert first == again
     assert other["authorization"]["nonce"] != first["authorization"]["nonce"]
     await rail.close()
+
+
+class LosingProxy:
+    """Forwards to the resource; the first paid request is forwarded (the payment settles) but
+    answered 502, as a gateway killed after the retry was sent would never have heard it."""
+
+    def __init__(self, target: str) -> None:
+        self.paid_requests = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                headers = {k: v for k, v in self.headers.items() if k.lower().startswith("payment")}
+                answer = httpx.get(target, headers=headers, timeout=30)
+                status, body, out = answer.status_code, answer.content, dict(answer.headers)
+                if "PAYMENT-SIGNATURE" in {k.upper() for k in headers}:
+                    proxy.paid_requests += 1
+                    if proxy.paid_requests == 1:
+                        status, body, out = 502, b"{}", {}
+                self.send_response(status)
+                for name, value in out.items():
+                    if name.lower() not in (
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "date",
+                        "server",
+                    ):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/report"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+async def test_a_lost_answer_after_paying_is_found_on_the_token_and_never_paid_again(buyer):
+    chain, token = buyer.chain, buyer.token
+    with PaidResource(chain, token, amount="10000") as resource:
+        proxy = LosingProxy(resource.url)
+        try:
+            _, done = await buyer.pay(proxy.url)
+        finally:
+            proxy.stop()
+    assert done["status"] == "succeeded", done
+    assert done["attempts"] >= 2 and done["result"]["nonce"] == nonce_of(done["execution_id"])
+    assert proxy.paid_requests == 1  # the retry asked the token, it did not pay again
+    assert token_balance(chain, token, PAY_TO) == 10_000
+    assert token_balance(chain, token, buyer.payer.address) == 990_000
