@@ -60,6 +60,7 @@ ACTION_TYPE = "x402_payment"
 CONFIG_KEYS = {"payer_key", "rpc_url", "decimals", "timeout_seconds", "max_body_bytes"}
 ACTION_KEYS = {"type", "url", "method", "max_amount", "asset", "network", "rail"}
 MAX_AUTHORIZATION_SECONDS = 3600
+MAX_READ_BYTES = 1 << 20  # of a resource's answer; past it the body counts as truncated
 _KEY = re.compile(r"0x[0-9a-fA-F]{64}")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _NETWORK = re.compile(r"eip155:([1-9][0-9]{0,15})")
@@ -164,12 +165,25 @@ class X402Rail:
     # ---- HTTP
 
     async def _request(self, url: str, method: str, headers: dict[str, str] | None = None) -> httpx.Response:
-        """Raises RailUnavailable when the resource does not answer."""
+        """The answer with at most MAX_READ_BYTES of its body (a resource cannot make the gateway
+        read more). Raises RailUnavailable when the resource does not answer."""
         await check_host(url)
         try:
-            return await self._http.request(method, url, headers=headers)
+            async with self._http.stream(method, url, headers=headers) as response:
+                content = bytearray()
+                async for chunk in response.aiter_bytes():
+                    content += chunk
+                    if len(content) > MAX_READ_BYTES:
+                        break
         except httpx.HTTPError as exc:
             raise RailUnavailable(f"resource request failed: {type(exc).__name__}") from None
+        # the body is decoded already: the rebuilt answer must not decode it again
+        kept = [
+            (k, v)
+            for k, v in response.headers.items()
+            if k.lower() not in ("content-encoding", "content-length")
+        ]
+        return httpx.Response(response.status_code, headers=kept, content=bytes(content))
 
     def _pick(
         self, response: httpx.Response, wanted: dict[str, Any]
@@ -266,8 +280,8 @@ class X402Rail:
         details: dict[str, Any] = {
             "http_status": response.status_code,
             "content_type": response.headers.get("content-type", "")[:200],
-            "body_sha256": hashlib.sha256(response.content).hexdigest(),
-            "body_bytes": len(response.content),
+            "body_sha256": hashlib.sha256(body).hexdigest(),  # of what is kept for the agent
+            "body_bytes": len(body),
             "body_truncated": len(body) < len(response.content),
         }
         reference = None
