@@ -184,6 +184,13 @@ class Setup:
         )
         return answer["action_id"]
 
+    def approve(self, action_id: str, account: Any, role: str) -> None:
+        """Approve through the API (the approval-request's typed data, signed by `account`)."""
+        typed = self._ok(self.http.get(f"/v1/actions/{action_id}/approval-request", params={"role": role}))
+        signature = "0x" + bytes(Account.sign_typed_data(account.key, full_message=typed).signature).hex()
+        body = {"approver_role": role, "signature": signature}
+        self._ok(self.http.post(f"/v1/actions/{action_id}/approve", json=body))
+
     def action(self, action_id: str) -> dict[str, Any]:
         return self._ok(self.http.get(f"/v1/actions/{action_id}", headers=bearer(self.auditor)))
 
@@ -327,6 +334,8 @@ def test_bulk_keyboard_live_updates_tenant_walls_accessibility_and_expiry(gatewa
 
     # CFO approves in acme and globex: after signing in, they pick a tenant
     cfo = wallet_page(browser, gateway.url, CFO)
+    cfo.goto(f"{gateway.url}/console/")  # the sign-in page, too, passes axe
+    assert axe_violations(cfo) == []
     sign_in(cfo, gateway.url, tenant="acme")
     assert hidden not in cfo.content()
     assert cfo.locator("table.queue tbody tr").count() == 5
@@ -341,6 +350,11 @@ def test_bulk_keyboard_live_updates_tenant_walls_accessibility_and_expiry(gatewa
     assert controller.locator("table.queue tbody tr").count() == 1
     second_wire = world.pay("9100.00", kind="wire")
     controller.locator(f'tr[data-action="{second_wire}"]').wait_for(timeout=15_000)
+    # ... and an open action page shows the CFO's approval of that wire as it lands
+    controller.goto(f"{gateway.url}/console/actions/{second_wire}")
+    approvals = controller.locator("ul.approvals li").count()
+    world.approve(second_wire, CFO, "cfo")
+    controller.locator("ul.approvals li").nth(approvals).wait_for(timeout=15_000)
 
     # bulk approve three with one BulkApproval signature; each item's result is shown
     cfo.goto(f"{gateway.url}/console/queue?view=awaiting")

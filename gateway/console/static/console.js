@@ -236,28 +236,30 @@ async function bulk(approve) {
   }
 }
 
-// Live updates by polling the tenant log's size (the events stream is not on main yet): when
-// it grows, the page reloads, unless the user is typing or has selected something.
-async function watch() {
-  let size = Number(meta("console-live")); // the log's size when the server rendered this page
-  setInterval(async () => {
-    try {
-      const response = await fetch("/console/live", { credentials: "same-origin" });
-      if (!response.ok) return;
-      const now = (await response.json()).size;
-      if (now !== size) {
-        const typing = [...document.querySelectorAll("textarea, input:not([type=checkbox]):not([type=radio])")].some(
-          (el) => el.value && el.type !== "hidden",
-        );
-        const selected = document.querySelector("input.select:checked");
-        if (busy || typing || selected) say("New activity: reload to see it.");
-        else window.location.reload();
-      }
-      size = now;
-    } catch {
-      /* offline for a moment: try again next tick */
+// Live updates: the server's event stream says when the tenant's log grows past what this page
+// shows (/console/live, Server-Sent Events). The page then reloads, unless the user is busy,
+// typing or has selected something; then it says so instead.
+function watch() {
+  const size = Number(meta("console-live")); // the log's size when the server rendered this page
+  const source = new EventSource(`/console/live?after=${size - 1}`);
+  let pending = false;
+  source.addEventListener("changed", () => {
+    if (pending) return;
+    const typing = [...document.querySelectorAll("textarea, input:not([type=checkbox]):not([type=radio])")].some(
+      (el) => el.value && el.type !== "hidden",
+    );
+    const selected = document.querySelector("input.select:checked");
+    if (busy || typing || selected) {
+      say("New activity: reload to see it.");
+      return;
     }
-  }, 3000);
+    pending = true; // several entries land together: reload once, a moment after the first
+    setTimeout(() => window.location.reload(), 500);
+  });
+  source.addEventListener("signed-out", () => {
+    source.close();
+    window.location.assign("/console/");
+  });
 }
 
 function on(id, event, handler) {
