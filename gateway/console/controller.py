@@ -29,6 +29,7 @@ from gateway import schemas
 from gateway.clock import utc_now
 from gateway.console import views
 from gateway.console.live import changes as live_changes
+from gateway.console.live import page_filter
 from gateway.console.sessions import SESSION_TTL, ConsoleSession, ConsoleSessions
 from gateway.errors import AppError, Forbidden, NotFound, Unauthenticated
 
@@ -290,10 +291,14 @@ class ConsoleController(Controller):
 
     @get("/live")
     async def live(
-        self, request: Request, state: State, after: FromQuery[int | None] = None
+        self,
+        request: Request,
+        state: State,
+        after: FromQuery[int | None] = None,
+        action_id: FromQuery[str | None] = None,
     ) -> Response[Any] | Stream:
-        """Server-Sent Events: `changed` each time the tenant's log grows past `after` (or the
-        browser's Last-Event-ID); see gateway/console/live.py."""
+        """Server-Sent Events: `changed` each time an action (`action_id`'s, when given) changes
+        after `after` (or the browser's Last-Event-ID); see gateway/console/live.py."""
         session = await bound(request)
         if session is None:
             raise Unauthenticated("sign in to the console first", code="console_session_required")
@@ -305,7 +310,8 @@ class ConsoleController(Controller):
         async def still_signed_in() -> bool:
             return await current(request) is not None
 
-        body = live_changes(state.events.hub, session.tenant_id, start, still_signed_in)
+        wanted = page_filter(action_id)
+        body = live_changes(state.events.hub, session.tenant_id, start, wanted, still_signed_in)
         headers = {**SECURITY_HEADERS, "X-Accel-Buffering": "no"}
         return Stream(body, media_type="text/event-stream", headers=headers)
 
