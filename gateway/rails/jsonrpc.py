@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from gateway.rails.base import RailUnavailable
-from gateway.rails.outbound import check_host
+from gateway.rails.outbound import pin
 
 
 class RpcError(Exception):
@@ -32,10 +32,13 @@ class JsonRpc:
 
     async def call(self, method: str, *params: Any) -> Any:
         """The result. Raises RailUnavailable (no answer) or RpcError (the node's error)."""
-        await check_host(self.url)
+        target = await pin(self.url)  # connect to the address that was checked (no DNS rebinding)
         try:
             response = await self._http.post(
-                self.url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
+                target.url,
+                json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)},
+                headers=target.headers,
+                extensions=target.extensions,
             )
         except httpx.HTTPError as exc:
             raise RailUnavailable(f"{method}: RPC request failed: {type(exc).__name__}") from None

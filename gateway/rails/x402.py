@@ -53,7 +53,7 @@ from gateway.rails.base import (
     RailUnavailable,
 )
 from gateway.rails.jsonrpc import JsonRpc
-from gateway.rails.outbound import check_host, check_url
+from gateway.rails.outbound import check_url, pin
 
 KIND = "x402"
 ACTION_TYPE = "x402_payment"
@@ -167,9 +167,14 @@ class X402Rail:
     async def _request(self, url: str, method: str, headers: dict[str, str] | None = None) -> httpx.Response:
         """The answer with at most MAX_READ_BYTES of its body (a resource cannot make the gateway
         read more). Raises RailUnavailable when the resource does not answer."""
-        await check_host(url)
+        target = await pin(url)  # connect to the address that was checked (no DNS rebinding)
         try:
-            async with self._http.stream(method, url, headers=headers) as response:
+            async with self._http.stream(
+                method,
+                target.url,
+                headers={**(headers or {}), **target.headers},
+                extensions=target.extensions,
+            ) as response:
                 content = bytearray()
                 async for chunk in response.aiter_bytes():
                     content += chunk
