@@ -16,11 +16,14 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from crypto.errors import KeyFileError
+from crypto.keys import read_secret_file
+from gateway import metrics, telemetry
 from gateway.api_docs import LocalSwaggerRenderPlugin
 from gateway.auth import Authenticator, KeyUsage
 from gateway.authz import authorize, bind_access
 from gateway.bodies import check_path_and_query, check_request_body
-from gateway.clock import utc_now
+from gateway.clock import hash_token, utc_now
 from gateway.events.delivery import DeliveryWorker
 from gateway.events.schedule import DeliveryConfig
 from gateway.events.wakeups import open_events
@@ -111,8 +114,38 @@ async def before_request(request: Request) -> None:
     """Before any handler: path and query checks (they may reach the database), who is calling
     and may they (`gateway.authz`), then the body checks (`gateway.bodies`)."""
     check_path_and_query(request)
-    await authorize(request)
+    with telemetry.span("authenticate"):
+        await authorize(request)
     await check_request_body(request)
+
+
+POOL_SAMPLE_SECONDS = 5.0
+
+
+async def sample_pool_periodically(db: Database) -> None:
+    """Keep this worker's pool gauges current between scrapes (gateway.metrics)."""
+    pool = getattr(db, "pool", None)
+    while pool is not None:
+        metrics.sample_pool(pool)
+        await asyncio.sleep(POOL_SAMPLE_SECONDS)
+
+
+def metrics_token_hash(settings: Settings) -> str | None:
+    """The hash of the metrics token in VERDICT_METRICS_TOKEN_FILE (None when unset). Raises
+    KeyFileError for a file that is missing, readable by others, or holds too short a token:
+    the gateway refuses to start rather than serve metrics to a guessable token."""
+    if settings.metrics_token_file is None:
+        return None
+    token = read_secret_file(settings.metrics_token_file).decode("utf-8", "replace").strip()
+    if len(token) < MIN_METRICS_TOKEN_CHARS:
+        raise KeyFileError(
+            f"{settings.metrics_token_file}: a metrics token needs at least {MIN_METRICS_TOKEN_CHARS}"
+            " characters (`verdict admin metrics-token FILE` writes one)"
+        )
+    return hash_token(token)
+
+
+MIN_METRICS_TOKEN_CHARS = 32
 
 
 def audit_log_check(audit: AuditService):
@@ -131,6 +164,7 @@ def audit_log_check(audit: AuditService):
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
+    telemetry.configure_from_env()  # traces only when OTEL_* variables ask (gateway.telemetry)
     # Any earlier import of eth-account raised the limit to 100000 (see crypto/__init__.py);
     # request parsing must hit RecursionError long before the C stack overflows.
     if sys.getrecursionlimit() > SAFE_RECURSION_LIMIT:
@@ -138,11 +172,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        token_hash = metrics_token_hash(settings)  # refuses before anything opens
         db = open_database(settings.database_url, data_dir=settings.data_dir, schema=settings.database_schema)
         await db.open()
+        db = telemetry.traced_database(db)  # storage spans, when traces are on
         ledger = Ledger(db)
         background: list[asyncio.Task[None]] = []
         usage = KeyUsage(db)
+        background.append(asyncio.get_running_loop().create_task(sample_pool_periodically(db), name="pool"))
         app.state.events = events = open_events(db, ledger, poll_interval=settings.events_poll_interval)
         deliveries: DeliveryWorker | None = None
         try:
@@ -153,7 +190,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.settings, state.keyring, state.db, state.ledger = settings, keyring, db, ledger
             state.health = Health()  # what /health reports; services add their checks
             state.health.add_check("database", DatabaseCheck(db))
-            state.authenticator = authenticator = Authenticator(db, usage)
+            state.authenticator = authenticator = Authenticator(db, usage, token_hash)
             state.tenants = TenantService(db, ledger)
             state.credentials = CredentialService(db, ledger, authenticator)
             state.policies = policies
@@ -217,6 +254,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     log.warning("a shutdown step took over %s s; going on without it", SHUTDOWN_STEP_SECONDS)
             await ledger.close()
             await db.close()
+            metrics.forget_this_process()
 
     app = Litestar(
         route_handlers=ROUTES,

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from crypto.errors import KeyFileError
+from gateway.cli_admin import admin_group
 from gateway.cli_events import events_group
 from gateway.cli_executions import executions_group
 from gateway.cli_policy import policy_group
@@ -95,6 +96,19 @@ def demo(**options: object) -> None:
 
 
 def _run(settings: Settings, *, demo: bool) -> None:
+    import shutil
+
+    from gateway.serving import prepare_metrics_dir
+
+    metrics_dir = prepare_metrics_dir(os.environ)  # first: before anything imports prometheus_client
+    try:
+        _serve(settings, demo=demo)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(settings: Settings, *, demo: bool) -> None:
     from granian import Granian
 
     from gateway.demo import read_agent_token, seed_demo, walkthrough
@@ -150,6 +164,7 @@ def _run(settings: Settings, *, demo: bool) -> None:
 main.add_command(policy_group)
 main.add_command(executions_group)
 main.add_command(events_group)
+main.add_command(admin_group)
 
 
 @main.group()
