@@ -16,14 +16,12 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from crypto.errors import KeyFileError
-from crypto.keys import read_secret_file
 from gateway import metrics, telemetry
 from gateway.api_docs import LocalSwaggerRenderPlugin
-from gateway.auth import Authenticator, KeyUsage
+from gateway.auth import Authenticator, KeyUsage, metrics_token_hash
 from gateway.authz import authorize, bind_access
 from gateway.bodies import check_path_and_query, check_request_body
-from gateway.clock import hash_token, utc_now
+from gateway.clock import utc_now
 from gateway.events.delivery import DeliveryWorker
 from gateway.events.schedule import DeliveryConfig
 from gateway.events.wakeups import open_events
@@ -130,24 +128,6 @@ async def sample_pool_periodically(db: Database) -> None:
         await asyncio.sleep(POOL_SAMPLE_SECONDS)
 
 
-def metrics_token_hash(settings: Settings) -> str | None:
-    """The hash of the metrics token in VERDICT_METRICS_TOKEN_FILE (None when unset). Raises
-    KeyFileError for a file that is missing, readable by others, or holds too short a token:
-    the gateway refuses to start rather than serve metrics to a guessable token."""
-    if settings.metrics_token_file is None:
-        return None
-    token = read_secret_file(settings.metrics_token_file).decode("utf-8", "replace").strip()
-    if len(token) < MIN_METRICS_TOKEN_CHARS:
-        raise KeyFileError(
-            f"{settings.metrics_token_file}: a metrics token needs at least {MIN_METRICS_TOKEN_CHARS}"
-            " characters (`verdict admin metrics-token FILE` writes one)"
-        )
-    return hash_token(token)
-
-
-MIN_METRICS_TOKEN_CHARS = 32
-
-
 def audit_log_check(audit: AuditService):
     """`/health` check: a tenant's log that failed an integrity check makes the process unhealthy.
     Which tenants, and where, is in the gateway's log: `/health` is open to anyone."""
@@ -172,7 +152,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        token_hash = metrics_token_hash(settings)  # refuses before anything opens
+        token_hash = metrics_token_hash(settings.metrics_token_file)  # refuses before anything opens
         db = open_database(settings.database_url, data_dir=settings.data_dir, schema=settings.database_schema)
         await db.open()
         db = telemetry.traced_database(db)  # storage spans, when traces are on
@@ -255,6 +235,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await ledger.close()
             await db.close()
             metrics.forget_this_process()
+            telemetry.flush()
 
     app = Litestar(
         route_handlers=ROUTES,

@@ -15,7 +15,10 @@ import hmac
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
+from crypto.errors import KeyFileError
+from crypto.keys import read_secret_file
 from gateway.clock import hash_token, parse_rfc3339, rfc3339, utc_now
 from gateway.errors import Unauthenticated, Unavailable
 from gateway.health import log_failure
@@ -65,6 +68,24 @@ class Principal:
 
 
 METRICS_PRINCIPAL = Principal("metrics", METRICS, None, None, token_backed=False)
+
+
+MIN_METRICS_TOKEN_CHARS = 32
+
+
+def metrics_token_hash(path: Path | None) -> str | None:
+    """The hash of the metrics token in `path` (VERDICT_METRICS_TOKEN_FILE; None when unset).
+    Raises KeyFileError for a file that is missing, that others may read, or whose token is
+    shorter than MIN_METRICS_TOKEN_CHARS: refusing to start beats serving a guessable token."""
+    if path is None:
+        return None
+    token = read_secret_file(path).decode("utf-8", "replace").strip()
+    if len(token) < MIN_METRICS_TOKEN_CHARS:
+        raise KeyFileError(
+            f"{path}: a metrics token needs at least {MIN_METRICS_TOKEN_CHARS} characters"
+            " (`verdict admin metrics-token FILE` writes one)"
+        )
+    return hash_token(token)
 
 
 def credential_error(code: str) -> Unauthenticated:

@@ -121,6 +121,7 @@ def _serve(settings: Settings, *, demo: bool) -> None:
         except PortInUse as exc:
             raise click.ClickException(str(exc)) from exc
 
+    _check_observability(settings)  # a bad metrics token or trace exporter: refused before any worker starts
     keyring = _establish_keys(settings)  # refuses here, before any worker starts
     backend = "PostgreSQL" if settings.database_url else f"SQLite ({settings.data_dir / 'verdict.db'})"
     click.echo(f"Verdict gateway · data dir {settings.data_dir.resolve()} · database {backend}")
@@ -330,6 +331,19 @@ def keys_admin_token(reset: bool, data_dir: Path | None) -> None:
             await db.close()
 
     click.echo(f"new admin token in {asyncio.run(reset_token())} (mode 0600); the old one no longer works")
+
+
+def _check_observability(settings: Settings) -> None:
+    """Raises ClickException for a metrics token file the workers would refuse
+    (gateway.auth.metrics_token_hash) or trace settings they cannot follow (gateway.telemetry)."""
+    from gateway.auth import metrics_token_hash
+    from gateway.telemetry import check_env
+
+    try:
+        metrics_token_hash(settings.metrics_token_file)
+        check_env(os.environ)
+    except (KeyFileError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _establish_keys(settings: Settings):

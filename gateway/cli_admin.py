@@ -431,15 +431,15 @@ def _print_action(action: dict[str, Any], explain: bool) -> None:
     fields(action, ("action_id", "tenant_id", "agent_id", "type", "decision", "status", "reason",
                     "matched_rules", "policy_version", "summary", "approval_expires_at", "created_at",
                     "decided_at"))  # fmt: skip
-    click.echo(f"{'action:':<22}{_compact(action['action'])}")
+    click.echo(f"{'action:':<23}{_compact(action['action'])}")
     for approval in action.get("approvals") or []:
         verb = "approved" if approval["approve"] else "rejected"
         click.echo(
-            f"{'approval:':<22}{approval['address']} {verb} as {approval['role']} at {approval['signed_at']}"
+            f"{'approval:':<23}{approval['address']} {verb} as {approval['role']} at {approval['signed_at']}"
         )
     for execution in action.get("executions") or []:
         click.echo(
-            f"{'execution:':<22}{execution.get('execution_id') or execution.get('id')} {execution.get('status')}"
+            f"{'execution:':<23}{execution.get('execution_id') or execution.get('id')} {execution.get('status')}"
         )
     if explain:
         checks = action.get("checks") or []

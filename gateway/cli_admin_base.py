@@ -117,7 +117,7 @@ def fields(answer: dict[str, Any], names: Sequence[str]) -> None:
     """`name: value` lines for one object."""
     for name in names:
         if name in answer:
-            click.echo(f"{name + ':':<22}{_cell(answer[name])}")
+            click.echo(f"{name + ':':<23}{_cell(answer[name])}")
 
 
 def reveal(secret: str, token_out: Path | None, what: str) -> None:

@@ -13,7 +13,8 @@ and the storage is not wrapped at all.
 What is traced (docs/metrics.md lists it): one server span per HTTP request, a child of the
 caller's W3C `traceparent` when one is sent; within it `authenticate`, `evaluate`, `sign`,
 `commit` (waiting for the chain writer), `respond`, `approve`/`reject`, `execute`; the storage's
-`db.read`, `db.transaction` and `db.append_batch`; and, since one chain-writer batch serves
+`db.read`, `db.transaction` and `db.append_batch` (within those spans only, not for every poll
+of the background loops); and, since one chain-writer batch serves
 many requests, a `chain_writer.batch` span of its own, linked to each request's `commit` span.
 """
 
@@ -46,6 +47,18 @@ def wanted_exporter(environ: Mapping[str, str]) -> str | None:
     return None
 
 
+def check_env(environ: Mapping[str, str]) -> None:
+    """Raises ValueError when the environment asks for traces this gateway cannot export
+    (an OTLP protocol other than http/protobuf)."""
+    if wanted_exporter(environ) != "otlp":
+        return
+    protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+    if protocol not in (None, "", "http/protobuf"):
+        raise ValueError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: Verdict exports traces over http/protobuf only"
+        )
+
+
 def configure_from_env(environ: Mapping[str, str] | None = None) -> bool:
     """Turn traces on in this process if the environment asks and they are not on yet; True
     when they are on. Raises ValueError for an exporter protocol other than http/protobuf."""
@@ -60,9 +73,7 @@ def configure_from_env(environ: Mapping[str, str] | None = None) -> bool:
 
         exporter = ConsoleSpanExporter()
     else:
-        protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        if protocol not in (None, "", "http/protobuf"):
-            raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: Verdict exports http/protobuf only")
+        check_env(env)
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         exporter = OTLPSpanExporter()
@@ -98,6 +109,24 @@ def span(name: str, **attributes: Any):
     if _tracer is None:
         return _NULL
     return _tracer.start_as_current_span(name, attributes=_attributes(attributes))
+
+
+def child_span(name: str, **attributes: Any):
+    """As `span`, but only inside a recorded span: the storage's spans belong to a request or a
+    batch, not to every poll of the background loops."""
+    if _tracer is None:
+        return _NULL
+    from opentelemetry import trace
+
+    if not trace.get_current_span().is_recording():
+        return _NULL
+    return _tracer.start_as_current_span(name, attributes=_attributes(attributes))
+
+
+def flush(timeout_millis: int = 5000) -> None:
+    """Export the spans still queued (at a worker's shutdown)."""
+    if _provider is not None:
+        _provider.force_flush(timeout_millis)
 
 
 def annotate(**attributes: Any) -> None:
@@ -185,18 +214,20 @@ class TracedDatabase:
 
     @contextlib.asynccontextmanager
     async def read(self):
-        with span("db.read", **{"db.system": self._system}):
+        with child_span("db.read", **{"db.system": self._system}):
             async with self._db.read() as conn:
                 yield conn
 
     @contextlib.asynccontextmanager
     async def transaction(self):
-        with span("db.transaction", **{"db.system": self._system}):
+        with child_span("db.transaction", **{"db.system": self._system}):
             async with self._db.transaction() as conn:
                 yield conn
 
     async def append_batch(self, tenant: str, **kwargs: Any) -> bool:
-        with span("db.append_batch", **{"db.system": self._system, "entries": len(kwargs["entry_rows"])}):
+        with child_span(
+            "db.append_batch", **{"db.system": self._system, "entries": len(kwargs["entry_rows"])}
+        ):
             return await self._db.append_batch(tenant, **kwargs)
 
 

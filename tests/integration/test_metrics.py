@@ -143,19 +143,18 @@ async def test_only_the_admin_and_the_metrics_token_read_metrics(backend, tmp_pa
 
 def test_a_metrics_token_file_others_can_read_stops_the_start(tmp_path):
     from crypto.errors import KeyFileError
-    from gateway.app import metrics_token_hash
-    from gateway.settings import Settings
+    from gateway.auth import metrics_token_hash
 
     loose = tmp_path / "metrics.token"
     loose.write_text(new_token())
     loose.chmod(0o644)
     with pytest.raises(KeyFileError, match="chmod 600"):
-        metrics_token_hash(Settings(metrics_token_file=loose))
+        metrics_token_hash(loose)
     short = tmp_path / "short.token"
     short.write_text("guessable")
     short.chmod(0o600)
     with pytest.raises(KeyFileError, match="at least"):
-        metrics_token_hash(Settings(metrics_token_file=short))
+        metrics_token_hash(short)
 
 
 COUNT_IN_A_PROCESS = textwrap.dedent(
