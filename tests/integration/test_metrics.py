@@ -251,3 +251,31 @@ def _agent_with_policy(url: str, tenant_admin: str) -> str:
     )
     assert r.status_code == 200, json.dumps(r.json())
     return token
+
+
+async def test_unintegrated_entries_and_checkpoint_age_follow_the_checkpoints(backend):
+    from litestar.testing import AsyncTestClient
+
+    from gateway.app import create_app
+
+    app = create_app(backend.settings(checkpoint_interval=0))  # checkpoints only on request
+    async with AsyncTestClient(app=app) as client:
+        client.app_state = app.state
+        world = await make_world(client)
+        checkpoint = f"/v1/tenants/{world.tenant}/audit/checkpoint"
+        assert (await client.post(checkpoint, headers=bearer(world.auditor))).status_code in (200, 201)
+        covered = await scrape(client, world.admin_token)
+        assert value(covered, "verdict_audit_unintegrated_entries") == 0
+        assert value(covered, "verdict_audit_checkpoint_age_seconds") == 0
+        r = await client.post(
+            f"/v1/agents/{world.agent}/propose", json=pay(), headers=bearer(world.agent_token)
+        )
+        assert r.json()["decision"] == "ALLOW"
+        behind = await scrape(client, world.admin_token)
+        assert value(behind, "verdict_audit_unintegrated_entries") == 2  # action.proposed, verdict.issued
+        assert ("verdict_audit_checkpoint_age_seconds", ()) in behind
+        assert value(behind, "verdict_audit_log_entries") == value(covered, "verdict_audit_log_entries") + 2
+        assert (await client.post(checkpoint, headers=bearer(world.auditor))).status_code in (200, 201)
+        again = await scrape(client, world.admin_token)
+        assert value(again, "verdict_audit_unintegrated_entries") == 0
+        assert value(again, "verdict_audit_checkpoint_age_seconds") == 0
