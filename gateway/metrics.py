@@ -117,6 +117,9 @@ def forget_this_process() -> None:
         multiprocess.mark_process_dead(os.getpid())
 
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class HttpObserver:
     """The middleware's part: one counter and one histogram per request, their labelled
     children cached (a `labels()` lookup costs more than the increment)."""
@@ -127,10 +130,10 @@ class HttpObserver:
 
     def observe(self, method: str, route: str | None, status: int, seconds: float) -> None:
         route = route or "unmatched"  # an unknown path is the client's text: never a label
+        if method not in HTTP_METHODS:  # nor an unknown method
+            method = "other"
         counter = self._counters.get((method, route, status))
         if counter is None:
-            if len(self._counters) > 10_000:  # bounded regardless (methods are the client's text)
-                self._counters.clear()
             counter = self._counters[(method, route, status)] = HTTP_REQUESTS.labels(
                 method, route, str(status)
             )

@@ -279,3 +279,13 @@ async def test_unintegrated_entries_and_checkpoint_age_follow_the_checkpoints(ba
         again = await scrape(client, world.admin_token)
         assert value(again, "verdict_audit_unintegrated_entries") == 0
         assert value(again, "verdict_audit_checkpoint_age_seconds") == 0
+
+
+async def test_labels_never_carry_the_clients_path_or_method(client):
+    world = await make_world(client, policy="")
+    r = await client.request("BREW", "/v1/secret-looking/path/vk_abc")
+    assert r.status_code >= 400
+    scraped = await scrape(client, world.admin_token)
+    labels = [dict(key) for _, key in scraped]
+    assert not any("vk_abc" in v or "BREW" in v for lab in labels for v in lab.values())
+    assert any(lab.get("method") == "other" and lab.get("route") == "unmatched" for lab in labels)
