@@ -39,7 +39,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 __all__ = ["CONTENT_TYPE_LATEST", "DatabaseGauges", "read_database_gauges", "render"]
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
-PROPOSE_ROUTE = "/v1/agents/{agent_id}/propose"
 
 # Request latencies: 1 ms to 10 s (the propose path's p99 target is tens of milliseconds).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -52,14 +51,10 @@ HTTP_REQUESTS = Counter(
     ["method", "route", "status"],
 )  # fmt: skip
 HTTP_DURATION = Histogram(
-    "verdict_http_request_duration_seconds", "Time from a request's arrival to its last byte sent.",
+    "verdict_http_request_duration_seconds",
+    "Time from a request's arrival to its last byte sent (the propose latency: the propose route's).",
     ["method", "route"], buckets=LATENCY_BUCKETS,
 )  # fmt: skip
-PROPOSE_DURATION = Histogram(
-    "verdict_propose_duration_seconds",
-    "Proposals: arrival to answer (authentication, evaluation, signing, commit), any status.",
-    buckets=LATENCY_BUCKETS,
-)
 DECISIONS = Counter("verdict_decisions", "Proposals decided and committed, by decision.", ["decision"])
 TENANT_DECISIONS = Counter(
     "verdict_tenant_decisions", "As verdict_decisions_total, per tenant (VERDICT_METRICS_TENANT_LABELS=1).",
@@ -141,9 +136,7 @@ class HttpObserver:
         histogram = self._histograms.get((method, route))
         if histogram is None:
             histogram = self._histograms[(method, route)] = HTTP_DURATION.labels(method, route)
-        histogram.observe(seconds)
-        if route == PROPOSE_ROUTE:
-            PROPOSE_DURATION.observe(seconds)
+        histogram.observe(seconds)  # the propose latency too: route="/v1/agents/{agent_id}/propose"
 
 
 _decisions = {name: DECISIONS.labels(name) for name in ("ALLOW", "ESCALATE", "DENY")}

@@ -69,10 +69,11 @@ async def test_metrics_count_decisions_entries_batches_and_read_the_database(cli
     assert delta("verdict_decisions_total", decision="DENY") == 1
     assert delta("verdict_idempotent_replays_total") == 1
     assert delta("verdict_problems_total", status=str(r.status_code), code=bad_code) == 1
-    assert delta("verdict_propose_duration_seconds_count") == 7  # every answer of the propose route
+    # the propose latency: every answer of the propose route
+    route = "/v1/agents/{agent_id}/propose"
+    assert delta("verdict_http_request_duration_seconds_count", method="POST", route=route) == 7
     # the replay is evaluated too: only the chain writer finds the key's record, under its lock
     assert delta("verdict_policy_evaluation_seconds_count") == 6
-    route = "/v1/agents/{agent_id}/propose"
     assert delta("verdict_http_requests_total", method="POST", route=route, status="201") == 6
     # 5 proposals: each an action.proposed entry, and the 3 ALLOWs a verdict.issued entry too
     assert delta("verdict_audit_entries_appended_total") == 5 + 3
