@@ -7,6 +7,8 @@ Configurations, each a real `verdict serve` driven by bench/load.py's generator:
 - `metrics`: the default (Prometheus metrics on, traces off: no OTEL_* variable);
 - `metrics+traces`: every request traced (sampler always_on) and exported over OTLP/HTTP to a
   sink in this process that answers 200, so export costs what it would with a collector;
+- `traces-1%`: the same with 1 % of traces sampled (parentbased_traceidratio 0.01), as one
+  would run it in production;
 - `baseline` (with --baseline-tree): the same gateway from a checkout without this
   instrumentation (e.g. `git worktree add /tmp/verdict-main <commit before it>`).
 Rounds alternate the configurations so that the machine's drift falls on all of them.
@@ -63,6 +65,9 @@ def run_one(name: str, args: argparse.Namespace, sink: str) -> dict:
             env |= {"VERDICT_DATABASE_URL": PG_URL, "VERDICT_DATABASE_SCHEMA": schema}
         if name == "metrics+traces":
             env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": sink, "OTEL_TRACES_SAMPLER": "always_on"}
+        elif name == "traces-1%":
+            env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": sink, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                    "OTEL_TRACES_SAMPLER_ARG": "0.01"}  # fmt: skip
         cwd = Path(args.baseline_tree) if name == "baseline" else ROOT
         server = GatewayProcess(env, cwd=cwd).start(timeout=90)
         try:
@@ -102,7 +107,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline-tree", default=None, help="A checkout without metrics and traces.")
     args = parser.parse_args()
-    names = (["baseline"] if args.baseline_tree else []) + ["metrics", "metrics+traces"]
+    names = (["baseline"] if args.baseline_tree else []) + ["metrics", "metrics+traces", "traces-1%"]
     sink = start_sink()
     print("machine: " + " · ".join(f"{k} {v}" for k, v in machine_facts().items()))
     print(f"{args.backend}, {args.workers} workers, {args.concurrency} connections, {args.duration:.0f} s per"
