@@ -12,11 +12,16 @@ Configurations, each a real `verdict serve` driven by bench/load.py's generator:
 - `baseline` (with --baseline-tree): the same gateway from a checkout without this
   instrumentation (e.g. `git worktree add /tmp/verdict-main <commit before it>`).
 Rounds alternate the configurations so that the machine's drift falls on all of them.
+
+`--hooks` instead times, in one process, what the metrics add to each proposal (the request's
+counter and histogram, the decision, the policy evaluation's histogram, with traces off: the
+null spans), in prometheus_client's multiprocess mode as `verdict serve` runs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import statistics
 import sys
@@ -95,6 +100,45 @@ def _drop(schema: str) -> None:
     asyncio.run(drop())
 
 
+HOOKS = """
+import os, sys, time
+from gateway import metrics, telemetry
+observer = metrics.HttpObserver()
+route = "/v1/agents/{agent_id}/propose"
+
+def per_proposal():
+    observer.observe("POST", route, 201, 0.012)
+    metrics.count_decision("bench", "ALLOW", per_tenant=False)
+    metrics.POLICY_EVALUATION.observe(0.0001)
+    for name in ("authenticate", "evaluate", "sign", "commit"):
+        with telemetry.span(name):
+            pass
+
+for _ in range(2000):
+    per_proposal()
+n = 50000
+began = time.process_time()
+for _ in range(n):
+    per_proposal()
+print(f"{(time.process_time() - began) / n * 1e6:.1f}")
+"""
+
+
+def time_hooks() -> None:
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": tmp}
+        env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+        runs = [
+            float(subprocess.run([sys.executable, "-c", HOOKS], env=env, cwd=ROOT, check=True,
+                                 capture_output=True, text=True).stdout)
+            for _ in range(3)
+        ]  # fmt: skip
+    print(f"metrics hooks per proposal (multiprocess mode, traces off): median {statistics.median(runs):.1f} µs CPU"
+          f" (runs: {', '.join(f'{r:.1f}' for r in runs)})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -106,7 +150,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline-tree", default=None, help="A checkout without metrics and traces.")
+    parser.add_argument("--hooks", action="store_true", help="Time the per-proposal metric hooks only.")
     args = parser.parse_args()
+    if args.hooks:
+        print("machine: " + " · ".join(f"{k} {v}" for k, v in machine_facts().items()))
+        time_hooks()
+        return
     names = (["baseline"] if args.baseline_tree else []) + ["metrics", "metrics+traces", "traces-1%"]
     sink = start_sink()
     print("machine: " + " · ".join(f"{k} {v}" for k, v in machine_facts().items()))
