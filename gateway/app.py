@@ -159,7 +159,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ledger = Ledger(db)
         background: list[asyncio.Task[None]] = []
         usage = KeyUsage(db)
-        background.append(asyncio.get_running_loop().create_task(sample_pool_periodically(db), name="pool"))
         app.state.events = events = open_events(db, ledger, poll_interval=settings.events_poll_interval)
         deliveries: DeliveryWorker | None = None
         try:
@@ -180,6 +179,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.audit = AuditService(db, keyring.log_key, settings.log_origin, keyring.retired_log_keys())
             state.health.add_check("audit_log", audit_log_check(state.audit))
             background.append(asyncio.get_running_loop().create_task(watch_keys(state), name="keys"))
+            background.append(
+                asyncio.get_running_loop().create_task(sample_pool_periodically(db), name="pool")
+            )
             state.rate_limits = RateLimitService(db, ledger)
             state.address_limiter = SharedAddressLimiter(
                 db, settings.public_rate_per_second, settings.public_burst
