@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from crypto.errors import KeyFileError
+from gateway.cli_admin import admin_group
 from gateway.cli_events import events_group
 from gateway.cli_executions import executions_group
 from gateway.cli_policy import policy_group
@@ -95,6 +96,19 @@ def demo(**options: object) -> None:
 
 
 def _run(settings: Settings, *, demo: bool) -> None:
+    import shutil
+
+    from gateway.serving import prepare_metrics_dir
+
+    metrics_dir = prepare_metrics_dir(os.environ)  # first: before anything imports prometheus_client
+    try:
+        _serve(settings, demo=demo)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(settings: Settings, *, demo: bool) -> None:
     from granian import Granian
 
     from gateway.demo import read_agent_token, seed_demo, walkthrough
@@ -107,6 +121,7 @@ def _run(settings: Settings, *, demo: bool) -> None:
         except PortInUse as exc:
             raise click.ClickException(str(exc)) from exc
 
+    _check_observability(settings)  # a bad metrics token or trace exporter: refused before any worker starts
     keyring = _establish_keys(settings)  # refuses here, before any worker starts
     backend = "PostgreSQL" if settings.database_url else f"SQLite ({settings.data_dir / 'verdict.db'})"
     click.echo(f"Verdict gateway · data dir {settings.data_dir.resolve()} · database {backend}")
@@ -150,6 +165,7 @@ def _run(settings: Settings, *, demo: bool) -> None:
 main.add_command(policy_group)
 main.add_command(executions_group)
 main.add_command(events_group)
+main.add_command(admin_group)
 
 
 @main.group()
@@ -315,6 +331,19 @@ def keys_admin_token(reset: bool, data_dir: Path | None) -> None:
             await db.close()
 
     click.echo(f"new admin token in {asyncio.run(reset_token())} (mode 0600); the old one no longer works")
+
+
+def _check_observability(settings: Settings) -> None:
+    """Raises ClickException for a metrics token file the workers would refuse
+    (gateway.auth.metrics_token_hash) or trace settings they cannot follow (gateway.telemetry)."""
+    from gateway.auth import metrics_token_hash
+    from gateway.telemetry import check_env
+
+    try:
+        metrics_token_hash(settings.metrics_token_file)
+        check_env(os.environ)
+    except (KeyFileError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _establish_keys(settings: Settings):

@@ -12,13 +12,14 @@ from litestar.datastructures import State
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from gateway import schemas
+from gateway import metrics, schemas, telemetry
 from gateway.authz import is_public, principal_of
 from gateway.bodies import ACCEPTS_YAML
 from gateway.clock import utc_now
 from gateway.console.controller import ConsoleController
 from gateway.controllers.events import EventsController
 from gateway.controllers.executions import ExecutionController
+from gateway.controllers.metrics import MetricsController
 from gateway.controllers.rails import RailController
 from gateway.controllers.webhooks import WebhookController
 from gateway.errors import InvalidRequest
@@ -400,8 +401,17 @@ async def propose(
         await state.webhooks.register_callback(
             principal_of(request), answer.action_id, data.callback_url, answer.audit_event_id
         )
+    answer = proposed.response
+    telemetry.annotate(action_id=answer.action_id, decision=answer.decision)
+    if proposed.replayed:
+        metrics.IDEMPOTENT_REPLAYS.inc()
+    else:
+        metrics.count_decision(
+            principal_of(request).tenant_id or "", answer.decision,
+            per_tenant=state.settings.metrics_tenant_labels,
+        )  # fmt: skip
     headers = {"Idempotent-Replayed": "true"} if proposed.replayed else None
-    return Response(proposed.response, status_code=201, headers=headers)
+    return Response(answer, status_code=201, headers=headers)
 
 
 @get("/v1/tenants/{tenant_id:str}/rate-limits", tags=["rate limits"])
@@ -479,7 +489,10 @@ async def approve_action(
 ) -> schemas.ApprovalOutcome:
     """Approve with a wallet signature over the approval request: the signature is the credential.
     When every requirement holds, the action is allowed and its one verdict is in the answer."""
-    return await state.approvals.answer(action_id, data, True, context_of(request))
+    with telemetry.span("approve", action_id=action_id):
+        outcome = await state.approvals.answer(action_id, data, True, context_of(request))
+    metrics.APPROVALS.labels("approve", outcome.status).inc()
+    return outcome
 
 
 @post("/v1/actions/{action_id:str}/reject", status_code=200, tags=["approvals"])
@@ -488,7 +501,10 @@ async def reject_action(
 ) -> schemas.ApprovalOutcome:
     """Reject with a wallet signature over the approval request with `approve=false`: the action
     ends as rejected (DENY)."""
-    return await state.approvals.answer(action_id, data, False, context_of(request))
+    with telemetry.span("reject", action_id=action_id):
+        outcome = await state.approvals.answer(action_id, data, False, context_of(request))
+    metrics.APPROVALS.labels("reject", outcome.status).inc()
+    return outcome
 
 
 @post("/v1/tenants/{tenant_id:str}/approvals/bulk-request", status_code=200, tags=["approvals"])
@@ -505,7 +521,13 @@ async def bulk_approve(
 ) -> schemas.BulkApprovalResult:
     """One signature over `BulkApproval(tenant, role, approve, deadline, items)`; each item is
     checked as if answered alone, and the answer reports each item's result."""
-    return await state.approvals.bulk(tenant_id, data, context_of(request))
+    with telemetry.span("approve" if data.approve else "reject", tenant=tenant_id, items=len(data.items)):
+        result = await state.approvals.bulk(tenant_id, data, context_of(request))
+    answer = "approve" if data.approve else "reject"
+    for item in result.results:
+        if item.ok and item.status is not None:
+            metrics.APPROVALS.labels(answer, item.status).inc()
+    return result
 
 
 @delete("/v1/actions/{action_id:str}", status_code=200, tags=["actions"])
@@ -583,6 +605,7 @@ ROUTES = _document(
         cancel_action,
         action_verdict,
         ExecutionController,
+        MetricsController,
         RailController,
         EventsController,
         WebhookController,
