@@ -157,6 +157,11 @@ class CheckpointOriginError(CheckpointError):
     expected. `expected` and `found` are the two origins."""
 
 
+class TileError(AuditError):
+    """A tile path that is not one of c2sp.org/tlog-tiles, or tile or entry-bundle bytes that do not
+    have the shape the spec gives them."""
+
+
 class BundleError(AuditError):
     """A proof bundle that does not verify. Names the failed `step` (`format`, `checkpoint`,
     `inclusion`, `chain`, `meaning`) and, for a step about one entry, its log `index`."""

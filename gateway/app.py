@@ -44,6 +44,7 @@ from gateway.services.rails import RailService
 from gateway.services.rate_limits import RateLimitService
 from gateway.services.scopes import ScopeService
 from gateway.services.tenants import TenantService
+from gateway.services.tiles import TileService
 from gateway.settings import Settings
 from gateway.slow_clients import BodyDeadline
 from gateway.storage import Database, open_database
@@ -162,6 +163,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.scopes = ScopeService(db, ledger, state.actions.forget_config)
             state.audit = AuditService(db, keyring.log_key, settings.log_origin, keyring.retired_log_keys())
             state.health.add_check("audit_log", audit_log_check(state.audit))
+            state.tiles = TileService(state.audit)
             background.append(asyncio.get_running_loop().create_task(watch_keys(state), name="keys"))
             state.rate_limits = RateLimitService(db, ledger)
             state.address_limiter = SharedAddressLimiter(

@@ -19,6 +19,7 @@ from gateway.clock import utc_now
 from gateway.console.controller import ConsoleController
 from gateway.controllers.events import EventsController
 from gateway.controllers.executions import ExecutionController
+from gateway.controllers.log import LogController
 from gateway.controllers.rails import RailController
 from gateway.controllers.webhooks import WebhookController
 from gateway.errors import InvalidRequest
@@ -314,8 +315,7 @@ async def audit_checkpoint(
     """The latest signed checkpoint (C2SP tlog-checkpoint as a signed note), or the one of `size`."""
     if size is not None:
         return _text((await state.audit.at_size(tenant_id, size)).note)
-    latest = await state.audit.latest(tenant_id)
-    return _text(latest.note if latest is not None else (await state.audit.checkpoint(tenant_id)).note)
+    return _text(await state.audit.published_note(tenant_id))
 
 
 @post(
@@ -586,6 +586,7 @@ ROUTES = _document(
         RailController,
         EventsController,
         WebhookController,
+        LogController,
     ]
 )
 ROUTES.append(ConsoleController)  # the approver console's pages (gateway/console/)

@@ -153,6 +153,13 @@ class AuditService:
             )
         return StoredCheckpoint(int(row["size"]), bytes(row["root"]), row["note"]) if row else None
 
+    async def published_note(self, tenant: str) -> str:
+        """The latest published checkpoint note; integrates first when the log has none yet.
+
+        Raises NotFound for an unknown tenant, `LogIntegrityError` for a broken log."""
+        latest = await self.latest(tenant)
+        return latest.note if latest is not None else (await self.checkpoint(tenant)).note
+
     async def at_size(self, tenant: str, size: int) -> StoredCheckpoint:
         """Raises NotFound, or `LogIntegrityError` if the tenant's log failed an integrity check."""
         self.require_intact(tenant)
