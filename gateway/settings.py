@@ -42,6 +42,9 @@ class Settings:
     keepalive_timeout: float = 5.0  # an idle connection between requests; 0: no keep-alive
     max_connections: int = 512  # open client connections per worker; more wait in the backlog
     reuse_port: bool = False  # share the port with processes already listening on it (SO_REUSEPORT)
+    # c2sp.org/tlog-policy file naming the witnesses (with URLs) and the quorum that must cosign a
+    # checkpoint before it is published (gateway.services.witnessing); None: no witnesses
+    witness_policy: Path | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -69,6 +72,7 @@ class Settings:
             keepalive_timeout=float(env.get("VERDICT_KEEPALIVE_TIMEOUT", base.keepalive_timeout)),
             max_connections=int(env.get("VERDICT_MAX_CONNECTIONS", base.max_connections)),
             reuse_port=_flag(env.get("VERDICT_REUSE_PORT"), base.reuse_port),
+            witness_policy=Path(env["VERDICT_WITNESS_POLICY"]) if env.get("VERDICT_WITNESS_POLICY") else None,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -95,4 +99,6 @@ class Settings:
             env["VERDICT_DATABASE_URL"] = self.database_url
         if self.database_schema:
             env["VERDICT_DATABASE_SCHEMA"] = self.database_schema
+        if self.witness_policy:
+            env["VERDICT_WITNESS_POLICY"] = str(self.witness_policy)
         return env
