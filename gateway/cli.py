@@ -168,12 +168,16 @@ def audit() -> None:
     help="The log's verifier key, or @FILE holding it; repeat for retired keys after a rotation.",
 )
 @click.option("--keys", "keys_path", default=None, help="Keys JSON naming the verdict signers (optional).")
-def audit_verify(bundle: str, vkey: tuple[str, ...], keys_path: str | None) -> None:
-    """Verify a proof bundle offline (no server, no database): the checkpoint's signature, each
+@click.option(
+    "--policy", "policy_path", default=None, help="c2sp.org/tlog-policy file: witness quorum to require."
+)
+def audit_verify(bundle: str, vkey: tuple[str, ...], keys_path: str | None, policy_path: str | None) -> None:
+    """Verify a proof bundle (verdict-proof/v1 JSON or c2sp.org/tlog-proof text) offline (no server,
+    no database): the checkpoint's signature and, with --policy, its witness cosignatures; each
     entry's inclusion, the chain links, and what each entry claims. Exit 0 only if all hold."""
     from audit.cli import verify
 
-    sys.exit(verify(bundle, list(vkey), keys_path))
+    sys.exit(verify(bundle, list(vkey), keys_path, policy_path))
 
 
 def _database_options(command):

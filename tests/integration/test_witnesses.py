@@ -16,6 +16,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from audit.checkpoint import Checkpoint, sign_checkpoint
+from audit.cli import main as audit_cli
 from audit.errors import WitnessPolicyError
 from audit.note import parse_vkey
 from audit.proof import consistency_proof
@@ -77,6 +78,30 @@ async def proved_eventually(client, world) -> str:
             await asyncio.sleep(0.2)
 
 
+async def verify_offline(client, world, policy_file: Path, log_vkey: str, tmp_path: Path) -> None:
+    r = await client.post("/v1/agents/ap-bot/propose", json=pay("5.00"), headers=bearer(world.agent_token))
+    action_id = r.json()["action_id"]
+    strict = tmp_path / "strict-policy"  # all three: carol is down, so no checkpoint meets it
+    strict.write_text(policy_file.read_text().replace("group witnesses 2 ", "group witnesses all "))
+    for proof_format in ("verdict-proof", "tlog-proof"):
+        r = await client.get(
+            f"/v1/actions/{action_id}/proof", params={"format": proof_format}, headers=bearer(world.auditor)
+        )
+        assert r.status_code == 200, r.text
+        path = tmp_path / f"proof.{proof_format}"
+        path.write_bytes(r.content)
+        if proof_format == "tlog-proof":
+            assert r.text.startswith("c2sp.org/tlog-proof@v1\nextra ") and r.text.count("tlog-proof@v1") == 2
+        assert audit_cli(["verify", str(path), "--vkey", log_vkey]) == 0
+        assert audit_cli(["verify", str(path), "--vkey", log_vkey, "--policy", str(policy_file)]) == 0
+        assert audit_cli(["verify", str(path), "--vkey", log_vkey, "--policy", str(strict)]) == 1
+        tampered = tmp_path / f"tampered.{proof_format}"
+        tampered.write_text(
+            r.text.replace("\n\n— ", "\n\n— x", 1).replace("— witness.test/alice ", "— nobody ")
+        )
+        assert audit_cli(["verify", str(tampered), "--vkey", log_vkey, "--policy", str(policy_file)]) == 1
+
+
 def forked(leaves: list[bytes], keep: int, size: int, signer, origin: str) -> tuple[list[bytes], str]:
     """A branch that keeps the first `keep` leaves and forges the rest up to `size`, signed by the log."""
     branch = leaves[:keep] + [hash_leaf(b"forged %d" % i) for i in range(size - keep)]
@@ -133,7 +158,11 @@ async def test_quorum_outage_recovery_and_split_view(backend, trio, tmp_path) ->
         note = await proved_eventually(client, world)
         assert set(verify_witnessed(note, policy).cosigned) == {"alice", "bob"}
         assert (await client.get("/health")).status_code == 200
-        alice_size = size_of(note)
+
+        # the offline verifier enforces the policy, on bundles and on c2sp.org/tlog-proof text alike
+        await verify_offline(client, world, policy_file, log_vkey, tmp_path)
+        published = await client.get("/v1/tenants/acme/log/checkpoint", headers=bearer(world.auditor))
+        alice_size = size_of(published.text)  # what alice (and bob) cosigned last
 
         # a split view: the log's key signs a forked history
         leaves = [hash_leaf(raw) for raw in await read_log(client, world)]
