@@ -154,6 +154,30 @@ main.add_command(events_group)
 main.add_command(witness_group)
 
 
+async def _check_witnessed(service, db, tenant: str, policy) -> str:
+    """The latest published checkpoint of `tenant` meets `policy` and is the one the log signed at its
+    size. Raises `AuditError` (`WitnessPolicyError` when no checkpoint meets it)."""
+    from audit.errors import WitnessPolicyError
+    from audit.witness_policy import verify_witnessed
+
+    async with db.read() as conn:
+        row = await conn.fetchrow(
+            "SELECT w.size, w.note, c.root FROM audit_witnessed w JOIN audit_checkpoints c"
+            " ON c.tenant_id = w.tenant_id AND c.size = w.size WHERE w.tenant_id = ? ORDER BY w.size DESC LIMIT 1",
+            tenant,
+        )
+    if row is None:
+        raise WitnessPolicyError(f"no published checkpoint of {tenant} meets the witness policy")
+    witnessed = verify_witnessed(row["note"], policy, service.verifiers(tenant))
+    if witnessed.checkpoint.root_hash != bytes(row["root"]):
+        raise WitnessPolicyError(
+            "the published checkpoint is not the one the log signed",
+            expected=bytes(row["root"]).hex(),
+            found=witnessed.checkpoint.root_hash.hex(),
+        )
+    return f", published size {witnessed.checkpoint.size} cosigned by {', '.join(sorted(witnessed.cosigned))}"
+
+
 @main.group()
 def audit() -> None:
     """Audit log tools: verify a proof bundle offline, export bundles, re-check a whole log."""
@@ -224,13 +248,27 @@ def audit_export(
 
 @audit.command("check")
 @click.option("--tenant", default=None, help="One tenant [every tenant].")
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="c2sp.org/tlog-policy file: the latest published checkpoint must meet its witness quorum.",
+)
 @_database_options
-def audit_check(tenant: str | None, data_dir: Path | None) -> None:
+def audit_check(tenant: str | None, policy_path: Path | None, data_dir: Path | None) -> None:
     """Re-verify whole logs from the database: every entry and link, every checkpoint's signature and
-    root, every stored subtree hash, the chain head. Exit 1 at the first failure."""
+    root, every stored subtree hash, the chain head; with --policy, that the latest published
+    checkpoint carries cosignatures meeting the witness quorum. Exit 1 at the first failure."""
     import time
 
     from audit.errors import AuditError
+    from audit.witness_policy import parse_policy
+
+    try:
+        policy = parse_policy(policy_path.read_text()) if policy_path else None
+    except AuditError as error:
+        raise click.ClickException(f"{policy_path}: {error}") from None
 
     async def check(service, db, _settings) -> bool:
         if tenant is None:
@@ -246,6 +284,7 @@ def audit_check(tenant: str | None, data_dir: Path | None) -> None:
             began = time.perf_counter()
             try:
                 report = await service.check_log(name)
+                witnessed = "" if policy is None else await _check_witnessed(service, db, name, policy)
             except AuditError as error:
                 seq = getattr(error, "seq", None)  # the first entry whose bytes no longer match
                 click.echo(f"FAILED {name}{'' if seq is None else f' at entry {seq}'}: {error}", err=True)
@@ -253,7 +292,7 @@ def audit_check(tenant: str | None, data_dir: Path | None) -> None:
                 continue
             click.echo(
                 f"OK  {name}: {report.size} entries, {report.checkpoints} checkpoints verified,"
-                f" root {report.root.hex()} ({time.perf_counter() - began:.1f} s)"
+                f" root {report.root.hex()}{witnessed} ({time.perf_counter() - began:.1f} s)"
             )
         return ok
 

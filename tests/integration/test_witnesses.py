@@ -25,6 +25,7 @@ from audit.witness_policy import parse_policy, verify_witnessed
 from gateway.app import create_app
 from gateway.services import witnessing
 from tests.integration.helpers import bearer, make_world, pay, read_log
+from tests.integration.test_audit_log import verdict_cli
 from tests.integration.witnesses import WitnessProcess, policy_text
 
 WAIT_SECONDS = 120.0
@@ -230,6 +231,12 @@ async def test_a_rotated_witness_key_counts_only_once_the_policy_names_it(backen
             }
             with pytest.raises(WitnessPolicyError):
                 verify_witnessed(note, parse_policy(old_policy), verifier)
+        # the whole-log check enforces the policy too: the new one holds, the old one does not
+        run = verdict_cli(backend, "check", "--tenant", "acme", "--policy", str(policy_file))
+        assert run.returncode == 0 and "cosigned by alice, bob" in run.stdout, run.stderr
+        (tmp_path / "old-policy").write_text(old_policy)
+        run = verdict_cli(backend, "check", "--tenant", "acme", "--policy", str(tmp_path / "old-policy"))
+        assert run.returncode == 1 and "FAILED acme" in run.stderr and "quorum" in run.stderr
     finally:
         alice.stop()
         bob.stop()
