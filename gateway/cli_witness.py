@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -68,7 +69,8 @@ def serve(key_path: Path, name: str, logs_path: Path, state_path: Path, host: st
     witness = Witness(name, _load_key(key_path), logs_path, WitnessState(state_path))
     witness.logs()  # a bad logs file fails now, not on the first request
     server = make_server(witness, host, port)
-    click.echo(f"witness {witness.vkey} listening on http://{host}:{server.server_address[1]}", err=False)
+    click.echo(f"witness {witness.vkey} listening on http://{host}:{server.server_address[1]}")
+    sys.stdout.flush()  # a supervisor reading a pipe or file sees it now
     try:
         server.serve_forever()
     except KeyboardInterrupt:
