@@ -8,7 +8,9 @@ Both are `private`: a tenant's log is readable by its tenant admins and auditors
 
 from __future__ import annotations
 
-from litestar import Controller, MediaType, Response, get
+import gzip
+
+from litestar import Controller, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.params import FromPath
 
@@ -29,10 +31,17 @@ class LogController(Controller):
 
     @get("/tile/{tile_path:path}", media_type="application/octet-stream")
     async def log_tile(
-        self, state: State, tenant_id: FromPath[str], tile_path: FromPath[str]
+        self, state: State, request: Request, tenant_id: FromPath[str], tile_path: FromPath[str]
     ) -> Response[bytes]:
-        """A hash tile `<L>/<N>[.p/<W>]` or an entry bundle `entries/<N>[.p/<W>]` (C2SP tlog-tiles)."""
-        tile = await state.tiles.tile(tenant_id, "tile/" + tile_path.lstrip("/"))
-        return Response(
-            tile.data, media_type="application/octet-stream", headers={"Cache-Control": TILE_CACHE}
-        )
+        """A hash tile `<L>/<N>[.p/<W>]` or an entry bundle `entries/<N>[.p/<W>]` (C2SP tlog-tiles).
+        Entry bundles are gzip-compressed for clients that accept it (§Log entries)."""
+        path = "tile/" + tile_path.lstrip("/")
+        tile = await state.tiles.tile(tenant_id, path)
+        headers = {"Cache-Control": TILE_CACHE}
+        data = tile.data
+        if path.startswith("tile/entries/"):
+            headers["Vary"] = "Accept-Encoding"
+            if "gzip" in request.headers.get("accept-encoding", "").lower():
+                data = gzip.compress(data, compresslevel=6, mtime=0)
+                headers["Content-Encoding"] = "gzip"
+        return Response(data, media_type="application/octet-stream", headers=headers)

@@ -150,6 +150,10 @@ async def test_tile_paths_the_spec_refuses_and_tiles_not_yet_there(client) -> No
     assert r.status_code == 200 and len(r.content) == 32 * size
     r = await client.get(f"/v1/tenants/acme/log/tile/entries/000.p/{size}", headers=headers)
     assert r.status_code == 200 and len(parse_entry_bundle(r.content)) == size
+    assert r.headers["content-encoding"] == "gzip"  # §Log entries: compressed at the HTTP layer
+    plain = {**headers, "Accept-Encoding": "identity"}
+    r = await client.get(f"/v1/tenants/acme/log/tile/entries/000.p/{size}", headers=plain)
+    assert "content-encoding" not in r.headers and len(parse_entry_bundle(r.content)) == size
     for path in ("0/000", f"0/000.p/{size + 1}", "1/000.p/1", "entries/001.p/1"):  # beyond the tree
         r = await client.get(f"/v1/tenants/acme/log/tile/{path}", headers=headers)
         assert (r.status_code, r.json()["code"]) == (404, "tile_not_found"), path
