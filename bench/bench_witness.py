@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import random
 import statistics
 import sys
@@ -63,6 +64,7 @@ async def seed(settings: Settings, count: int) -> None:
 async def tiles_per_second(settings: Settings, entries: int, seconds: float) -> dict[str, float]:
     app = create_app(settings)
     async with AsyncTestClient(app=app) as client:
+        client.app_state = app.state
         world = await make_world(client)
         await seed(settings, entries)
         await client.post("/v1/tenants/acme/audit/checkpoint", headers=bearer(world.auditor))
@@ -80,6 +82,10 @@ async def tiles_per_second(settings: Settings, entries: int, seconds: float) -> 
 
 
 async def allow_rate(client, world, seconds: float) -> float:
+    """Sequential proposals per second, after a second of warm-up."""
+    warm_until = time.perf_counter() + 1.0
+    while time.perf_counter() < warm_until:
+        await client.post("/v1/agents/ap-bot/propose", json=pay("2.00"), headers=bearer(world.agent_token))
     done, stop = 0, time.perf_counter() + seconds
     while time.perf_counter() < stop:
         r = await client.post(
@@ -96,6 +102,7 @@ async def witnessed(settings: Settings, witnesses: list[WitnessProcess], seconds
     out: dict[str, float] = {}
     app = create_app(settings)  # baseline: no witnesses
     async with AsyncTestClient(app=app) as client:
+        client.app_state = app.state
         world = await make_world(client)
         out["ALLOW/s without witnesses"] = await allow_rate(client, world, seconds)
         audit = app.state.audit
@@ -107,7 +114,7 @@ async def witnessed(settings: Settings, witnesses: list[WitnessProcess], seconds
             began = time.perf_counter()
             await audit.checkpoint("acme")
             signing.append(time.perf_counter() - began)
-    app = create_app(Settings(**{**settings.__dict__, "witness_policy": policy}))
+    app = create_app(dataclasses.replace(settings, witness_policy=policy))
     async with AsyncTestClient(app=app) as client:
         for witness in witnesses:
             witness.watch(app.state.audit.vkey("acme"))
@@ -123,6 +130,9 @@ async def witnessed(settings: Settings, witnesses: list[WitnessProcess], seconds
             cosigning.append(time.perf_counter() - began)
             assert published is not None and published.size == (await audit.latest("acme")).size
         out["ALLOW/s with 3 witnesses"] = await allow_rate(client, world, seconds)
+    app = create_app(settings)  # the baseline again, after: on a busy machine the order matters
+    async with AsyncTestClient(app=app) as client:
+        out["ALLOW/s without witnesses, again"] = await allow_rate(client, world, seconds)
     for name, samples in (("sign only", signing), ("sign + 3 witnesses", cosigning)):
         samples.sort()
         out[f"checkpoint p50 ms, {name}"] = 1000 * statistics.median(samples)
@@ -156,8 +166,9 @@ async def main() -> None:
     print(f"{'backend':>10}: {args.backend}, {args.entries} entries, {args.seconds:g} s per rate")
     for name, value in results.items():
         print(f"  {name:<40} {value:10.1f}")
-    base, witnessed_rate = results["ALLOW/s without witnesses"], results["ALLOW/s with 3 witnesses"]
-    print(f"  {'ALLOW cost of witnesses':<40} {100 * (base - witnessed_rate) / base:9.1f} %")
+    base = (results["ALLOW/s without witnesses"] + results["ALLOW/s without witnesses, again"]) / 2
+    witnessed_rate = results["ALLOW/s with 3 witnesses"]
+    print(f"  {'ALLOW cost of witnesses (vs mean base)':<40} {100 * (base - witnessed_rate) / base:9.1f} %")
 
 
 if __name__ == "__main__":
