@@ -13,6 +13,7 @@ import click
 from crypto.errors import KeyFileError
 from gateway.cli_events import events_group
 from gateway.cli_executions import executions_group
+from gateway.cli_log import LOG_COMMANDS
 from gateway.cli_policy import policy_group
 from gateway.cli_witness import witness_group
 from gateway.settings import Settings
@@ -181,6 +182,10 @@ async def _check_witnessed(service, db, tenant: str, policy) -> str:
 @main.group()
 def audit() -> None:
     """Audit log tools: verify a proof bundle offline, export bundles, re-check a whole log."""
+
+
+for _command in LOG_COMMANDS:  # `verdict audit watch`, `verdict audit mirror` (gateway/cli_log.py)
+    audit.add_command(_command)
 
 
 @audit.command("verify")
