@@ -24,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from audit.checkpoint import Checkpoint, verify_checkpoint
+from audit.checkpoint import Checkpoint, verify_checkpoint_with_any
 from audit.errors import AuditError, ConsistencyProofError, TileError
 from audit.note import NoteVerifier
 from audit.proof import verify_consistency
@@ -72,15 +72,10 @@ class Fetcher:
 def verified_checkpoint(note: str, verifiers: list[NoteVerifier], policy: WitnessPolicy | None) -> Checkpoint:
     """The checkpoint, once a log key's signature (and the policy's quorum) verified.
     Raises `LogProblem` (`signature` or `witnesses`)."""
-    failure = "no log key given"
-    for verifier in verifiers:
-        try:
-            checkpoint = verify_checkpoint(note, verifier)
-            break
-        except AuditError as error:
-            failure = str(error)
-    else:
-        raise LogProblem("signature", failure)
+    try:
+        checkpoint = verify_checkpoint_with_any(note, verifiers)
+    except AuditError as error:
+        raise LogProblem("signature", str(error)) from None
     if policy is not None:
         try:
             verify_witnessed(note, policy, verifiers)

@@ -11,7 +11,6 @@ read from the tile service over the same database.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,21 +23,15 @@ from gateway.ledger import EntryDraft, Ledger, Unit, create_chain
 from gateway.services.audit import AuditService
 from gateway.services.tiles import TileService
 from gateway.storage import Database, open_database
+from tests.integration.go_programs import build_go
 from tests.integration.helpers import bearer, make_world
 
-GOPATH = Path("/usr/share/gocode")
-SOURCE = Path(__file__).resolve().parents[1] / "go" / "read_tiles.go"
 Fetch = Callable[[str], Awaitable[bytes]]
 
 
 @pytest.fixture(scope="session")
 def go_tiles(tmp_path_factory) -> Path:
-    if shutil.which("go") is None or not (GOPATH / "src/golang.org/x/mod/sumdb/tlog").is_dir():
-        pytest.skip("Go and golang-golang-x-mod-dev are not installed")
-    binary = tmp_path_factory.mktemp("go") / "read_tiles"
-    env = {**os.environ, "GO111MODULE": "off", "GOPATH": str(GOPATH), "GOCACHE": str(binary.parent / "cache")}
-    subprocess.run(["go", "build", "-o", str(binary), str(SOURCE)], check=True, env=env, capture_output=True)
-    return binary
+    return build_go("read_tiles", tmp_path_factory.mktemp("go"))
 
 
 @pytest.fixture
