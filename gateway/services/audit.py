@@ -167,6 +167,7 @@ class AuditService:
     async def published(self, tenant: str, size: int) -> StoredCheckpoint:
         """The latest published checkpoint, integrating (and witnessing) first if it is not of at
         least `size` entries. Raises as `published_note`."""
+        self.require_intact(tenant)
         latest = (
             await self.latest(tenant) if self.witnessing is None else await self.witnessing.published(tenant)
         )

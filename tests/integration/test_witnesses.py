@@ -134,6 +134,16 @@ async def test_quorum_outage_recovery_and_split_view(backend, trio, tmp_path) ->
         assert set(verify_witnessed(note, policy).cosigned) == {"alice", "bob", "carol"}
         r = await client.get("/v1/tenants/acme/log/checkpoint", headers=bearer(world.auditor))
         assert r.text == note
+        # the background rounds publish a new checkpoint with nobody asking for a proof
+        await client.post("/v1/agents/ap-bot/propose", json=pay("1.00"), headers=bearer(world.agent_token))
+        signed = await client.post("/v1/tenants/acme/audit/checkpoint", headers=bearer(world.auditor))
+        async with asyncio.timeout(WAIT_SECONDS):
+            while size_of(note) < size_of(signed.text):
+                await asyncio.sleep(0.2)
+                note = (
+                    await client.get("/v1/tenants/acme/log/checkpoint", headers=bearer(world.auditor))
+                ).text
+        assert set(verify_witnessed(note, policy).cosigned) == {"alice", "bob", "carol"}
         carol_size = size_of(note)  # what carol cosigned last
 
         # carol down: two of three still publish
