@@ -16,6 +16,8 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from audit.errors import AuditError
+from audit.witness_policy import parse_policy
 from gateway import metrics, telemetry
 from gateway.api_docs import LocalSwaggerRenderPlugin
 from gateway.auth import Authenticator, KeyUsage, metrics_token_hash
@@ -45,6 +47,8 @@ from gateway.services.rails import RailService
 from gateway.services.rate_limits import RateLimitService
 from gateway.services.scopes import ScopeService
 from gateway.services.tenants import TenantService
+from gateway.services.tiles import TileService
+from gateway.services.witnessing import WitnessingService
 from gateway.settings import Settings
 from gateway.slow_clients import BodyDeadline
 from gateway.storage import Database, open_database
@@ -128,6 +132,23 @@ async def sample_pool_periodically(db: Database) -> None:
         await asyncio.sleep(POOL_SAMPLE_SECONDS)
 
 
+def start_witnessing(settings: Settings, state: State, background: list) -> WitnessingService | None:
+    """The witness quorum of `settings.witness_policy`, its background rounds and health check;
+    None without a policy. Raises ValueError for a policy file that is not a usable one."""
+    if settings.witness_policy is None:
+        return None
+    try:
+        policy = parse_policy(settings.witness_policy.read_text())
+    except (OSError, AuditError) as error:
+        raise ValueError(f"witness policy {settings.witness_policy}: {error}") from None
+    witnessing = WitnessingService(state.audit, policy)
+    state.audit.witnessing = witnessing
+    state.health.add_check("witnesses", witnessing.health)
+    interval = settings.checkpoint_interval or 2.0
+    background.append(asyncio.get_running_loop().create_task(witnessing.run(interval), name="witnessing"))
+    return witnessing
+
+
 def audit_log_check(audit: AuditService):
     """`/health` check: a tenant's log that failed an integrity check makes the process unhealthy.
     Which tenants, and where, is in the gateway's log: `/health` is open to anyone."""
@@ -178,6 +199,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.scopes = ScopeService(db, ledger, state.actions.forget_config)
             state.audit = AuditService(db, keyring.log_key, settings.log_origin, keyring.retired_log_keys())
             state.health.add_check("audit_log", audit_log_check(state.audit))
+            state.tiles = TileService(state.audit)
+            state.witnessing = start_witnessing(settings, state, background)
             background.append(asyncio.get_running_loop().create_task(watch_keys(state), name="keys"))
             background.append(
                 asyncio.get_running_loop().create_task(sample_pool_periodically(db), name="pool")
@@ -227,6 +250,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 steps.append(deliveries.close())
             if hasattr(app.state, "rails"):
                 steps.append(app.state.rails.close())
+            if getattr(app.state, "witnessing", None) is not None:
+                steps.append(app.state.witnessing.close())
             if hasattr(app.state, "address_limiter"):
                 steps.append(app.state.address_limiter.flush())
             for step in steps:

@@ -93,6 +93,9 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/v1/tenants/{tenant_id}/audit/proof/inclusion"): _rule(TENANT, *READERS),
     ("GET", "/v1/tenants/{tenant_id}/audit/proof/consistency"): _rule(TENANT, *READERS),
     ("GET", "/v1/actions/{action_id}/proof"): _rule(OWNER, *READERS, AGENT),
+    # the log as C2SP tlog-tiles (gateway/controllers/log.py): who reads checkpoints and proofs
+    ("GET", "/v1/tenants/{tenant_id}/log/checkpoint"): _rule(TENANT, *READERS, AGENT),
+    ("GET", "/v1/tenants/{tenant_id}/log/tile/{tile_path}"): _rule(TENANT, *READERS),
     ("POST", "/v1/agents/{agent_id}/propose"): _rule(OWNER, AGENT, cached=True),
     ("GET", "/v1/tenants/{tenant_id}/rate-limits"): _rule(TENANT, *READERS),
     ("PUT", "/v1/tenants/{tenant_id}/rate-limits"): _rule(TENANT, TENANT_ADMIN),

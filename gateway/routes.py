@@ -4,7 +4,7 @@ admitted (by its table, before the handler runs), return the result."""
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import MediaType, Request, Response, delete, get, patch, post, put
@@ -12,6 +12,7 @@ from litestar.datastructures import State
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from audit.tlog_proof import format_tlog_proofs
 from gateway import metrics, schemas, telemetry
 from gateway.authz import is_public, principal_of
 from gateway.bodies import ACCEPTS_YAML
@@ -19,6 +20,7 @@ from gateway.clock import utc_now
 from gateway.console.controller import ConsoleController
 from gateway.controllers.events import EventsController
 from gateway.controllers.executions import ExecutionController
+from gateway.controllers.log import LogController
 from gateway.controllers.metrics import MetricsController
 from gateway.controllers.rails import RailController
 from gateway.controllers.webhooks import WebhookController
@@ -315,8 +317,7 @@ async def audit_checkpoint(
     """The latest signed checkpoint (C2SP tlog-checkpoint as a signed note), or the one of `size`."""
     if size is not None:
         return _text((await state.audit.at_size(tenant_id, size)).note)
-    latest = await state.audit.latest(tenant_id)
-    return _text(latest.note if latest is not None else (await state.audit.checkpoint(tenant_id)).note)
+    return _text(await state.audit.published_note(tenant_id))
 
 
 @post(
@@ -357,11 +358,21 @@ def _proof(hashes: list[bytes]) -> schemas.Proof:
 
 
 @get("/v1/actions/{action_id:str}/proof", tags=["actions", "audit"])
-async def action_proof(state: State, request: Request, action_id: FromPath[str]) -> schemas.ProofBundle:
+async def action_proof(
+    state: State,
+    request: Request,
+    action_id: FromPath[str],
+    proof_format: Annotated[Literal["verdict-proof", "tlog-proof"], QueryParameter(name="format")] = (
+        "verdict-proof"
+    ),
+) -> Response[Any]:
     """Proof bundle of every audit entry of this action, verifiable offline
-    (`verdict audit verify BUNDLE --vkey VKEY`)."""
+    (`verdict audit verify BUNDLE --vkey VKEY`): `verdict-proof/v1` JSON, or with
+    `format=tlog-proof` one c2sp.org/tlog-proof per entry (text)."""
     bundle = await state.audit.action_bundle(principal_of(request), action_id)
-    return msgspec.convert(bundle, schemas.ProofBundle)
+    if proof_format == "tlog-proof":
+        return Response(format_tlog_proofs(bundle), media_type=MediaType.TEXT)
+    return Response(msgspec.convert(bundle, schemas.ProofBundle))
 
 
 @post(
@@ -609,6 +620,7 @@ ROUTES = _document(
         RailController,
         EventsController,
         WebhookController,
+        LogController,
     ]
 )
 ROUTES.append(ConsoleController)  # the approver console's pages (gateway/console/)

@@ -46,6 +46,9 @@ class Settings:
     # and whether metrics carry a tenant label (tenants are unbounded: off unless asked)
     metrics_token_file: Path | None = None
     metrics_tenant_labels: bool = False
+    # c2sp.org/tlog-policy file naming the witnesses (with URLs) and the quorum that must cosign a
+    # checkpoint before it is published (gateway.services.witnessing); None: no witnesses
+    witness_policy: Path | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -77,6 +80,7 @@ class Settings:
             if env.get("VERDICT_METRICS_TOKEN_FILE")
             else None,
             metrics_tenant_labels=_flag(env.get("VERDICT_METRICS_TENANT_LABELS"), base.metrics_tenant_labels),
+            witness_policy=Path(env["VERDICT_WITNESS_POLICY"]) if env.get("VERDICT_WITNESS_POLICY") else None,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -106,4 +110,6 @@ class Settings:
             env["VERDICT_DATABASE_URL"] = self.database_url
         if self.database_schema:
             env["VERDICT_DATABASE_SCHEMA"] = self.database_schema
+        if self.witness_policy:
+            env["VERDICT_WITNESS_POLICY"] = str(self.witness_policy)
         return env
