@@ -29,9 +29,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from time import perf_counter
 from typing import Any
 
 from audit.entry import GENESIS_PREV, encode_entry, leaf_hash
+from gateway import metrics, telemetry
 from gateway.auth import credential_error
 from gateway.clock import rfc3339, utc_now
 from gateway.errors import AppError, Conflict, NotFound, Unavailable
@@ -118,6 +120,8 @@ class Unit:
     # the same request: the stored answer (the unit's result is then an empty list of seqs).
     replay: str | None = None
     future: asyncio.Future[list[int]] | None = field(default=None, repr=False)
+    # The span of the request waiting for this unit, which its batch's span links to (traces on)
+    trace_link: Any = field(default=None, repr=False)
 
     @property
     def plain(self) -> bool:
@@ -435,6 +439,7 @@ class ChainWriter:
 
     async def append(self, unit: Unit) -> list[int]:
         unit.future = asyncio.get_running_loop().create_future()
+        unit.trace_link = telemetry.current_link()
         self._queue.put_nowait(unit)
         return await unit.future
 
@@ -450,9 +455,16 @@ class ChainWriter:
             batch = [await self._queue.get()]
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            started = perf_counter()
             try:
-                if not await self._write_fast(batch):
-                    await self._write(batch)
+                with telemetry.batch_span(
+                    "chain_writer.batch", [unit.trace_link for unit in batch], units=len(batch)
+                ):
+                    path = "fast" if await self._write_fast(batch) else "locked"
+                    if path == "locked":
+                        await self._write(batch)
+                metrics.CHAIN_BATCH_SIZE.observe(len(batch))
+                metrics.CHAIN_COMMIT.labels(path).observe(perf_counter() - started)
             except Exception as exc:  # the writer outlives any failure: answer the batch with it
                 self._head = None
                 if not isinstance(exc, AppError):
@@ -516,6 +528,7 @@ class ChainWriter:
             if applied:
                 self._head = chained.head
                 self.batches["fast"] += 1
+                metrics.AUDIT_ENTRIES.inc(chained.head.size - head.size)
                 self._committed(head.size, chained.head.size)
                 for unit, seqs in zip(batch, chained.seqs, strict=True):
                     _settle(unit, seqs)
@@ -550,6 +563,7 @@ class ChainWriter:
             return
         self._head = head
         self.batches["locked"] += 1
+        metrics.AUDIT_ENTRIES.inc(sum(len(r) for r in results if isinstance(r, list)))
         self._committed(None, head.size)
         for unit, result in zip(batch, results, strict=True):
             if isinstance(result, ProposalsLimited):
@@ -588,7 +602,8 @@ class Ledger:
         writer = self._writers.get(tenant)
         if writer is None:
             writer = self._writers[tenant] = ChainWriter(self.db, tenant, self.on_commit)
-        return await writer.append(unit)
+        with telemetry.span("commit", tenant=tenant, entries=len(unit.entries)):
+            return await writer.append(unit)
 
     def writer(self, tenant: str) -> ChainWriter | None:
         return self._writers.get(tenant)

@@ -7,6 +7,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody
 
 from gateway import execution_schemas as wire
+from gateway import telemetry
 from gateway.authz import principal_of
 
 
@@ -32,12 +33,13 @@ class ExecutionController(Controller):
         action_id: FromPath[str],
         data: JSONBody[wire.ExecuteRequest | None] = None,
     ) -> Response[wire.ExecutionAccepted]:
-        accepted, replayed = await state.executions.execute(
-            principal_of(request),
-            action_id,
-            data or wire.ExecuteRequest(),
-            request.headers.get("idempotency-key"),
-        )
+        with telemetry.span("execute", action_id=action_id):
+            accepted, replayed = await state.executions.execute(
+                principal_of(request),
+                action_id,
+                data or wire.ExecuteRequest(),
+                request.headers.get("idempotency-key"),
+            )
         headers = {"Idempotent-Replayed": "true"} if replayed else None
         return Response(accepted, status_code=202, headers=headers)
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
+from gateway import metrics, telemetry
 from gateway.clock import rfc3339, utc_now
 from gateway.errors import AppError, Conflict
 from gateway.health import log_failure
@@ -241,9 +242,14 @@ class Executor:
             await self.retry_later(row, None)
             return
         try:
-            await self.commit(row, transition)
+            with telemetry.batch_span("execute.step", [], execution_id=row["id"], action_id=row["action_id"]):
+                await self.commit(row, transition)
         except Stale:
             log.info("execution %s moved on before this step recorded; leaving it", row["id"])
+            return
+        status = transition.columns.get("status")
+        if status in (ex.SUCCEEDED, ex.FAILED, ex.ROLLED_BACK):
+            metrics.EXECUTIONS.labels(found["kind"] or "unknown", status).inc()
 
     async def _submit(self, row: dict[str, Any], adapter: RailAdapter, payment: Payment) -> Transition | None:
         """A pending execution: ask first when an earlier attempt may have reached the rail."""

@@ -455,6 +455,21 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        # Checkpoints published under the witness policy (gateway/services/witnessing.py): the
+        # log's signed checkpoint with the witnesses' cosignatures appended, once they met the quorum.
+        20,
+        [
+            """CREATE TABLE audit_witnessed (
+                tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                size BIGINT NOT NULL,
+                root {blob} NOT NULL,
+                note TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (tenant_id, size)
+            )""",
+        ],
+    ),
 ]
 
 
