@@ -44,28 +44,31 @@ PAYEES = ["0x" + "a1" * 20, "0x" + "b2" * 20]
 UNKNOWN_PAYEE = "0x" + "c3" * 20
 DECIMALS = 6  # the token's: 1 TUSD = 10**6 base units
 TRANSFER = "a9059cbb"  # transfer(address,uint256)
+LIMIT = 1_000 * 10**DECIMALS  # base units: 1,000 TUSD
 
 
 def policy(token: str) -> str:
-    """Token transfers to allow-listed payees: ALLOW up to 4,294.967295 TUSD (2**32 - 1 base units:
-    the amount's first 56 hex digits are zero), ESCALATE above; everything else DENY. (The most
-    severe matching rule wins, so the ESCALATE rule excludes what the ALLOW rule allows.)"""
-    payees = "|".join(p[2:] for p in PAYEES)
-    to_payee = f"^0x{TRANSFER}0{{24}}({payees})"
+    """Transfers of one token to allow-listed payees: ALLOW up to 1,000 TUSD, ESCALATE above;
+    anything else (another contract, another function, another payee, ether) DENY. The most
+    severe matching rule wins, so the ESCALATE rule only matches above the limit."""
+    payees = ", ".join(f'"{p}"' for p in PAYEES)
+    transfer = f'action.data.startsWith("0x{TRANSFER}") && abi_address(action.data, 0) in lists.payees'
     return f"""\
 schema: verdict.policy/v1
 default: DENY
 verdict_ttl_seconds: 120
+lists:
+  payees: [{payees}]
 rules:
-  - id: small-transfers-to-payees
+  - id: transfers-to-payees
     decision: ALLOW
     match: {{action.type: {{eq: evm_call}}, action.to: {{eq: "{token}"}}, action.value: {{eq: "0"}}}}
-    when: 'action.data.matches("{to_payee}0{{56}}[0-9a-f]{{8}}$")'
+    when: '{transfer} && abi_uint(action.data, 1) <= {LIMIT}'
   - id: large-transfers-to-payees
     decision: ESCALATE
     reason: above_transfer_limit
     match: {{action.type: {{eq: evm_call}}, action.to: {{eq: "{token}"}}, action.value: {{eq: "0"}}}}
-    when: 'action.data.matches("{to_payee}[0-9a-f]{{64}}$") && !action.data.matches("{to_payee}0{{56}}[0-9a-f]{{8}}$")'
+    when: '{transfer} && abi_uint(action.data, 1) > {LIMIT}'
     approvals: {{threshold: 1, roles: [cfo]}}
 """
 

@@ -1,7 +1,8 @@
 """The CEL environment of a rule's ``when``: its variables, its functions, and what it reads.
 
 A ``when`` sees ``action``, ``agent``, ``tenant``, ``lists`` and ``now`` (an
-aware UTC timestamp). The ``cel`` library implements the CEL timestamp
+aware UTC timestamp), and may call ``abi_address`` / ``abi_uint`` on an
+``evm_call``'s data (:mod:`policy.abi_functions`). The ``cel`` library implements the CEL timestamp
 accessors only in UTC, so the time-zone forms (``now.getHours("Europe/Berlin")``)
 are registered here as functions, with the spec's numbering (see
 :data:`TIME_FUNCTIONS`).
@@ -26,6 +27,7 @@ from typing import Any, NamedTuple
 
 import cel
 
+from policy.abi_functions import ABI_FUNCTIONS
 from policy.document import MAX_DEPTH, describe_value, parse_window
 from policy.errors import RuleEvaluationError
 
@@ -119,6 +121,7 @@ def compile_expression(source: str, list_names: Iterable[str]) -> tuple[Expressi
             and name not in BUILTIN_FUNCTIONS
             and name not in TIME_FUNCTIONS
             and name not in TENANT_TIME_FUNCTIONS
+            and name not in ABI_FUNCTIONS
         ):
             problems.append(f"unknown function '{name}'")
     reads = _find_reads(tokens, variables)
@@ -137,7 +140,7 @@ def compile_expression(source: str, list_names: Iterable[str]) -> tuple[Expressi
         program,
         reads,
         "now" in variables,
-        frozenset(functions & (TIME_FUNCTIONS.keys() | TENANT_TIME_FUNCTIONS)),
+        frozenset(functions & (TIME_FUNCTIONS.keys() | TENANT_TIME_FUNCTIONS | ABI_FUNCTIONS.keys())),
         frozenset(context_paths),
     )
     return expression, problems
@@ -388,7 +391,8 @@ class CelScope:
         #: that building it can fail on the request's data.
         self.reads_request_data = any(root != "lists" for root, _ in self._reads)
         names = set().union(*(expression.functions for expression in expressions))
-        self._functions = {name: TIME_FUNCTIONS[name] for name in sorted(names) if name in TIME_FUNCTIONS}
+        helpers = {**TIME_FUNCTIONS, **ABI_FUNCTIONS}
+        self._functions = {name: helpers[name] for name in sorted(names) if name in helpers}
         self._tenant_functions = bool(names & TENANT_TIME_FUNCTIONS)
         lists_keys = reads.get("lists", ())
         self._lists = {
