@@ -123,6 +123,7 @@ ACCESS: dict[tuple[str, str], Access] = {
     # Executions and rails (gateway.services.executions, gateway.services.rails)
     ("POST", "/v1/actions/{action_id}/execute"): _rule(OWNER, AGENT, TENANT_ADMIN),
     ("GET", "/v1/executions/{execution_id}"): _rule(OWNER, *READERS, AGENT),
+    ("GET", "/v1/executions/{execution_id}/result"): _rule(OWNER, *READERS, AGENT),
     ("POST", "/v1/executions/{execution_id}/rollback"): _rule(OWNER, TENANT_ADMIN),
     ("GET", "/v1/tenants/{tenant_id}/rails"): _rule(TENANT, *READERS),
     ("GET", "/v1/tenants/{tenant_id}/rails/{name}"): _rule(TENANT, *READERS),

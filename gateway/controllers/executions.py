@@ -50,6 +50,14 @@ class ExecutionController(Controller):
         """pending → submitted → succeeded | failed (with `code`), later rolled_back."""
         return await state.executions.get(principal_of(request), execution_id)
 
+    @get("/v1/executions/{execution_id:str}/result")
+    async def get_execution_result(
+        self, state: State, request: Request, execution_id: FromPath[str]
+    ) -> wire.ExecutionResult:
+        """What the rail answered for the agent (an x402 resource's body, base64, size-limited by
+        the rail's `max_body_bytes`). 409 `result_not_stored` when there is none (yet)."""
+        return await state.executions.result(principal_of(request), execution_id)
+
     @post("/v1/executions/{execution_id:str}/rollback", status_code=202)
     async def rollback(
         self,
