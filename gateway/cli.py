@@ -13,6 +13,7 @@ import click
 from crypto.errors import KeyFileError
 from gateway.cli_events import events_group
 from gateway.cli_executions import executions_group
+from gateway.cli_mcp import mcp_group
 from gateway.cli_policy import policy_group
 from gateway.settings import Settings
 
@@ -150,6 +151,7 @@ def _run(settings: Settings, *, demo: bool) -> None:
 main.add_command(policy_group)
 main.add_command(executions_group)
 main.add_command(events_group)
+main.add_command(mcp_group)
 
 
 @main.group()

@@ -1,0 +1,83 @@
+"""`verdict mcp proxy`: put Verdict in front of an MCP server's tools (stdio or streamable HTTP).
+
+The `mcp` SDK is imported only when a command runs, so `verdict serve` never loads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+
+def read_agent_token(path: Path, agent: str | None) -> tuple[str, str]:
+    """(agent id, token) from a file holding `TOKEN` or `AGENT_ID TOKEN` (as `verdict serve --demo`
+    writes `demo-agent.token`). Raises click.UsageError when the agent id is nowhere."""
+    try:
+        words = path.read_text(encoding="utf-8").split()
+    except OSError as exc:
+        raise click.UsageError(f"cannot read the agent token file {path}: {exc.strerror}") from None
+    if len(words) == 2:
+        return agent or words[0], words[1]
+    if len(words) == 1 and agent:
+        return agent, words[0]
+    raise click.UsageError(
+        f"{path} must hold `AGENT_ID TOKEN`, or `TOKEN` with --agent naming the agent"
+    )
+
+
+@click.group("mcp")
+def mcp_group() -> None:
+    """Guard an agent's MCP tools with Verdict."""
+
+
+@mcp_group.command("proxy")
+@click.option(
+    "--upstream",
+    required=True,
+    help="The MCP server to guard: a command line (stdio), or an http(s) URL (streamable HTTP).",
+)
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="VERDICT_URL",
+              help="The Verdict gateway [env VERDICT_URL].")  # fmt: skip
+@click.option(
+    "--agent-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    envvar="VERDICT_AGENT_TOKEN_FILE",
+    help="A file holding `AGENT_ID TOKEN` (or `TOKEN` with --agent) [env VERDICT_AGENT_TOKEN_FILE].",
+)
+@click.option("--agent", default=None, help="The agent id, when the token file holds only the token.")
+@click.option("--name", "server_name", default=None,
+              help="The server's name in proposals (`action.server`) [the upstream's first word or host].")  # fmt: skip
+@click.option("--http", "http_port", type=click.IntRange(1, 65535), default=None,
+              help="Serve streamable HTTP on this port (path /mcp) instead of stdio.")  # fmt: skip
+@click.option("--host", default="127.0.0.1", show_default=True, help="The HTTP listen address.")
+def proxy(
+    upstream: str,
+    url: str,
+    agent_token_file: Path,
+    agent: str | None,
+    server_name: str | None,
+    http_port: int | None,
+    host: str,
+) -> None:
+    """Serve the upstream's tools to an MCP host, deciding every call with Verdict first.
+
+    ALLOW forwards the call once; DENY and a pending approval answer with a tool error the model
+    can read; a repeat of an escalated call after approval runs it once. With the gateway
+    unreachable nothing is forwarded.
+    """
+    from gateway.mcp_proxy import default_server_name, serve_proxy
+
+    agent_id, token = read_agent_token(agent_token_file, agent)
+    asyncio.run(
+        serve_proxy(
+            upstream=upstream,
+            gateway_url=url,
+            agent_id=agent_id,
+            token=token,
+            server_name=server_name or default_server_name(upstream),
+            http=(host, http_port) if http_port is not None else None,
+        )
+    )
