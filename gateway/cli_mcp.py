@@ -22,9 +22,7 @@ def read_agent_token(path: Path, agent: str | None) -> tuple[str, str]:
         return agent or words[0], words[1]
     if len(words) == 1 and agent:
         return agent, words[0]
-    raise click.UsageError(
-        f"{path} must hold `AGENT_ID TOKEN`, or `TOKEN` with --agent naming the agent"
-    )
+    raise click.UsageError(f"{path} must hold `AGENT_ID TOKEN`, or `TOKEN` with --agent naming the agent")
 
 
 @click.group("mcp")

@@ -40,7 +40,15 @@ from crypto.errors import CryptoError
 from gateway.client import PENDING, GatewayError, VerdictInvalid
 from gateway.client_async import AsyncVerdictClient
 
-__all__ = ["ACTION_TYPE", "STATUS_TOOL", "ToolGate", "build_server", "open_upstream", "serve_proxy", "tool_action"]
+__all__ = [
+    "ACTION_TYPE",
+    "STATUS_TOOL",
+    "ToolGate",
+    "build_server",
+    "open_upstream",
+    "serve_proxy",
+    "tool_action",
+]
 
 ACTION_TYPE = "mcp_tool_call"
 STATUS_TOOL = "verdict_status"
@@ -245,7 +253,9 @@ def approver_roles(requirement: Mapping[str, Any]) -> list[str]:
 def unavailable(exc: Exception) -> str:
     if isinstance(exc, GatewayError) and exc.status < 500 and exc.status not in (408, 429):
         return f"Verdict refused this call ({exc.code}: {exc.detail}); it was not made."
-    return f"The Verdict gateway is unavailable ({type(exc).__name__}); the call was not made. Try again later."
+    return (
+        f"The Verdict gateway is unavailable ({type(exc).__name__}); the call was not made. Try again later."
+    )
 
 
 async def propose_with_retries(

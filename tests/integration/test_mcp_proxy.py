@@ -143,14 +143,22 @@ async def test_the_proxy_forwards_allowed_calls_once_and_holds_the_rest(live, tr
         assert not result.is_error and text(result) == "contents of NOTES.TXT"
         assert forwarded(live) == [{"tool": "read_file", "arguments": {"path": "notes.txt"}}]
         allowed_id = result.meta["verdict"]["action_id"]
-        record = (await live.http.get(f"/v1/actions/{allowed_id}", headers=bearer(live.world.agent_token))).json()
+        record = (
+            await live.http.get(f"/v1/actions/{allowed_id}", headers=bearer(live.world.agent_token))
+        ).json()
         assert record["status"] == "allowed" and record["type"] == "mcp_tool_call"
-        assert record["action"]["arguments"] == {"path": "notes.txt"} and record["action"]["server"] == "files"
+        assert (
+            record["action"]["arguments"] == {"path": "notes.txt"} and record["action"]["server"] == "files"
+        )
         assert record["signed_verdict"]["signature"] == result.meta["verdict"]["signature"]
 
         # DENY: a tool error with the reason; nothing forwarded
         result = await client.call_tool("delete_file", {"path": "/", "recursive": True})
         assert result.is_error and "recursive_delete" in text(result)
+        assert len(forwarded(live)) == 1
+        # a body the gateway refuses at intake (floats are never signed): refused, not forwarded
+        result = await client.call_tool("read_file", {"path": "notes.txt", "offset": 1.5})
+        assert result.is_error and "refused" in text(result)
         assert len(forwarded(live)) == 1
 
         # ESCALATE: a pause naming the action; repeats while pending are not forwarded
