@@ -5,21 +5,26 @@ effect, ESCALATE interrupts until approved and resumes without a second proposal
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import TypedDict
 
 import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command
 
-pytest.importorskip("langgraph")
+from gateway.client import VerdictClient
+from gateway.guard import VerdictDenied
+from gateway.integrations.langgraph import require_verdict
+from tests.integration.agent_world import answer, live_gateway
+from tests.integration.helpers import bearer
 
-from langgraph.checkpoint.memory import InMemorySaver  # noqa: E402
-from langgraph.graph import END, START, StateGraph  # noqa: E402
-from langgraph.types import Command  # noqa: E402
 
-from gateway.client import VerdictClient  # noqa: E402
-from gateway.guard import VerdictDenied  # noqa: E402
-from gateway.integrations.langgraph import require_verdict  # noqa: E402
-from tests.integration.helpers import bearer  # noqa: E402
-from tests.integration.test_guard import answer, live  # noqa: E402, F401 - the fixture
+@pytest.fixture
+async def live(backend) -> AsyncIterator[SimpleNamespace]:
+    async with live_gateway(backend) as world:
+        yield world
 
 
 class Invoice(TypedDict, total=False):

@@ -5,19 +5,25 @@ one is rejected with a message for the model."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+
 import pytest
+from agents import Agent, RunConfig, Runner, function_tool
+from agents.testing import ScriptedModel, assistant_message, function_call
 
-pytest.importorskip("agents")
-
-from agents import Agent, RunConfig, Runner, function_tool  # noqa: E402
-from agents.testing import ScriptedModel, assistant_message, function_call  # noqa: E402
-
-from gateway.client_async import AsyncVerdictClient  # noqa: E402
-from gateway.integrations.openai_agents import VerdictApprovals  # noqa: E402
-from tests.integration.test_guard import answer, live  # noqa: E402, F401 - the fixture
+from gateway.client_async import AsyncVerdictClient
+from gateway.integrations.openai_agents import VerdictApprovals
+from tests.integration.agent_world import answer, live_gateway
 
 POLICY_NOTE = "examples/policy.yaml: pay_invoice over 5000 escalates to the CFO; evil-corp is blocked"
 NO_TRACING = RunConfig(tracing_disabled=True)
+
+
+@pytest.fixture
+async def live(backend) -> AsyncIterator[SimpleNamespace]:
+    async with live_gateway(backend) as world:
+        yield world
 
 
 def pay(invoice_id: str, vendor: str, amount: str) -> dict:
