@@ -79,3 +79,31 @@ def proxy(
             http=(host, http_port) if http_port is not None else None,
         )
     )
+
+
+@mcp_group.command("serve")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="VERDICT_URL",
+              help="The Verdict gateway [env VERDICT_URL].")  # fmt: skip
+@click.option(
+    "--agent-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    envvar="VERDICT_AGENT_TOKEN_FILE",
+    help="A file holding `AGENT_ID TOKEN` (or `TOKEN` with --agent) [env VERDICT_AGENT_TOKEN_FILE].",
+)
+@click.option("--agent", default=None, help="The agent id, when the token file holds only the token.")
+@click.option("--http", "http_port", type=click.IntRange(1, 65535), default=None,
+              help="Serve streamable HTTP on this port (path /mcp) instead of stdio.")  # fmt: skip
+@click.option("--host", default="127.0.0.1", show_default=True, help="The HTTP listen address.")
+def serve(url: str, agent_token_file: Path, agent: str | None, http_port: int | None, host: str) -> None:
+    """Serve Verdict itself as MCP tools: propose_action, get_action, wait_for_decision
+    (bounded, resumable), verify_verdict."""
+    from gateway.mcp_tools import serve_verdict_tools
+
+    agent_id, token = read_agent_token(agent_token_file, agent)
+    asyncio.run(
+        serve_verdict_tools(
+            gateway_url=url, agent_id=agent_id, token=token,
+            http=(host, http_port) if http_port is not None else None,
+        )
+    )  # fmt: skip
