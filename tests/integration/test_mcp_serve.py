@@ -3,7 +3,6 @@ against a real `verdict serve` process on both backends."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import AsyncIterator
