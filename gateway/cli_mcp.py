@@ -6,6 +6,7 @@ The `mcp` SDK is imported only when a command runs, so `verdict serve` never loa
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import click
@@ -23,6 +24,18 @@ def read_agent_token(path: Path, agent: str | None) -> tuple[str, str]:
     if len(words) == 1 and agent:
         return agent, words[0]
     raise click.UsageError(f"{path} must hold `AGENT_ID TOKEN`, or `TOKEN` with --agent naming the agent")
+
+
+def environment(items: tuple[str, ...]) -> dict[str, str]:
+    """`NAME=VALUE` as given, `NAME` from this process's environment (skipped when unset)."""
+    chosen: dict[str, str] = {}
+    for item in items:
+        name, equals, value = item.partition("=")
+        if equals:
+            chosen[name] = value
+        elif name in os.environ:
+            chosen[name] = os.environ[name]
+    return chosen
 
 
 @click.group("mcp")
@@ -51,6 +64,9 @@ def mcp_group() -> None:
 @click.option("--http", "http_port", type=click.IntRange(1, 65535), default=None,
               help="Serve streamable HTTP on this port (path /mcp) instead of stdio.")  # fmt: skip
 @click.option("--host", default="127.0.0.1", show_default=True, help="The HTTP listen address.")
+@click.option("--upstream-env", "upstream_env", multiple=True, metavar="NAME[=VALUE]",
+              help="Pass this variable (from this environment, or VALUE) to a command upstream; repeat."
+              " Otherwise it gets only PATH, HOME and a few more.")  # fmt: skip
 def proxy(
     upstream: str,
     url: str,
@@ -59,6 +75,7 @@ def proxy(
     server_name: str | None,
     http_port: int | None,
     host: str,
+    upstream_env: tuple[str, ...],
 ) -> None:
     """Serve the upstream's tools to an MCP host, deciding every call with Verdict first.
 
@@ -72,6 +89,7 @@ def proxy(
     asyncio.run(
         serve_proxy(
             upstream=upstream,
+            upstream_env=environment(upstream_env),
             gateway_url=url,
             agent_id=agent_id,
             token=token,

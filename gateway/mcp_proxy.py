@@ -324,11 +324,15 @@ async def serve_proxy(
     token: str,
     server_name: str,
     http: tuple[str, int] | None = None,
+    upstream_env: Mapping[str, str] | None = None,
 ) -> None:
     """Run the proxy until its host disconnects (stdio) or it is interrupted (`http`: host, port).
     Raises what opening the upstream raises (it is listed once at start, so a broken upstream
     fails here, not at the first call)."""
-    async with open_upstream(upstream) as client, AsyncVerdictClient(gateway_url, token) as verdict:
+    async with (
+        open_upstream(upstream, upstream_env) as client,
+        AsyncVerdictClient(gateway_url, token) as verdict,
+    ):
         gate = ToolGate(verdict, agent_id, server_name, client, gateway_url, {}, {})
         await gate.list_tools()
         server = build_server(gate)

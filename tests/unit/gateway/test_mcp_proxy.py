@@ -83,3 +83,15 @@ def test_the_gateway_server_never_imports_the_mcp_sdk() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_upstream_environment(monkeypatch) -> None:
+    from gateway.cli_mcp import environment
+
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_x")
+    monkeypatch.delenv("NOT_SET_HERE", raising=False)
+    assert environment(("GITHUB_TOKEN", "MODE=ro", "NOT_SET_HERE", "EMPTY=")) == {
+        "GITHUB_TOKEN": "ghp_x",
+        "MODE": "ro",
+        "EMPTY": "",
+    }
