@@ -38,6 +38,35 @@ def environment(items: tuple[str, ...]) -> dict[str, str]:
     return chosen
 
 
+def _agent_options(command):
+    """--url, --agent-token-file, --agent: whom the server talks to, as which agent."""
+    command = click.option(
+        "--agent", default=None, help="The agent id, when the token file holds only the token."
+    )(command)
+    command = click.option(
+        "--agent-token-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        required=True,
+        envvar="VERDICT_AGENT_TOKEN_FILE",
+        help="A file holding `AGENT_ID TOKEN` (or `TOKEN` with --agent) [env VERDICT_AGENT_TOKEN_FILE].",
+    )(command)
+    return click.option(
+        "--url", default="http://127.0.0.1:8000", show_default=True, envvar="VERDICT_URL",
+        help="The Verdict gateway [env VERDICT_URL].",
+    )(command)  # fmt: skip
+
+
+def _listen_options(command):
+    """--http, --host: stdio unless a port is given."""
+    command = click.option("--host", default="127.0.0.1", show_default=True, help="The HTTP listen address.")(
+        command
+    )
+    return click.option(
+        "--http", "http_port", type=click.IntRange(1, 65535), default=None,
+        help="Serve streamable HTTP on this port (path /mcp) instead of stdio.",
+    )(command)  # fmt: skip
+
+
 @click.group("mcp")
 def mcp_group() -> None:
     """Guard an agent's MCP tools with Verdict."""
@@ -49,21 +78,10 @@ def mcp_group() -> None:
     required=True,
     help="The MCP server to guard: a command line (stdio), or an http(s) URL (streamable HTTP).",
 )
-@click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="VERDICT_URL",
-              help="The Verdict gateway [env VERDICT_URL].")  # fmt: skip
-@click.option(
-    "--agent-token-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    envvar="VERDICT_AGENT_TOKEN_FILE",
-    help="A file holding `AGENT_ID TOKEN` (or `TOKEN` with --agent) [env VERDICT_AGENT_TOKEN_FILE].",
-)
-@click.option("--agent", default=None, help="The agent id, when the token file holds only the token.")
+@_agent_options
 @click.option("--name", "server_name", default=None,
-              help="The server's name in proposals (`action.server`) [the upstream's first word or host].")  # fmt: skip
-@click.option("--http", "http_port", type=click.IntRange(1, 65535), default=None,
-              help="Serve streamable HTTP on this port (path /mcp) instead of stdio.")  # fmt: skip
-@click.option("--host", default="127.0.0.1", show_default=True, help="The HTTP listen address.")
+              help="The server's name in proposals (`action.server`) [the upstream script's or program's name, or the URL's host].")  # fmt: skip
+@_listen_options
 @click.option("--upstream-env", "upstream_env", multiple=True, metavar="NAME[=VALUE]",
               help="Pass this variable (from this environment, or VALUE) to a command upstream; repeat."
               " Otherwise it gets only PATH, HOME and a few more.")  # fmt: skip
@@ -100,19 +118,8 @@ def proxy(
 
 
 @mcp_group.command("serve")
-@click.option("--url", default="http://127.0.0.1:8000", show_default=True, envvar="VERDICT_URL",
-              help="The Verdict gateway [env VERDICT_URL].")  # fmt: skip
-@click.option(
-    "--agent-token-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    envvar="VERDICT_AGENT_TOKEN_FILE",
-    help="A file holding `AGENT_ID TOKEN` (or `TOKEN` with --agent) [env VERDICT_AGENT_TOKEN_FILE].",
-)
-@click.option("--agent", default=None, help="The agent id, when the token file holds only the token.")
-@click.option("--http", "http_port", type=click.IntRange(1, 65535), default=None,
-              help="Serve streamable HTTP on this port (path /mcp) instead of stdio.")  # fmt: skip
-@click.option("--host", default="127.0.0.1", show_default=True, help="The HTTP listen address.")
+@_agent_options
+@_listen_options
 def serve(url: str, agent_token_file: Path, agent: str | None, http_port: int | None, host: str) -> None:
     """Serve Verdict itself as MCP tools: propose_action, get_action, wait_for_decision
     (bounded, resumable), verify_verdict."""
