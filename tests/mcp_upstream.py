@@ -1,7 +1,8 @@
 """A small MCP server for the MCP gateway's tests: one read-only and one destructive tool.
 
-Run as `python tests/mcp_upstream.py CALLS_FILE` (stdio). Every call that reaches a tool appends
-one JSON line `{"tool", "arguments"}` to CALLS_FILE, so a test can count what was forwarded.
+Run as `python tests/mcp_upstream.py CALLS_FILE` (stdio), or with `--http PORT` (streamable HTTP
+at http://127.0.0.1:PORT/mcp). Every call that reaches a tool appends one JSON line
+`{"tool", "arguments"}` to CALLS_FILE, so a test can count what was forwarded.
 """
 
 from __future__ import annotations
@@ -38,4 +39,7 @@ def delete_file(path: str, recursive: bool = False) -> str:
 
 
 if __name__ == "__main__":
-    server.run("stdio")
+    if "--http" in sys.argv:
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[sys.argv.index("--http") + 1]))
+    else:
+        server.run("stdio")

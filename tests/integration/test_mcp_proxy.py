@@ -56,7 +56,6 @@ async def live(backend, tmp_path) -> AsyncIterator[SimpleNamespace]:
             proxy_args = [
                 "-m", "gateway.cli", "mcp", "proxy", "--url", server.url,
                 "--agent-token-file", str(token_file), "--name", "files",
-                "--upstream", f"{sys.executable} {UPSTREAM} {calls}",
             ]  # fmt: skip
             yield SimpleNamespace(server=server, http=http, world=world, calls=calls, proxy_args=proxy_args)
     finally:
@@ -86,20 +85,20 @@ async def approve(live, action_id: str) -> None:
 
 
 @contextmanager
-def http_proxy(live) -> Iterator[str]:
-    """The proxy serving streamable HTTP on a free port; yields its URL once it accepts."""
+def http_server(*args: str) -> Iterator[str]:
+    """`python ARGS --http PORT` on a free port; yields its MCP URL once it accepts."""
     port = free_port()
     with tempfile.TemporaryFile(mode="w+") as output:
         proc = subprocess.Popen(
-            [sys.executable, *live.proxy_args, "--http", str(port)],
-            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, *args, "--http", str(port)],
+            stdout=output, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(ROOT),
         )  # fmt: skip
         try:
             deadline = time.monotonic() + 60
             while True:
                 if proc.poll() is not None:
                     output.seek(0)
-                    raise RuntimeError(f"the proxy exited early:\n{output.read()}")
+                    raise RuntimeError(f"{args} exited early:\n{output.read()}")
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=1).close()
                     break
@@ -119,13 +118,19 @@ def http_proxy(live) -> Iterator[str]:
 
 @asynccontextmanager
 async def connected(live, transport: str) -> AsyncIterator[Client]:
+    """stdio: the host launches the proxy, which launches the upstream. http: the upstream and the
+    proxy each serve streamable HTTP (the proxy's upstream client on a URL)."""
     if transport == "stdio":
-        params = StdioServerParameters(command=sys.executable, args=live.proxy_args, cwd=str(ROOT),
-                                       env={**os.environ})  # fmt: skip
+        upstream = ["--upstream", f"{sys.executable} {UPSTREAM} {live.calls}"]
+        params = StdioServerParameters(command=sys.executable, args=[*live.proxy_args, *upstream],
+                                       cwd=str(ROOT), env={**os.environ})  # fmt: skip
         async with Client(params, read_timeout_seconds=60) as client:
             yield client
         return
-    with http_proxy(live) as url:
+    with (
+        http_server(str(UPSTREAM), str(live.calls)) as upstream_url,
+        http_server(*live.proxy_args, "--upstream", upstream_url) as url,
+    ):
         async with Client(url, read_timeout_seconds=60) as client:
             yield client
 
