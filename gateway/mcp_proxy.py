@@ -24,16 +24,19 @@ from __future__ import annotations
 import shlex
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
+import anyio
 import httpx
 import mcp_types as types
 from mcp import Client, StdioServerParameters
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 from mcp.server.stdio import stdio_server
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from crypto.canonical import action_hash
 from crypto.errors import CryptoError
@@ -53,6 +56,7 @@ __all__ = [
 ACTION_TYPE = "mcp_tool_call"
 STATUS_TOOL = "verdict_status"
 MAX_PENDING = 10_000  # calls awaiting approval remembered; the oldest is forgotten beyond this
+ELICITATION_SECONDS = 10.0  # how long a pending answer may wait for the host to take the console link
 PROPOSE_ATTEMPTS = 3  # a dropped propose is retried with the same Idempotency-Key
 RESERVED_META = "io.modelcontextprotocol/"
 
@@ -116,6 +120,7 @@ class ToolGate:
     gateway_url: str
     pending: dict[str, str]  # action hash (hex) -> action id awaiting approval
     tools: dict[str, types.Tool]
+    shown: set[str] = field(default_factory=set)  # pending actions whose console link the host was sent
 
     async def list_tools(self) -> list[types.Tool]:
         """Every upstream tool (all pages), remembered for their annotations, plus `verdict_status`."""
@@ -273,6 +278,46 @@ async def propose_with_retries(
     raise AssertionError("unreachable")
 
 
+async def with_console_link(
+    gate: ToolGate,
+    ctx: ServerRequestContext[Any],
+    params: types.CallToolRequestParams,
+    result: types.CallToolResult,
+) -> types.CallToolResult | types.InputRequiredResult:
+    """A newly pending call, to a host that takes URL-mode elicitation: ask it to show the
+    approvers' console page to its user (MCP elicitation, URL mode), once per action. On the
+    2026-07-28 protocol that is an InputRequiredResult (the host shows the page and repeats the
+    call, which answers "pending"); before it, a request on the back channel, best effort and
+    bounded. The tool result says the same in words, for every other host."""
+    verdict = (result.meta or {}).get("verdict") or {}
+    capabilities = ctx.session.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    if verdict.get("status") != PENDING or elicitation is None or elicitation.url is None:
+        return result
+    if params.input_responses is not None or verdict["action_id"] in gate.shown:
+        return result
+    if len(gate.shown) >= MAX_PENDING:
+        gate.shown.clear()
+    gate.shown.add(verdict["action_id"])
+    request = types.ElicitRequestURLParams(
+        message=f"Verdict holds this tool call ({verdict['reason']}) until an approver signs.",
+        url=verdict["console"],
+        elicitation_id=verdict["action_id"],
+    )
+    if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        return types.InputRequiredResult(
+            input_requests={"verdict_console": types.ElicitRequest(params=request)}
+        )
+    with anyio.move_on_after(ELICITATION_SECONDS):
+        try:
+            await ctx.session.elicit_url(
+                request.message, request.url, request.elicitation_id, related_request_id=ctx.request_id
+            )
+        except MCPError:  # the host refused or cannot: the words suffice
+            pass
+    return result
+
+
 def build_server(gate: ToolGate) -> Server[Any]:
     """The MCP server the agent's host talks to."""
 
@@ -283,8 +328,9 @@ def build_server(gate: ToolGate) -> Server[Any]:
 
     async def on_call_tool(
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
-        return await gate.call(params.name, dict(params.arguments or {}))
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        result = await gate.call(params.name, dict(params.arguments or {}))
+        return await with_console_link(gate, ctx, params, result)
 
     return Server(
         "verdict-mcp-proxy",

@@ -24,6 +24,7 @@ import httpx
 import pytest
 from eth_account import Account
 from mcp import Client, StdioServerParameters
+from mcp.types import ElicitResult
 
 from tests.integration.helpers import bearer, make_world
 from tests.integration.process import GatewayProcess, free_port
@@ -117,27 +118,34 @@ def http_server(*args: str) -> Iterator[str]:
 
 
 @asynccontextmanager
-async def connected(live, transport: str) -> AsyncIterator[Client]:
+async def connected(live, transport: str, shown: list) -> AsyncIterator[Client]:
     """stdio: the host launches the proxy, which launches the upstream. http: the upstream and the
-    proxy each serve streamable HTTP (the proxy's upstream client on a URL)."""
+    proxy each serve streamable HTTP (the proxy's upstream client on a URL). The host takes
+    URL-mode elicitations (it would open the console page) and lists them in `shown`."""
+
+    async def elicitation(context, params) -> ElicitResult:
+        shown.append(params)
+        return ElicitResult(action="accept")
+
     if transport == "stdio":
         upstream = ["--upstream", f"{sys.executable} {UPSTREAM} {live.calls}"]
         params = StdioServerParameters(command=sys.executable, args=[*live.proxy_args, *upstream],
                                        cwd=str(ROOT), env={**os.environ})  # fmt: skip
-        async with Client(params, read_timeout_seconds=60) as client:
+        async with Client(params, read_timeout_seconds=60, elicitation_callback=elicitation) as client:
             yield client
         return
     with (
         http_server(str(UPSTREAM), str(live.calls)) as upstream_url,
         http_server(*live.proxy_args, "--upstream", upstream_url) as url,
     ):
-        async with Client(url, read_timeout_seconds=60) as client:
+        async with Client(url, read_timeout_seconds=60, elicitation_callback=elicitation) as client:
             yield client
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
 async def test_the_proxy_forwards_allowed_calls_once_and_holds_the_rest(live, transport) -> None:
-    async with connected(live, transport) as client:
+    shown: list = []
+    async with connected(live, transport, shown) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         assert set(tools) == {"read_file", "delete_file", "verdict_status"}
         assert tools["read_file"].annotations.read_only_hint is True  # passed through unchanged
@@ -171,6 +179,10 @@ async def test_the_proxy_forwards_allowed_calls_once_and_holds_the_rest(live, tr
         assert result.is_error and "pending" in text(result)
         pending_id = result.meta["verdict"]["action_id"]
         assert pending_id in text(result) and f"/console/actions/{pending_id}" in text(result)
+        # the host was asked (once) to show the approvers' page: MCP elicitation, URL mode
+        assert [(item.mode, item.url) for item in shown] == [
+            ("url", f"{live.server.url}/console/actions/{pending_id}")
+        ]
         again = await client.call_tool("delete_file", {"path": "old.txt"})
         assert again.is_error and again.meta["verdict"]["action_id"] == pending_id
         status = await client.call_tool("verdict_status", {"action_id": pending_id})
