@@ -127,11 +127,15 @@ async def connected(live, transport: str, shown: list) -> AsyncIterator[Client]:
         shown.append(params)
         return ElicitResult(action="accept")
 
-    if transport == "stdio":
+    if transport.startswith("stdio"):
         upstream = ["--upstream", f"{sys.executable} {UPSTREAM} {live.calls}"]
         params = StdioServerParameters(command=sys.executable, args=[*live.proxy_args, *upstream],
                                        cwd=str(ROOT), env={**os.environ})  # fmt: skip
-        async with Client(params, read_timeout_seconds=60, elicitation_callback=elicitation) as client:
+        # stdio-legacy: the initialize handshake (protocol 2025-11-25), as most hosts speak today
+        mode = "legacy" if transport == "stdio-legacy" else "auto"
+        async with Client(
+            params, read_timeout_seconds=60, elicitation_callback=elicitation, mode=mode
+        ) as client:
             yield client
         return
     with (
@@ -142,7 +146,7 @@ async def connected(live, transport: str, shown: list) -> AsyncIterator[Client]:
             yield client
 
 
-@pytest.mark.parametrize("transport", ["stdio", "http"])
+@pytest.mark.parametrize("transport", ["stdio", "stdio-legacy", "http"])
 async def test_the_proxy_forwards_allowed_calls_once_and_holds_the_rest(live, transport) -> None:
     shown: list = []
     async with connected(live, transport, shown) as client:
