@@ -85,6 +85,8 @@ def mcp_group() -> None:
 @click.option("--upstream-env", "upstream_env", multiple=True, metavar="NAME[=VALUE]",
               help="Pass this variable (from this environment, or VALUE) to a command upstream; repeat."
               " Otherwise it gets only PATH, HOME and a few more.")  # fmt: skip
+@click.option("--http-token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --http: require `Authorization: Bearer <this file's token>` on every request.")  # fmt: skip
 def proxy(
     upstream: str,
     url: str,
@@ -94,6 +96,7 @@ def proxy(
     http_port: int | None,
     host: str,
     upstream_env: tuple[str, ...],
+    http_token_file: Path | None,
 ) -> None:
     """Serve the upstream's tools to an MCP host, deciding every call with Verdict first.
 
@@ -104,6 +107,14 @@ def proxy(
     from gateway.mcp_proxy import default_server_name, serve_proxy
 
     agent_id, token = read_agent_token(agent_token_file, agent)
+    http_token = None
+    if http_token_file is not None:
+        try:
+            http_token = http_token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise click.UsageError(f"cannot read {http_token_file}: {exc.strerror}") from None
+        if not http_token:
+            raise click.UsageError(f"{http_token_file} is empty")
     asyncio.run(
         serve_proxy(
             upstream=upstream,
@@ -113,6 +124,7 @@ def proxy(
             token=token,
             server_name=server_name or default_server_name(upstream),
             http=(host, http_port) if http_port is not None else None,
+            http_token=http_token,
         )
     )
 

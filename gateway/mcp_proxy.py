@@ -21,6 +21,7 @@ Only `gateway/cli_mcp.py` imports this module: the gateway server never loads th
 
 from __future__ import annotations
 
+import hmac
 import shlex
 import uuid
 from collections.abc import Mapping
@@ -343,6 +344,28 @@ def build_server(gate: ToolGate) -> Server[Any]:
     )
 
 
+class BearerOnly:
+    """ASGI: HTTP requests without `Authorization: Bearer <token>` get 401 and go no further."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app, self.expected = app, f"Bearer {token}".encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            sent = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(sent, self.expected):
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [(b"www-authenticate", b"Bearer"), (b"content-type", b"text/plain")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": b"a bearer token is required\n"})
+                return
+        await self.app(scope, receive, send)  # fmt: skip
+
+
 def default_server_name(spec: str) -> str:
     """`action.server` when none is given: the URL's host, or the command's script or program name."""
     if spec.startswith(("http://", "https://")):
@@ -370,11 +393,13 @@ async def serve_proxy(
     token: str,
     server_name: str,
     http: tuple[str, int] | None = None,
+    http_token: str | None = None,
     upstream_env: Mapping[str, str] | None = None,
 ) -> None:
-    """Run the proxy until its host disconnects (stdio) or it is interrupted (`http`: host, port).
-    Raises what opening the upstream raises (it is listed once at start, so a broken upstream
-    fails here, not at the first call)."""
+    """Run the proxy until its host disconnects (stdio) or it is interrupted (`http`: host, port;
+    with `http_token`, every HTTP request must carry it as a bearer token). Raises what opening
+    the upstream raises (it is listed once at start, so a broken upstream fails here, not at the
+    first call)."""
     async with (
         open_upstream(upstream, upstream_env) as client,
         AsyncVerdictClient(gateway_url, token) as verdict,
@@ -390,4 +415,6 @@ async def serve_proxy(
 
         host, port = http
         app = server.streamable_http_app(host=host)
+        if http_token is not None:
+            app = BearerOnly(app, http_token)
         await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()

@@ -21,9 +21,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
+import httpx2  # the mcp SDK's HTTP client (its dependency)
 import pytest
 from eth_account import Account
 from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 from mcp.types import ElicitResult
 
 from tests.integration.helpers import bearer, make_world
@@ -138,11 +140,21 @@ async def connected(live, transport: str, shown: list) -> AsyncIterator[Client]:
         ) as client:
             yield client
         return
+    secret = live.calls.with_name("proxy.token")
+    secret.write_text("proxy-secret\n")
     with (
         http_server(str(UPSTREAM), str(live.calls)) as upstream_url,
-        http_server(*live.proxy_args, "--upstream", upstream_url) as url,
+        http_server(*live.proxy_args, "--upstream", upstream_url, "--http-token-file", str(secret)) as url,
     ):
-        async with Client(url, read_timeout_seconds=60, elicitation_callback=elicitation) as client:
+        # without the proxy's bearer token, nothing gets past HTTP
+        refused = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, timeout=30)
+        assert refused.status_code == 401
+        http = httpx2.AsyncClient(headers={"Authorization": "Bearer proxy-secret"}, timeout=60)
+        transport = streamable_http_client(url, http_client=http)
+        async with (
+            http,
+            Client(transport, read_timeout_seconds=60, elicitation_callback=elicitation) as client,
+        ):
             yield client
 
 
