@@ -13,8 +13,11 @@ binds a decision to these exact arguments):
   exactly once; while approval is pending it answers "pending" again; other arguments are a new
   action. The pending calls are held in this process's memory: after a restart a retry is a new
   proposal (asked anew, never run twice).
-- The gateway unreachable or failing, a verdict that does not verify, arguments that cannot be
-  hashed (floats): a tool error; nothing is forwarded (fail closed).
+- The gateway unreachable or failing, a verdict that does not verify, arguments the gateway
+  refuses at intake (floats: amounts are never floats): a tool error; nothing is forwarded
+  (fail closed).
+- A pending call, to a host that takes URL-mode elicitation: the host is also asked to show the
+  approvers' console page (`with_console_link`).
 
 Only `gateway/cli_mcp.py` imports this module: the gateway server never loads the `mcp` SDK.
 """
