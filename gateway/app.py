@@ -16,6 +16,7 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from gateway.admission import Admission
 from gateway.api_docs import LocalSwaggerRenderPlugin
 from gateway.auth import Authenticator, KeyUsage
 from gateway.authz import authorize, bind_access
@@ -241,8 +242,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     bind_access(app)  # refuses to build an app with a route missing from the access table
     # Outermost layer, around Litestar's exception handling: every answer gets its request id.
+    # Inside it, load shedding (gateway.admission) once the body is in, under its deadline.
+    app.state.admission = admission = Admission(
+        app.asgi_handler,
+        max_in_flight=settings.max_in_flight,
+        max_queued=settings.max_queued,
+        queue_wait=settings.queue_wait,
+        max_body_bytes=settings.max_body_bytes,
+    )
     app.asgi_handler = Tracing(
-        BodyDeadline(app.asgi_handler, settings.body_timeout), log_requests=settings.access_log
+        BodyDeadline(admission, settings.body_timeout), log_requests=settings.access_log
     )
     return app
 

@@ -42,6 +42,11 @@ class Settings:
     keepalive_timeout: float = 5.0  # an idle connection between requests; 0: no keep-alive
     max_connections: int = 512  # open client connections per worker; more wait in the backlog
     reuse_port: bool = False  # share the port with processes already listening on it (SO_REUSEPORT)
+    # Load shedding per worker (gateway.admission): requests in progress, requests waiting for one
+    # of those slots, and how long they may wait (seconds) before 503 `overloaded`. 0 in-flight: off.
+    max_in_flight: int = 128
+    max_queued: int = 256
+    queue_wait: float = 0.5
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -69,6 +74,9 @@ class Settings:
             keepalive_timeout=float(env.get("VERDICT_KEEPALIVE_TIMEOUT", base.keepalive_timeout)),
             max_connections=int(env.get("VERDICT_MAX_CONNECTIONS", base.max_connections)),
             reuse_port=_flag(env.get("VERDICT_REUSE_PORT"), base.reuse_port),
+            max_in_flight=int(env.get("VERDICT_MAX_IN_FLIGHT", base.max_in_flight)),
+            max_queued=int(env.get("VERDICT_MAX_QUEUED", base.max_queued)),
+            queue_wait=float(env.get("VERDICT_QUEUE_WAIT", base.queue_wait)),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -90,6 +98,9 @@ class Settings:
             "VERDICT_KEEPALIVE_TIMEOUT": str(self.keepalive_timeout),
             "VERDICT_MAX_CONNECTIONS": str(self.max_connections),
             "VERDICT_REUSE_PORT": "1" if self.reuse_port else "0",
+            "VERDICT_MAX_IN_FLIGHT": str(self.max_in_flight),
+            "VERDICT_MAX_QUEUED": str(self.max_queued),
+            "VERDICT_QUEUE_WAIT": str(self.queue_wait),
         }
         if self.database_url:
             env["VERDICT_DATABASE_URL"] = self.database_url

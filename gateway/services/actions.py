@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -109,6 +110,20 @@ class Proposed:
 
     response: schemas.ProposeResponse
     replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A decision ready to commit: its ledger unit, and the answer once the unit committed."""
+
+    unit: Unit
+    respond: Callable[[list[int]], schemas.ProposeResponse]
+
+    def answer(self, seqs: list[int]) -> Proposed:
+        """The answer for the committed unit (the stored one when its idempotency key replayed)."""
+        if self.unit.replay is not None:
+            return Proposed(_decode_response.decode(self.unit.replay), replayed=True)
+        return Proposed(self.respond(seqs))
 
 
 def check_action(action: dict[str, Any]) -> str:
@@ -269,8 +284,37 @@ class ActionService:
         (`invalid_amount` for an amount that is not a plain decimal string, see `check_amounts`;
         `invalid_parameters` with every violation of the action type's schema), Unauthenticated when the key was revoked or
         expired before the commit, RateLimited when the agent has no proposals left this
-        minute, InvalidRequest and Conflict (`idempotency_conflict`) for idempotency keys;
-        never answers before the action and its audit entries are committed."""
+        minute, InvalidRequest and Conflict (`idempotency_conflict`) for idempotency keys,
+        Overloaded when the tenant's chain writer has too much waiting; never answers before the action and its audit entries are committed."""
+        tenant_id, (claim, action_type, digest) = self._check(principal, agent_id, body, now, idempotency_key)
+        self.ledger.verify_room(tenant_id, 1)  # shed load before deciding, not after
+        changes = limit_changes = 0
+        while changes < MAX_DECISION_ATTEMPTS and limit_changes < MAX_LIMIT_ATTEMPTS:
+            try:
+                decided = await self._decide_now(principal, tenant_id, agent_id, action_type, digest,
+                                                 body, now, claim, explain)  # fmt: skip
+                return decided.answer(await self.ledger.append(tenant_id, decided.unit))
+            except PolicyVersionChanged as changed:  # activated meanwhile: decide under the new one
+                self._active[tenant_id] = changed.active
+                changes += 1
+            except ConfigChanged as changed:  # a scope or the time zone changed: read them again
+                self.forget_config(tenant_id, changed.version)
+                changes += 1
+            except LimitsChanged:  # other proposals took the headroom meanwhile: count again
+                limit_changes += 1
+        raise Unavailable("the active policy or its limits keep changing; retry", code="policy_changed")
+
+    def _check(
+        self,
+        principal: Principal,
+        agent_id: str,
+        body: schemas.ProposeRequest,
+        now: datetime,
+        idempotency_key: str | None,
+    ) -> tuple[str, tuple[IdempotencyClaim | None, str, bytes]]:
+        """What `propose` checks before deciding: returns the tenant, the idempotency claim, the
+        action's type and hash. Raises as `propose` does (NotFound, RateLimited, InvalidRequest,
+        Unprocessable)."""
         tenant_id = principal.tenant_id
         if (
             tenant_id is None
@@ -292,22 +336,84 @@ class ActionService:
             digest = compute_action_hash(body.action)
         except CryptoError as exc:
             raise Unprocessable(f"action cannot be hashed: {exc}", code="invalid_action") from exc
-        changes = limit_changes = 0
-        while changes < MAX_DECISION_ATTEMPTS and limit_changes < MAX_LIMIT_ATTEMPTS:
-            who, config = await self._agent(tenant_id, agent_id)
+        return tenant_id, (claim, action_type, digest)
+
+    async def _decide_now(
+        self,
+        principal: Principal,
+        tenant_id: str,
+        agent_id: str,
+        action_type: str,
+        digest: bytes,
+        body: schemas.ProposeRequest,
+        now: datetime,
+        claim: IdempotencyClaim | None,
+        explain: bool,
+    ) -> Decided:
+        """Decide with the agent's current configuration (`_agent`). Raises NotFound,
+        Unavailable (`scope_unreadable`), Unprocessable, and what `_decide` raises."""
+        who, config = await self._agent(tenant_id, agent_id)
+        return await self._decide(
+            who, config, principal.credential, action_type, digest, body, now, claim, explain
+        )
+
+    async def propose_many(
+        self,
+        principal: Principal,
+        agent_id: str,
+        bodies: list[tuple[schemas.ProposeRequest, str | None]],
+        now: datetime,
+        *,
+        explain: bool = True,
+    ) -> list[Proposed | AppError]:
+        """Decide each (body, idempotency key) exactly as `propose` would, and commit them in one
+        group commit: every decided unit is handed to the tenant's chain writer at once. Returns,
+        in order, each one's answer or the AppError `propose` would have raised for it. An item
+        whose commit found the policy, the configuration or its limits changed is decided again
+        alone (as `propose` does). Raises NotFound for another agent, Overloaded (nothing
+        decided) when the tenant's chain writer has no room for them all."""
+        tenant_id = principal.tenant_id
+        if tenant_id is None or principal.agent_id != agent_id:
+            raise NotFound(f"agent {agent_id!r} not found", code="agent_not_found")
+        self.ledger.verify_room(tenant_id, len(bodies))  # shed load before deciding, not after
+        results: list[Proposed | AppError | None] = [None] * len(bodies)
+        pending: list[tuple[int, Decided]] = []
+        for index, (body, key) in enumerate(bodies):
             try:
-                return await self._decide(
-                    who, config, principal.credential, action_type, digest, body, now, claim, explain
-                )
-            except PolicyVersionChanged as changed:  # activated meanwhile: decide under the new one
-                self._active[tenant_id] = changed.active
-                changes += 1
-            except ConfigChanged as changed:  # a scope or the time zone changed: read them again
-                self.forget_config(tenant_id, changed.version)
-                changes += 1
-            except LimitsChanged:  # other proposals took the headroom meanwhile: count again
-                limit_changes += 1
-        raise Unavailable("the active policy or its limits keep changing; retry", code="policy_changed")
+                tenant_id, (claim, action_type, digest) = self._check(principal, agent_id, body, now, key)
+                decided = await self._decide_now(principal, tenant_id, agent_id, action_type, digest,
+                                                 body, now, claim, explain)  # fmt: skip
+            except (PolicyVersionChanged, ConfigChanged, LimitsChanged):
+                continue  # decided alone below, with the retries of `propose`
+            except AppError as error:
+                results[index] = error
+                continue
+            pending.append((index, decided))
+        if pending:
+            committed = await self.ledger.append_all(tenant_id, [decided.unit for _, decided in pending])
+            for (index, decided), outcome in zip(pending, committed, strict=True):
+                if isinstance(outcome, PolicyVersionChanged):
+                    self._active[tenant_id] = outcome.active
+                    continue
+                if isinstance(outcome, ConfigChanged):
+                    self.forget_config(tenant_id, outcome.version)
+                    continue
+                if isinstance(outcome, LimitsChanged):
+                    continue
+                if isinstance(outcome, AppError):
+                    results[index] = outcome
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+                else:
+                    results[index] = decided.answer(outcome)
+        for index, result in enumerate(results):
+            if result is None:  # decide again alone, as `propose` does after such a change
+                body, key = bodies[index]
+                try:
+                    results[index] = await self.propose(principal, agent_id, body, now, key, explain=explain)
+                except AppError as error:
+                    results[index] = error
+        return [result for result in results if result is not None]
 
     async def _decide(
         self,
@@ -320,7 +426,7 @@ class ActionService:
         now: datetime,
         claim: IdempotencyClaim | None,
         explain: bool,
-    ) -> Proposed:
+    ) -> Decided:
         tenant_id, agent_id = who.tenant_id, who.agent_id
         action_hash = "0x" + digest.hex()
         version = self._active.get(tenant_id)
@@ -521,10 +627,7 @@ class ActionService:
             idempotency=claim,
         )
         outcome.adopt(decision)
-        seqs = await self.ledger.append(tenant_id, unit)
-        if unit.replay is not None:
-            return Proposed(_decode_response.decode(unit.replay), replayed=True)
-        return Proposed(respond(seqs))
+        return Decided(unit, respond)
 
     async def get(self, principal: Principal, action_id: str) -> schemas.ActionRecord:
         """Raises NotFound for a missing action or one this principal may not see. A pending
