@@ -113,6 +113,16 @@ class Proposed:
 
 
 @dataclass(frozen=True, slots=True)
+class Checked:
+    """A proposal that passed the checks made before deciding (`ActionService._check`)."""
+
+    tenant_id: str
+    claim: IdempotencyClaim | None
+    action_type: str
+    digest: bytes  # the action's hash (RFC 8785, keccak-256)
+
+
+@dataclass(frozen=True, slots=True)
 class Decided:
     """A decision ready to commit: its ledger unit, and the answer once the unit committed."""
 
@@ -286,13 +296,13 @@ class ActionService:
         expired before the commit, RateLimited when the agent has no proposals left this
         minute, InvalidRequest and Conflict (`idempotency_conflict`) for idempotency keys,
         Overloaded when the tenant's chain writer has too much waiting; never answers before the action and its audit entries are committed."""
-        tenant_id, (claim, action_type, digest) = self._check(principal, agent_id, body, now, idempotency_key)
+        checked = self._check(principal, agent_id, body, now, idempotency_key)
+        tenant_id = checked.tenant_id
         self.ledger.verify_room(tenant_id, 1)  # shed load before deciding, not after
         changes = limit_changes = 0
         while changes < MAX_DECISION_ATTEMPTS and limit_changes < MAX_LIMIT_ATTEMPTS:
             try:
-                decided = await self._decide_now(principal, tenant_id, agent_id, action_type, digest,
-                                                 body, now, claim, explain)  # fmt: skip
+                decided = await self._decide_now(principal, agent_id, checked, body, now, explain)
                 return decided.answer(await self.ledger.append(tenant_id, decided.unit))
             except PolicyVersionChanged as changed:  # activated meanwhile: decide under the new one
                 self._active[tenant_id] = changed.active
@@ -311,9 +321,9 @@ class ActionService:
         body: schemas.ProposeRequest,
         now: datetime,
         idempotency_key: str | None,
-    ) -> tuple[str, tuple[IdempotencyClaim | None, str, bytes]]:
-        """What `propose` checks before deciding: returns the tenant, the idempotency claim, the
-        action's type and hash. Raises as `propose` does (NotFound, RateLimited, InvalidRequest,
+    ) -> Checked:
+        """What `propose` checks before deciding: the tenant, the idempotency claim, the action's
+        type and hash. Raises as `propose` does (NotFound, RateLimited, InvalidRequest,
         Unprocessable)."""
         tenant_id = principal.tenant_id
         if (
@@ -336,26 +346,21 @@ class ActionService:
             digest = compute_action_hash(body.action)
         except CryptoError as exc:
             raise Unprocessable(f"action cannot be hashed: {exc}", code="invalid_action") from exc
-        return tenant_id, (claim, action_type, digest)
+        return Checked(tenant_id, claim, action_type, digest)
 
     async def _decide_now(
         self,
         principal: Principal,
-        tenant_id: str,
         agent_id: str,
-        action_type: str,
-        digest: bytes,
+        checked: Checked,
         body: schemas.ProposeRequest,
         now: datetime,
-        claim: IdempotencyClaim | None,
         explain: bool,
     ) -> Decided:
         """Decide with the agent's current configuration (`_agent`). Raises NotFound,
         Unavailable (`scope_unreadable`), Unprocessable, and what `_decide` raises."""
-        who, config = await self._agent(tenant_id, agent_id)
-        return await self._decide(
-            who, config, principal.credential, action_type, digest, body, now, claim, explain
-        )
+        who, config = await self._agent(checked.tenant_id, agent_id)
+        return await self._decide(who, config, principal.credential, checked, body, now, explain)
 
     async def propose_many(
         self,
@@ -380,9 +385,8 @@ class ActionService:
         pending: list[tuple[int, Decided]] = []
         for index, (body, key) in enumerate(bodies):
             try:
-                tenant_id, (claim, action_type, digest) = self._check(principal, agent_id, body, now, key)
-                decided = await self._decide_now(principal, tenant_id, agent_id, action_type, digest,
-                                                 body, now, claim, explain)  # fmt: skip
+                checked = self._check(principal, agent_id, body, now, key)
+                decided = await self._decide_now(principal, agent_id, checked, body, now, explain)
             except (PolicyVersionChanged, ConfigChanged, LimitsChanged):
                 continue  # decided alone below, with the retries of `propose`
             except AppError as error:
@@ -420,14 +424,13 @@ class ActionService:
         who: AgentContext,
         config: AgentConfig,
         key_id: str | None,
-        action_type: str,
-        digest: bytes,
+        checked: Checked,
         body: schemas.ProposeRequest,
         now: datetime,
-        claim: IdempotencyClaim | None,
         explain: bool,
     ) -> Decided:
         tenant_id, agent_id = who.tenant_id, who.agent_id
+        claim, action_type, digest = checked.claim, checked.action_type, checked.digest
         action_hash = "0x" + digest.hex()
         version = self._active.get(tenant_id)
         compiled: CompiledPolicy | None = None
