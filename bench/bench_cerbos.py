@@ -2,6 +2,7 @@
 
     python bench/bench_cerbos.py                      # PostgreSQL, 2 workers, 48 connections, 3 rounds
     python bench/bench_cerbos.py --backend sqlite --workers 1 --rounds 2 --duration 5
+    python bench/bench_cerbos.py --batch 100           # also decisions/s in batches of 100
 
 Cerbos (a policy engine in Go that neither signs its decisions nor logs them durably) is
 installed from npm (`@cerbos/cerbos-linux-x64`) into a temporary folder, with the reference
@@ -100,6 +101,23 @@ request = function()
   return wrk.format(nil, "%(path)s", nil, body)
 end
 """
+# A batch of %(size)d proposals per request (POST .../propose/batch): decisions/s = requests/s x size.
+BATCH_LUA = """\
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(token)s"
+local n = 0
+request = function()
+  local items = {}
+  for i = 1, %(size)d do
+    n = n + 1
+    items[i] = string.format(
+      '{"action":{"type":"pay_invoice","invoice_id":"inv_%%d","amount":"%%d.25","asset":"USDC","vendor":"acme-supplies"}}',
+      n, 100 + n %% 4000)
+  end
+  return wrk.format(nil, "%(path)s", nil, '{"actions":[' .. table.concat(items, ",") .. ']}')
+end
+"""
 CERBOS_LUA = """\
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -193,7 +211,7 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 def run_wrk(url: str, script: str | None, threads: int, connections: int, duration: float) -> dict:
     """Drive `url` with wrk; returns requests/s, p50/p99 in ms and the count of non-2xx answers."""
-    args = [WRK, f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency", url]
+    args = [WRK, f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s", "--latency", url]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
         if script is not None:
             lua.write(script)
@@ -249,6 +267,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--batch", type=int, default=0, help="also measure batch proposals of this many actions (at most 100)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     facts = machine_facts()
@@ -293,6 +314,19 @@ def main() -> None:
                 got["health"] = run_wrk(
                     server.url + "/health", None, args.threads, args.connections, min(args.duration, 5)
                 )
+                if args.batch:
+                    batch_lua = BATCH_LUA % {
+                        "token": agent,
+                        "path": "/v1/agents/bot/propose/batch",
+                        "size": args.batch,
+                    }
+                    # a batch is `size` proposals' work: 2 per worker keep enough in flight
+                    conns = max(args.threads, 2 * args.workers)
+                    got["batch"] = run_wrk(server.url, batch_lua, args.threads, conns, args.duration)
+                    got["batch"]["decisions"] = got["batch"]["rps"] * args.batch
+                    print(f"  batches of {args.batch} over {conns} connections: {got['batch']['decisions']:.0f}"
+                          f" decisions/s, p99 {got['batch']['p99_ms']:.0f} ms per batch,"
+                          f" {got['batch']['non_2xx']} non-2xx")  # fmt: skip
                 v, c, h = got["verdict"], got["cerbos"], got["health"]
                 if v["non_2xx"] or c["non_2xx"]:
                     print(f"  warning: non-2xx answers: Verdict {v['non_2xx']}, Cerbos {c['non_2xx']}")

@@ -6,7 +6,8 @@ bound answers everyone late, and clients time out and retry into the same queue.
 worker process admits at most `max_in_flight` requests at a time; up to `max_queued` more wait,
 first come first served, at most `queue_wait` seconds for a slot; anyone else, or a waiter whose
 time is up, gets 503 `overloaded` (problem+json, `Retry-After: 1`) without anything being
-decided or written. The admitted requests keep the worker at its full rate, and no request
+decided or written. Batch proposals have a smaller limit of their own (`BatchGate`). The
+admitted requests keep the worker at its full rate, and no request
 waits long: the wait is bounded, and so is the work ahead of an admitted one. (The tenant's
 chain writer has its own bound, `gateway.ledger.MAX_PENDING_UNITS`, for batches.)
 
@@ -20,7 +21,9 @@ routes (a long poll or a stream waits on the log, it does not work), nor WebSock
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -146,3 +149,34 @@ async def refuse(scope: dict[str, Any], send: Any) -> None:
     ]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class BatchGate:
+    """At most `limit` batch proposals in progress per worker: a batch is up to a hundred
+    proposals' work, so the request count of `Admission` would let a few dozen of them hold a
+    worker for seconds. Others wait at most `wait` seconds for their turn, then Overloaded."""
+
+    def __init__(self, limit: int, wait: float) -> None:
+        self.limit = limit
+        self.wait = wait
+        self._slots = asyncio.Semaphore(max(1, limit))
+
+    @contextlib.asynccontextmanager
+    async def admitted(self) -> AsyncIterator[None]:
+        """Raises Overloaded when no slot frees within `wait` seconds (nothing was done)."""
+        if self.limit <= 0:
+            yield
+            return
+        try:
+            if self.wait <= 0 and self._slots.locked():
+                raise TimeoutError
+            async with asyncio.timeout(self.wait if self.wait > 0 else None):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise Overloaded(
+                "the gateway is at capacity for batch proposals; retry after Retry-After seconds"
+            ) from None
+        try:
+            yield
+        finally:
+            self._slots.release()

@@ -16,7 +16,7 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from gateway.admission import Admission
+from gateway.admission import Admission, BatchGate
 from gateway.api_docs import LocalSwaggerRenderPlugin
 from gateway.auth import Authenticator, KeyUsage
 from gateway.authz import authorize, bind_access
@@ -243,6 +243,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     bind_access(app)  # refuses to build an app with a route missing from the access table
     # Outermost layer, around Litestar's exception handling: every answer gets its request id.
     # Inside it, load shedding (gateway.admission) once the body is in, under its deadline.
+    app.state.batch_gate = BatchGate(settings.max_batches_in_flight, settings.queue_wait)
     app.state.admission = admission = Admission(
         app.asgi_handler,
         max_in_flight=settings.max_in_flight,

@@ -47,6 +47,7 @@ class Settings:
     max_in_flight: int = 128
     max_queued: int = 256
     queue_wait: float = 0.5
+    max_batches_in_flight: int = 4  # batch proposals (up to 100 actions each) in progress per worker
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -77,6 +78,7 @@ class Settings:
             max_in_flight=int(env.get("VERDICT_MAX_IN_FLIGHT", base.max_in_flight)),
             max_queued=int(env.get("VERDICT_MAX_QUEUED", base.max_queued)),
             queue_wait=float(env.get("VERDICT_QUEUE_WAIT", base.queue_wait)),
+            max_batches_in_flight=int(env.get("VERDICT_MAX_BATCHES_IN_FLIGHT", base.max_batches_in_flight)),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -101,6 +103,7 @@ class Settings:
             "VERDICT_MAX_IN_FLIGHT": str(self.max_in_flight),
             "VERDICT_MAX_QUEUED": str(self.max_queued),
             "VERDICT_QUEUE_WAIT": str(self.queue_wait),
+            "VERDICT_MAX_BATCHES_IN_FLIGHT": str(self.max_batches_in_flight),
         }
         if self.database_url:
             env["VERDICT_DATABASE_URL"] = self.database_url

@@ -77,8 +77,9 @@ class ProposalController(Controller):
             (schemas.ProposeRequest(item.action, None, item.rationale, item.metadata), item.idempotency_key)
             for item in data.actions
         ]
-        outcomes = await state.actions.propose_many(
-            principal_of(request), agent_id, bodies, utc_now(), explain=explain
-        )
+        async with state.batch_gate.admitted():
+            outcomes = await state.actions.propose_many(
+                principal_of(request), agent_id, bodies, utc_now(), explain=explain
+            )
         request_id = request_id_of(request)
         return wire.BatchAnswer([result_of(outcome, request_id) for outcome in outcomes])

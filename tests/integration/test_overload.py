@@ -33,7 +33,7 @@ async def in_loop(backend, **settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def check_overloaded(response: httpx.Response) -> None:
-    assert response.headers["content-type"] == "application/problem+json", response.text
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text
     assert response.headers["retry-after"] == "1"
     problem = response.json()
     assert (problem["status"], problem["code"]) == (503, "overloaded")
@@ -84,6 +84,27 @@ async def test_a_queue_admits_in_turn_instead_of_refusing(backend):
         assert {r.status_code for r in responses} == {201}
         assert await proposals_in_log(client, world) == 20
         assert app.app_state.admission.active == 0 and not app.app_state.admission.waiting
+
+
+async def test_batches_beyond_their_own_limit_are_refused_whole(backend):
+    async with in_loop(backend, max_batches_in_flight=1, queue_wait=0) as client:
+        world = await make_world(client)
+        url, headers = f"/v1/agents/{world.agent}/propose/batch", bearer(world.agent_token)
+        assert (await client.post(url, json={"actions": [pay()]}, headers=headers)).status_code == 200
+        before = await proposals_in_log(client, world)
+        async with asyncio.timeout(FLOOD_TIMEOUT_SECONDS):
+            responses = await asyncio.gather(
+                *(
+                    client.post(url, json={"actions": [pay(f"{i}.00")] * 10}, headers=headers)
+                    for i in range(1, 9)
+                )
+            )
+        counts = Counter(r.status_code for r in responses)
+        assert set(counts) == {200, 503}, counts  # the first holds the one slot across its commit
+        for response in responses:
+            if response.status_code == 503:
+                check_overloaded(response)
+        assert await proposals_in_log(client, world) == before + 10 * counts[200]
 
 
 async def test_a_full_chain_writer_queue_refuses_proposals_and_batches(client):
