@@ -97,6 +97,7 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/v1/tenants/{tenant_id}/log/checkpoint"): _rule(TENANT, *READERS, AGENT),
     ("GET", "/v1/tenants/{tenant_id}/log/tile/{tile_path}"): _rule(TENANT, *READERS),
     ("POST", "/v1/agents/{agent_id}/propose"): _rule(OWNER, AGENT, cached=True),
+    ("POST", "/v1/agents/{agent_id}/propose/batch"): _rule(OWNER, AGENT, cached=True),
     ("GET", "/v1/tenants/{tenant_id}/rate-limits"): _rule(TENANT, *READERS),
     ("PUT", "/v1/tenants/{tenant_id}/rate-limits"): _rule(TENANT, TENANT_ADMIN),
     ("PUT", "/v1/tenants/{tenant_id}/agents/{agent_id}/rate-limits"): _rule(TENANT, TENANT_ADMIN),

@@ -22,6 +22,7 @@ from gateway.controllers.events import EventsController
 from gateway.controllers.executions import ExecutionController
 from gateway.controllers.log import LogController
 from gateway.controllers.metrics import MetricsController
+from gateway.controllers.proposals import ProposalController
 from gateway.controllers.rails import RailController
 from gateway.controllers.webhooks import WebhookController
 from gateway.errors import InvalidRequest
@@ -599,6 +600,7 @@ ROUTES = _document(
         action_proof,
         tenant_keys,
         propose,
+        ProposalController,
         get_rate_limits,
         set_tenant_rate_limit,
         set_agent_rate_limit,
