@@ -188,6 +188,9 @@ class ProposeRequest(Request):
     # A webhook for this action's events only, signed with the tenant's default webhook secret
     # (docs/webhooks.md); https, public addresses only.
     callback_url: str | None = None
+    # Ask for a human review even where the policy would allow (docs/api.md#require_approval):
+    # ALLOW becomes ESCALATE with reason `approval_requested_by_agent`; DENY stays DENY.
+    require_approval: bool = False
 
 
 # What one matched ESCALATE rule asks for: {rule, threshold, roles} or {rule, all_of}.
@@ -331,6 +334,7 @@ class ActionRecord(msgspec.Struct, frozen=True):
     context: dict[str, Any] | None = None
     checks: list[policy.Check] | None = None
     executions: list[ExecutionView] = []  # oldest first (gateway.services.executions)
+    require_approval: bool = False  # the agent asked for a human review (`require_approval`)
 
 
 class ActionPage(msgspec.Struct, frozen=True):
