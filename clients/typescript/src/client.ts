@@ -95,6 +95,10 @@ export interface AnswerOptions {
   note?: string;
 }
 
+function isFinished(execution: ExecutionView): boolean {
+  return FINISHED.has(execution.status) && execution.rollback?.status !== "requested";
+}
+
 function query(values: Record<string, string | number | boolean | undefined | null>): string {
   const parts = Object.entries(values)
     .filter(([, value]) => value !== undefined && value !== null)
@@ -305,11 +309,17 @@ export class VerdictClient {
     return this.request("GET", `/v1/executions/${segment(executionId)}`);
   }
 
-  /** Wait until the execution is succeeded, failed or rolled_back (events long poll). Throws WaitTimeout. */
+  /**
+   * Wait until the executor is done with the execution: succeeded, failed or rolled_back, with no
+   * rollback under way (after `rollback`, this waits for its outcome). Events long poll, as
+   * `waitForApproval`. Throws WaitTimeout, GatewayError.
+   */
   async waitForExecution(executionId: string, options: WaitOptions = {}): Promise<ExecutionView> {
+    const first = await this.getExecution(executionId);
+    const record = await this.get(first.action_id);
+    // read again after the position: whatever commits from here on is an event after it
     const execution = await this.getExecution(executionId);
-    const record = await this.get(execution.action_id);
-    return this.#waitOnEvents(execution, () => this.getExecution(executionId), (current) => FINISHED.has(current.status), {
+    return this.#waitOnEvents(execution, () => this.getExecution(executionId), isFinished, {
       tenantId: execution.tenant_id,
       actionId: execution.action_id,
       types: "execution.*",
