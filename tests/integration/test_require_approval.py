@@ -8,6 +8,7 @@ from typing import Any
 from eth_account import Account
 
 from tests.integration.helpers import EXAMPLE_POLICY, bearer, make_world, pay, verified_log
+from tests.integration.test_approvals import propose, sign
 
 CFO = Account.from_key("0x" + "11" * 32)
 CONTROLLER = Account.from_key("0x" + "22" * 32)
@@ -31,16 +32,6 @@ async def world_with_approvers(client: Any, policy: str = EXAMPLE_POLICY):
         )
         assert r.status_code == 201, r.text
     return world
-
-
-async def propose(client: Any, world: Any, body: dict[str, Any]) -> dict[str, Any]:
-    r = await client.post(f"/v1/agents/{world.agent}/propose", json=body, headers=bearer(world.agent_token))
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-def sign(account: Any, typed_data: dict[str, Any]) -> str:
-    return "0x" + account.sign_typed_data(full_message=typed_data).signature.hex().removeprefix("0x")
 
 
 async def test_allow_becomes_escalate_for_any_approver_and_approvers_see_why(client):
