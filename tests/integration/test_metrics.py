@@ -296,19 +296,15 @@ async def test_metrics_are_served_during_a_database_outage_with_the_metrics_toke
     """The metrics token needs no database (the admin token's lookup does): an outage is when
     the metrics matter most. PostgreSQL only: it is the networked backend."""
     import asyncio
-    from urllib.parse import urlsplit, urlunsplit
 
     from litestar.testing import AsyncTestClient
 
     from gateway.app import create_app
-    from tests.integration.test_database_outage import Proxy
+    from tests.integration.test_database_outage import proxied
 
     if backend.name != "postgresql":
         pytest.skip("an embedded SQLite file has no connection to lose")
-    parts = urlsplit(backend.url)
-    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    user = f"{parts.username}@" if parts.username else ""
-    via_proxy = urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}", query="sslmode=disable"))
+    proxy, via_proxy = proxied(backend.url)
     token_file = tmp_path / "metrics.token"
     token_file.write_text(new_token())
     token_file.chmod(0o600)
