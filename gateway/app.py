@@ -19,6 +19,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from audit.errors import AuditError
 from audit.witness_policy import parse_policy
 from gateway import metrics, telemetry
+from gateway.admission import Admission, BatchGate
 from gateway.api_docs import LocalSwaggerRenderPlugin
 from gateway.auth import Authenticator, KeyUsage, metrics_token_hash
 from gateway.authz import authorize, bind_access
@@ -41,6 +42,7 @@ from gateway.services.credentials import CredentialService
 from gateway.services.executions import ExecutionService
 from gateway.services.executor import Executor, ExecutorConfig
 from gateway.services.lifecycle import run_expiry
+from gateway.services.operations import OperationService
 from gateway.services.policies import PolicyService
 from gateway.services.published_keys import POLL_SECONDS, establish_keys, refresh_keys
 from gateway.services.rails import RailService
@@ -217,6 +219,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             # Executions (issue 12): the rails, the request side, and this process's executor.
             state.rails = RailService(db, ledger, keyring.secrets.rails)
             state.executions = ExecutionService(db, ledger, policies, state.rails)
+            state.operations = OperationService(db, state.actions, state.rails)
             state.executor = Executor(db, ledger, state.rails, ExecutorConfig.from_env())
             state.executions.on_request = state.executor.wake
             background.append(asyncio.get_running_loop().create_task(state.executor.run(), name="executor"))
@@ -287,8 +290,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     bind_access(app)  # refuses to build an app with a route missing from the access table
     # Outermost layer, around Litestar's exception handling: every answer gets its request id.
+    # Inside it, load shedding (gateway.admission) once the body is in, under its deadline.
+    app.state.batch_gate = BatchGate(settings.max_batches_in_flight, settings.queue_wait)
+    app.state.admission = admission = Admission(
+        app.asgi_handler,
+        max_in_flight=settings.max_in_flight,
+        max_queued=settings.max_queued,
+        queue_wait=settings.queue_wait,
+        max_body_bytes=settings.max_body_bytes,
+    )
     app.asgi_handler = Tracing(
-        BodyDeadline(app.asgi_handler, settings.body_timeout), log_requests=settings.access_log
+        BodyDeadline(admission, settings.body_timeout), log_requests=settings.access_log
     )
     return app
 

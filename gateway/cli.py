@@ -15,6 +15,7 @@ from gateway.cli_admin import admin_group
 from gateway.cli_events import events_group
 from gateway.cli_executions import executions_group
 from gateway.cli_log import LOG_COMMANDS
+from gateway.cli_mcp import mcp_group
 from gateway.cli_policy import policy_group
 from gateway.cli_witness import witness_group
 from gateway.settings import Settings
@@ -169,6 +170,7 @@ main.add_command(executions_group)
 main.add_command(events_group)
 main.add_command(admin_group)
 main.add_command(witness_group)
+main.add_command(mcp_group)
 
 
 async def _check_witnessed(service, db, tenant: str, policy) -> str:

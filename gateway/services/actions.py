@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from time import perf_counter
@@ -55,6 +56,7 @@ from policy import AgentScope, CompiledPolicy, Decision, EvaluationInput, LimitC
 from policy.action_types import DEFAULT_AMOUNT_PATHS, amount_problems
 from policy.approvals import required_roles
 from policy.document import TIMEOUT_MINUTES
+from policy.requested import APPROVAL_REQUESTED, any_approver, escalate_on_request
 
 STATUS_OF = {"ALLOW": "allowed", "ESCALATE": "pending_approval", "DENY": "denied"}
 MAX_PAGE = 100
@@ -71,7 +73,7 @@ _COLUMNS = (
     "id, tenant_id, agent_id, type, action, action_hash, rationale, metadata, decision, status, reason,"
     " matched_rules, policy_version, policy_hash, approvals_required, approval_expires_at, signed_verdict,"
     " audit_event_ids, created_at, summary, required_roles, decided_at,"
-    " risk, classification, limits, context, checks, proposed_reason, vendor, amount"
+    " risk, classification, limits, context, checks, proposed_reason, vendor, amount, require_approval"
 )
 _ACTION_COLUMNS = tuple(column.strip() for column in _COLUMNS.split(","))
 _encode = msgspec.json.Encoder()
@@ -96,6 +98,8 @@ def request_hash(body: schemas.ProposeRequest) -> str:
     """What "the same request" means for an idempotency key: the SHA-256 of the body's RFC 8785
     form, so key order and whitespace do not matter."""
     plain = msgspec.to_builtins(body)
+    if not body.require_approval:  # the hash of requests made before the flag existed
+        del plain["require_approval"]
     try:
         raw = canonicalize(plain)
     except CryptoError:  # e.g. an integer beyond 2**53 in metadata: compare its JSON as sent
@@ -110,6 +114,30 @@ class Proposed:
 
     response: schemas.ProposeResponse
     replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A proposal that passed the checks made before deciding (`ActionService._check`)."""
+
+    tenant_id: str
+    claim: IdempotencyClaim | None
+    action_type: str
+    digest: bytes  # the action's hash (RFC 8785, keccak-256)
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A decision ready to commit: its ledger unit, and the answer once the unit committed."""
+
+    unit: Unit
+    respond: Callable[[list[int]], schemas.ProposeResponse]
+
+    def answer(self, seqs: list[int]) -> Proposed:
+        """The answer for the committed unit (the stored one when its idempotency key replayed)."""
+        if self.unit.replay is not None:
+            return Proposed(_decode_response.decode(self.unit.replay), replayed=True)
+        return Proposed(self.respond(seqs))
 
 
 def check_action(action: dict[str, Any]) -> str:
@@ -251,6 +279,23 @@ class ActionService:
         self._configs[key] = config
         return context, config
 
+    async def _requested(self, compiled: CompiledPolicy, tenant_id: str) -> Callable[[Decision], Decision]:
+        """What `require_approval` makes of a decision (`policy.requested`): the policy's
+        `defaults.requested_approvals`, else one of the tenant's current approvers in any role."""
+        requirement = compiled.requested_approvals
+        if requirement is None:
+            async with self.db.read() as conn:
+                rows = await conn.fetch(
+                    "SELECT roles FROM approvers WHERE tenant_id = ? AND removed_at IS NULL", tenant_id
+                )
+            requirement = any_approver(role for row in rows for role in json.loads(row["roles"]))
+        timeout = compiled.default_timeout_minutes
+
+        def requested(decision: Decision) -> Decision:
+            return escalate_on_request(decision, requirement, timeout)
+
+        return requested
+
     def forget_config(self, tenant_id: str, version: int) -> None:
         """The tenant's configuration is now at least `version`: re-read scopes and time zone."""
         self._config_version[tenant_id] = max(version, self._config_version.get(tenant_id, version))
@@ -270,8 +315,37 @@ class ActionService:
         (`invalid_amount` for an amount that is not a plain decimal string, see `check_amounts`;
         `invalid_parameters` with every violation of the action type's schema), Unauthenticated when the key was revoked or
         expired before the commit, RateLimited when the agent has no proposals left this
-        minute, InvalidRequest and Conflict (`idempotency_conflict`) for idempotency keys;
-        never answers before the action and its audit entries are committed."""
+        minute, InvalidRequest and Conflict (`idempotency_conflict`) for idempotency keys,
+        Overloaded when the tenant's chain writer has too much waiting; never answers before the action and its audit entries are committed."""
+        checked = self._check(principal, agent_id, body, now, idempotency_key)
+        tenant_id = checked.tenant_id
+        self.ledger.verify_room(tenant_id, 1)  # shed load before deciding, not after
+        changes = limit_changes = 0
+        while changes < MAX_DECISION_ATTEMPTS and limit_changes < MAX_LIMIT_ATTEMPTS:
+            try:
+                decided = await self._decide_now(principal, agent_id, checked, body, now, explain)
+                return decided.answer(await self.ledger.append(tenant_id, decided.unit))
+            except PolicyVersionChanged as changed:  # activated meanwhile: decide under the new one
+                self._active[tenant_id] = changed.active
+                changes += 1
+            except ConfigChanged as changed:  # a scope or the time zone changed: read them again
+                self.forget_config(tenant_id, changed.version)
+                changes += 1
+            except LimitsChanged:  # other proposals took the headroom meanwhile: count again
+                limit_changes += 1
+        raise Unavailable("the active policy or its limits keep changing; retry", code="policy_changed")
+
+    def _check(
+        self,
+        principal: Principal,
+        agent_id: str,
+        body: schemas.ProposeRequest,
+        now: datetime,
+        idempotency_key: str | None,
+    ) -> Checked:
+        """What `propose` checks before deciding: the tenant, the idempotency claim, the action's
+        type and hash. Raises as `propose` does (NotFound, RateLimited, InvalidRequest,
+        Unprocessable)."""
         tenant_id = principal.tenant_id
         if (
             tenant_id is None
@@ -293,36 +367,91 @@ class ActionService:
             digest = compute_action_hash(body.action)
         except CryptoError as exc:
             raise Unprocessable(f"action cannot be hashed: {exc}", code="invalid_action") from exc
-        changes = limit_changes = 0
-        while changes < MAX_DECISION_ATTEMPTS and limit_changes < MAX_LIMIT_ATTEMPTS:
-            who, config = await self._agent(tenant_id, agent_id)
+        return Checked(tenant_id, claim, action_type, digest)
+
+    async def _decide_now(
+        self,
+        principal: Principal,
+        agent_id: str,
+        checked: Checked,
+        body: schemas.ProposeRequest,
+        now: datetime,
+        explain: bool,
+    ) -> Decided:
+        """Decide with the agent's current configuration (`_agent`). Raises NotFound,
+        Unavailable (`scope_unreadable`), Unprocessable, and what `_decide` raises."""
+        who, config = await self._agent(checked.tenant_id, agent_id)
+        return await self._decide(who, config, principal.credential, checked, body, now, explain)
+
+    async def propose_many(
+        self,
+        principal: Principal,
+        agent_id: str,
+        bodies: list[tuple[schemas.ProposeRequest, str | None]],
+        now: datetime,
+        *,
+        explain: bool = True,
+    ) -> list[Proposed | AppError]:
+        """Decide each (body, idempotency key) exactly as `propose` would, and commit them in one
+        group commit: every decided unit is handed to the tenant's chain writer at once. Returns,
+        in order, each one's answer or the AppError `propose` would have raised for it. An item
+        whose commit found the policy, the configuration or its limits changed is decided again
+        alone (as `propose` does). Raises NotFound for another agent, Overloaded (nothing
+        decided) when the tenant's chain writer has no room for them all."""
+        tenant_id = principal.tenant_id
+        if tenant_id is None or principal.agent_id != agent_id:
+            raise NotFound(f"agent {agent_id!r} not found", code="agent_not_found")
+        self.ledger.verify_room(tenant_id, len(bodies))  # shed load before deciding, not after
+        results: list[Proposed | AppError | None] = [None] * len(bodies)
+        pending: list[tuple[int, Decided]] = []
+        for index, (body, key) in enumerate(bodies):
             try:
-                return await self._decide(
-                    who, config, principal.credential, action_type, digest, body, now, claim, explain
-                )
-            except PolicyVersionChanged as changed:  # activated meanwhile: decide under the new one
-                self._active[tenant_id] = changed.active
-                changes += 1
-            except ConfigChanged as changed:  # a scope or the time zone changed: read them again
-                self.forget_config(tenant_id, changed.version)
-                changes += 1
-            except LimitsChanged:  # other proposals took the headroom meanwhile: count again
-                limit_changes += 1
-        raise Unavailable("the active policy or its limits keep changing; retry", code="policy_changed")
+                checked = self._check(principal, agent_id, body, now, key)
+                decided = await self._decide_now(principal, agent_id, checked, body, now, explain)
+            except (PolicyVersionChanged, ConfigChanged, LimitsChanged):
+                continue  # decided alone below, with the retries of `propose`
+            except AppError as error:
+                results[index] = error
+                continue
+            pending.append((index, decided))
+        if pending:
+            committed = await self.ledger.append_all(tenant_id, [decided.unit for _, decided in pending])
+            for (index, decided), outcome in zip(pending, committed, strict=True):
+                if isinstance(outcome, PolicyVersionChanged):
+                    self._active[tenant_id] = outcome.active
+                    continue
+                if isinstance(outcome, ConfigChanged):
+                    self.forget_config(tenant_id, outcome.version)
+                    continue
+                if isinstance(outcome, LimitsChanged):
+                    continue
+                if isinstance(outcome, AppError):
+                    results[index] = outcome
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+                else:
+                    results[index] = decided.answer(outcome)
+        for index, result in enumerate(results):
+            if result is None:  # decide again alone, as `propose` does after such a change
+                body, key = bodies[index]
+                try:
+                    results[index] = await self.propose(principal, agent_id, body, now, key, explain=explain)
+                except AppError as error:
+                    results[index] = error
+        return [result for result in results if result is not None]
 
     async def _decide(
         self,
         who: AgentContext,
         config: AgentConfig,
         key_id: str | None,
-        action_type: str,
-        digest: bytes,
+        checked: Checked,
         body: schemas.ProposeRequest,
         now: datetime,
-        claim: IdempotencyClaim | None,
         explain: bool,
-    ) -> Proposed:
+    ) -> Decided:
         tenant_id, agent_id = who.tenant_id, who.agent_id
+        claim, action_type, digest = checked.claim, checked.action_type, checked.digest
         action_hash = "0x" + digest.hex()
         version = self._active.get(tenant_id)
         compiled: CompiledPolicy | None = None
@@ -367,10 +496,13 @@ class ActionService:
             if claims:
                 async with self.db.read() as conn:
                     request = replace(request, usage=await window_totals(conn, tenant_id, claims, now))
+            requested = await self._requested(compiled, tenant_id) if body.require_approval else None
             with telemetry.span("evaluate", policy_version=int(version)):  # (4)
                 began = perf_counter()
                 decision = compiled.evaluate(request, explain=explain)
                 metrics.POLICY_EVALUATION.observe(perf_counter() - began)
+            if requested is not None:  # the agent asked for a review: ALLOW becomes ESCALATE
+                decision = requested(decision)
             policy_hash, ttl = active.hash, compiled.verdict_ttl_seconds
         # (5) allowed and pending actions count against limits
         kept = claims if decision.decision in ("ALLOW", "ESCALATE") else []
@@ -408,6 +540,8 @@ class ActionService:
         summary = required = None
         if approvals:  # what approvers' wallets show them, and whose answers count
             summary = compiled.render_summary(body.action) if compiled is not None else None
+            if summary is not None and decision.reason == APPROVAL_REQUESTED:  # the wallet says why
+                summary = f"Review requested by agent {agent_id}: {summary}"
             required = "," + ",".join(sorted(required_roles(approvals))) + ","
         record = {
             "agent": agent_id,
@@ -424,6 +558,8 @@ class ActionService:
             "approvals_required": approvals_plain,
             "approval_expires_at": approval_expires_at,
         }
+        if body.require_approval:  # only then, so entries of other proposals keep their form
+            record["require_approval"] = True
         if summary is not None:
             record["summary"] = summary
         outcome = Outcome(decision, record)
@@ -481,6 +617,7 @@ class ActionService:
                         summary, required, None,
                         _json(final.risk), _json(final.classification), _json(final.limits),
                         _json(final.context), _json(final.checks or None), final.reason, vendor, amount,
+                        1 if body.require_approval else None,
                     ),
                 )
             ]  # fmt: skip
@@ -502,6 +639,7 @@ class ActionService:
             # Only proposals that limits apply to pay for the locked path (the totals must be
             # read under the chain lock); the others keep the fast path.
             limited, evaluated, used = compiled, request, dict(request.usage)
+            again_requested = requested
 
             async def prepare(conn: Conn) -> None:
                 """Under the chain lock the totals are exact: the decision must still hold with them."""
@@ -510,6 +648,8 @@ class ActionService:
                     outcome.adopt(decision)
                     return
                 again = limited.evaluate(replace(evaluated, usage=fresh), explain=explain)
+                if again_requested is not None:
+                    again = again_requested(again)
                 if not same_outcome(again, decision):
                     raise LimitsChanged("the limit totals changed before the commit")
                 outcome.adopt(again)  # the same decision; its totals and trace as committed
@@ -526,10 +666,7 @@ class ActionService:
             idempotency=claim,
         )
         outcome.adopt(decision)
-        seqs = await self.ledger.append(tenant_id, unit)
-        if unit.replay is not None:
-            return Proposed(_decode_response.decode(unit.replay), replayed=True)
-        return Proposed(respond(seqs))
+        return Decided(unit, respond)
 
     async def get(self, principal: Principal, action_id: str) -> schemas.ActionRecord:
         """Raises NotFound for a missing action or one this principal may not see. A pending
@@ -717,4 +854,5 @@ def _record(row: dict[str, Any]) -> schemas.ActionRecord:
         context=_loads(row["context"]),
         checks=_decoded(_CHECKS, row["checks"]),
         executions=row.get("executions", []),
+        require_approval=bool(row["require_approval"]),
     )

@@ -163,6 +163,12 @@ class Database(Protocol):
         nothing, when a condition does not hold. Durable when it returns True."""
         ...
 
+    async def append_batches(self, batches: list[tuple[str, dict[str, Any]]]) -> list[bool]:
+        """`append_batch(tenant, **arguments)` for each (tenant, arguments), all in ONE
+        transaction (one commit for several tenants' chains), in the order given. Returns each
+        one's answer; raises, having written nothing, when any statement fails."""
+        ...
+
 
 class IntegrityError(Exception):
     """A unique or foreign-key constraint was violated (backend-neutral)."""
