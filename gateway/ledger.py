@@ -30,9 +30,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from time import perf_counter
 from typing import Any
 
 from audit.entry import GENESIS_PREV, encode_entry, leaf_hash
+from gateway import metrics, telemetry
 from gateway.auth import credential_error
 from gateway.clock import rfc3339, utc_now
 from gateway.errors import AppError, Conflict, NotFound, Overloaded, Unavailable
@@ -124,6 +126,8 @@ class Unit:
     # the same request: the stored answer (the unit's result is then an empty list of seqs).
     replay: str | None = None
     future: asyncio.Future[list[int]] | None = field(default=None, repr=False)
+    # The span of the request waiting for this unit, which its batch's span links to (traces on)
+    trace_link: Any = field(default=None, repr=False)
 
     @property
     def plain(self) -> bool:
@@ -512,6 +516,7 @@ class ChainWriter:
     def enqueue(self, unit: Unit) -> asyncio.Future[list[int]]:
         """Queue `unit` for the next group commit; the future gets its seqs or its error."""
         unit.future = asyncio.get_running_loop().create_future()
+        unit.trace_link = telemetry.current_link()
         self._queue.put_nowait(unit)
         return unit.future
 
@@ -530,9 +535,16 @@ class ChainWriter:
             batch = [await self._queue.get()]
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            started = perf_counter()
             try:
-                if not await self._write_fast(batch):
-                    await self._write(batch)
+                with telemetry.batch_span(
+                    "chain_writer.batch", [unit.trace_link for unit in batch], units=len(batch)
+                ):
+                    path = "fast" if await self._write_fast(batch) else "locked"
+                    if path == "locked":
+                        await self._write(batch)
+                metrics.CHAIN_BATCH_SIZE.observe(len(batch))
+                metrics.CHAIN_COMMIT.labels(path).observe(perf_counter() - started)
             except Exception as exc:  # the writer outlives any failure: answer the batch with it
                 self._head = None
                 if not isinstance(exc, AppError):
@@ -596,6 +608,7 @@ class ChainWriter:
             if applied:
                 self._head = chained.head
                 self.batches["fast"] += 1
+                metrics.AUDIT_ENTRIES.inc(chained.head.size - head.size)
                 self._committed(head.size, chained.head.size)
                 for unit, seqs in zip(batch, chained.seqs, strict=True):
                     _settle(unit, seqs)
@@ -630,6 +643,7 @@ class ChainWriter:
             return
         self._head = head
         self.batches["locked"] += 1
+        metrics.AUDIT_ENTRIES.inc(sum(len(r) for r in results if isinstance(r, list)))
         self._committed(None, head.size)
         for unit, result in zip(batch, results, strict=True):
             if isinstance(result, ProposalsLimited):
@@ -668,7 +682,9 @@ class Ledger:
     async def append(self, tenant: str, unit: Unit) -> list[int]:
         """The unit's seqs once committed; raises the error that refused it. Never refuses for a
         long queue: the request paths that may shed load ask `verify_room` first."""
-        return await self._writer(tenant).append(unit)
+        writer = self._writer(tenant)
+        with telemetry.span("commit", tenant=tenant, entries=len(unit.entries)):
+            return await writer.append(unit)
 
     async def append_all(self, tenant: str, units: list[Unit]) -> list[list[int] | BaseException]:
         """Queue every unit at once, so that they commit together (one group commit, unless the
@@ -680,7 +696,8 @@ class Ledger:
         except Overloaded as exc:
             return [exc] * len(units)
         futures = [writer.enqueue(unit) for unit in units]
-        return await asyncio.gather(*futures, return_exceptions=True)
+        with telemetry.span("commit", tenant=tenant, entries=sum(len(unit.entries) for unit in units)):
+            return await asyncio.gather(*futures, return_exceptions=True)
 
     def verify_room(self, tenant: str, count: int) -> None:
         """Raises Overloaded unless the tenant's writer can queue `count` more units."""

@@ -48,6 +48,13 @@ class Settings:
     max_queued: int = 256
     queue_wait: float = 0.5
     max_batches_in_flight: int = 4  # batch proposals (up to 100 actions each) in progress per worker
+    # `GET /metrics` (gateway.metrics): a file holding a token that may read it besides the admin's,
+    # and whether metrics carry a tenant label (tenants are unbounded: off unless asked)
+    metrics_token_file: Path | None = None
+    metrics_tenant_labels: bool = False
+    # c2sp.org/tlog-policy file naming the witnesses (with URLs) and the quorum that must cosign a
+    # checkpoint before it is published (gateway.services.witnessing); None: no witnesses
+    witness_policy: Path | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -79,6 +86,11 @@ class Settings:
             max_queued=int(env.get("VERDICT_MAX_QUEUED", base.max_queued)),
             queue_wait=float(env.get("VERDICT_QUEUE_WAIT", base.queue_wait)),
             max_batches_in_flight=int(env.get("VERDICT_MAX_BATCHES_IN_FLIGHT", base.max_batches_in_flight)),
+            metrics_token_file=Path(env["VERDICT_METRICS_TOKEN_FILE"])
+            if env.get("VERDICT_METRICS_TOKEN_FILE")
+            else None,
+            metrics_tenant_labels=_flag(env.get("VERDICT_METRICS_TENANT_LABELS"), base.metrics_tenant_labels),
+            witness_policy=Path(env["VERDICT_WITNESS_POLICY"]) if env.get("VERDICT_WITNESS_POLICY") else None,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -104,9 +116,14 @@ class Settings:
             "VERDICT_MAX_QUEUED": str(self.max_queued),
             "VERDICT_QUEUE_WAIT": str(self.queue_wait),
             "VERDICT_MAX_BATCHES_IN_FLIGHT": str(self.max_batches_in_flight),
+            "VERDICT_METRICS_TENANT_LABELS": "1" if self.metrics_tenant_labels else "0",
         }
+        if self.metrics_token_file is not None:
+            env["VERDICT_METRICS_TOKEN_FILE"] = str(self.metrics_token_file)
         if self.database_url:
             env["VERDICT_DATABASE_URL"] = self.database_url
         if self.database_schema:
             env["VERDICT_DATABASE_SCHEMA"] = self.database_schema
+        if self.witness_policy:
+            env["VERDICT_WITNESS_POLICY"] = str(self.witness_policy)
         return env

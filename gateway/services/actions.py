@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from time import perf_counter
 from typing import Any
 
 import msgspec
@@ -31,7 +32,7 @@ from crypto.canonical import canonicalize
 from crypto.eip712 import DECISION_ALLOW, Domain, VerdictMessage
 from crypto.errors import CryptoError
 from crypto.signing import DigestSigner, sign_verdict
-from gateway import schemas
+from gateway import metrics, schemas, telemetry
 from gateway.auth import AGENT, Principal
 from gateway.clock import new_id, parse_rfc3339, rfc3339, rfc3339_seconds
 from gateway.errors import AppError, InvalidRequest, NotFound, RateLimited, Unavailable, Unprocessable
@@ -475,7 +476,10 @@ class ActionService:
             if claims:
                 async with self.db.read() as conn:
                     request = replace(request, usage=await window_totals(conn, tenant_id, claims, now))
-            decision = compiled.evaluate(request, explain=explain)  # (4)
+            with telemetry.span("evaluate", policy_version=int(version)):  # (4)
+                began = perf_counter()
+                decision = compiled.evaluate(request, explain=explain)
+                metrics.POLICY_EVALUATION.observe(perf_counter() - began)
             policy_hash, ttl = active.hash, compiled.verdict_ttl_seconds
         # (5) allowed and pending actions count against limits
         kept = claims if decision.decision in ("ALLOW", "ESCALATE") else []
@@ -497,7 +501,8 @@ class ActionService:
                 issued_at=issued_at,
                 expires_at=issued_at + ttl,
             )
-            result = sign_verdict(self.signer, who.domain, message)
+            with telemetry.span("sign", action_id=action_id):
+                result = sign_verdict(self.signer, who.domain, message)
             signed = schemas.SignedVerdict(
                 result.typed_data, result.signature, result.signer, rfc3339_seconds(issued_at + ttl)
             )

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from gateway.errors import Unavailable
 from gateway.health import HealthProblem, OncePerInterval
+from gateway.metrics import DATABASE_ERRORS
 
 PROBE_INTERVAL_SECONDS = 1.0
 
@@ -50,6 +51,7 @@ class StorageHealth:
 
     def failed(self, error: Unavailable, cause: BaseException) -> None:
         self.failure = error
+        DATABASE_ERRORS.labels(error.code).inc()
         self._log.log(
             logging.ERROR,
             f"storage failure, answering 503 {error.code}: {type(cause).__name__}: {cause}",

@@ -247,6 +247,11 @@ class PostgresDatabase:
             await self._pool.close()
             self._pool = None
 
+    @property
+    def pool(self) -> asyncpg.Pool | None:
+        """The connection pool, for its gauges (gateway.metrics); None while closed."""
+        return self._pool
+
     def for_update(self) -> str:
         return " FOR UPDATE OF audit_heads"
 
