@@ -42,6 +42,7 @@ from gateway.services.credentials import CredentialService
 from gateway.services.executions import ExecutionService
 from gateway.services.executor import Executor, ExecutorConfig
 from gateway.services.lifecycle import run_expiry
+from gateway.services.operations import OperationService
 from gateway.services.policies import PolicyService
 from gateway.services.published_keys import POLL_SECONDS, establish_keys, refresh_keys
 from gateway.services.rails import RailService
@@ -218,6 +219,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             # Executions (issue 12): the rails, the request side, and this process's executor.
             state.rails = RailService(db, ledger, keyring.secrets.rails)
             state.executions = ExecutionService(db, ledger, policies, state.rails)
+            state.operations = OperationService(db, state.actions, state.rails)
             state.executor = Executor(db, ledger, state.rails, ExecutorConfig.from_env())
             state.executions.on_request = state.executor.wake
             background.append(asyncio.get_running_loop().create_task(state.executor.run(), name="executor"))

@@ -126,6 +126,10 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/v1/executions/{execution_id}"): _rule(OWNER, *READERS, AGENT),
     ("GET", "/v1/executions/{execution_id}/result"): _rule(OWNER, *READERS, AGENT),
     ("POST", "/v1/executions/{execution_id}/rollback"): _rule(OWNER, TENANT_ADMIN),
+    ("POST", "/v1/actions/{action_id}/rollback"): _rule(OWNER, TENANT_ADMIN),
+    # What a caller may do with an action now (gateway.services.operations): the unauthenticated
+    # answer, for a `signer` (approve/reject); authenticated callers read a record's `operations`.
+    ("GET", "/v1/actions/{action_id}/operations"): OPEN_PER_ADDRESS,
     ("GET", "/v1/tenants/{tenant_id}/rails"): _rule(TENANT, *READERS),
     ("GET", "/v1/tenants/{tenant_id}/rails/{name}"): _rule(TENANT, *READERS),
     ("PUT", "/v1/tenants/{tenant_id}/rails/{name}"): _rule(TENANT, TENANT_ADMIN),

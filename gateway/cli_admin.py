@@ -26,6 +26,8 @@ from gateway.cli_admin_base import (
     unified_diff,
 )
 
+MAX_PAGE = 100  # the API's largest page of actions (gateway.services.actions.MAX_PAGE)
+
 
 def _p(value: str | int) -> str:
     """One path segment, escaped."""
@@ -397,12 +399,15 @@ ACTION_COLUMNS = ("action_id", "agent_id", "type", "decision", "status", "reason
 @command(actions, "list")
 @click.option("--agent", "agent_id", default=None)
 @click.option("--decision", type=click.Choice(["ALLOW", "ESCALATE", "DENY"]), default=None)
-@click.option("--status", default=None, help="e.g. allowed, pending_approval, rejected, expired.")
+@click.option(
+    "--status", default=None,
+    type=click.Choice(["allowed", "denied", "pending_approval", "rejected", "expired", "cancelled"]),
+)  # fmt: skip
 @click.option("--type", "action_type", default=None, help="The action type.")
 @click.option("--role", default=None, help="Pending actions that need this approver role.")
 @click.option("--from", "created_from", default=None, help="Created at or after (RFC 3339).")
 @click.option("--to", "created_to", default=None, help="Created before (RFC 3339).")
-@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=50, show_default=True)
 @click.option("--cursor", default=None, help="Where an earlier page ended (its next cursor).")
 def actions_list(gw: Gateway, tenant: str, **filters: Any) -> None:
     """The tenant's actions, newest first, one page at a time."""

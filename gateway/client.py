@@ -145,10 +145,14 @@ class VerdictClient:
         rationale: str | None = None,
         metadata: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        require_approval: bool = False,
     ) -> dict[str, Any]:
         """Ask for a decision. Returns the answer (`decision`, `status`, `signed_verdict`, ...).
-        With `idempotency_key`, a retry of the same request returns the same answer."""
+        With `idempotency_key`, a retry of the same request returns the same answer; with
+        `require_approval`, an ALLOW becomes ESCALATE (reason `approval_requested_by_agent`)."""
         body: dict[str, Any] = {"action": action}
+        if require_approval:
+            body["require_approval"] = True
         if rationale is not None:
             body["rationale"] = rationale
         if metadata is not None:
@@ -332,7 +336,8 @@ class VerdictClient:
         poll_interval: float = 0.2,
         max_interval: float = 5.0,
     ) -> dict[str, Any]:
-        """Wait until the execution is `succeeded`, `failed` or `rolled_back` and return it.
+        """Wait until the execution is `succeeded`, `failed` or `rolled_back`, with no rollback
+        under way (after `rollback`, this waits for its outcome), and return it.
 
         Waits on the tenant's events (a long poll filtered to the execution's action and the
         `execution.*` types), from the last entry of the action's record, so it answers as soon
@@ -341,16 +346,17 @@ class VerdictClient:
         Raises TimeoutError after `timeout` seconds (the execution goes on; call again),
         GatewayError."""
         deadline = time.monotonic() + timeout
-        execution = self.get_execution(execution_id)
-        action_id = execution["action_id"]
+        action_id = self.get_execution(execution_id)["action_id"]
+        position = max(self.get(action_id)["audit_event_ids"], default=-1)
+        execution = self.get_execution(execution_id)  # after the position: later commits are events
         return self._wait_on_events(
             execution,
             lambda: self.get_execution(execution_id),
-            lambda current: current["status"] in FINISHED,
+            is_finished,
             tenant_id=execution["tenant_id"],
             action_id=action_id,
             types="execution.*",
-            position=max(self.get(action_id)["audit_event_ids"], default=-1),
+            position=position,
             deadline=deadline,
             backoff=(poll_interval, max_interval),
             still=lambda current: (
@@ -455,6 +461,12 @@ def check_signed_verdict(
     if message.issued_at > moment + CLOCK_SKEW_SECONDS:
         raise VerdictInvalid("the verdict is issued in the future; check the clocks")
     return message
+
+
+def is_finished(execution: dict[str, Any]) -> bool:
+    """Whether the executor is done with an execution (and with any rollback asked of it)."""
+    rollback = execution.get("rollback") or {}
+    return execution["status"] in FINISHED and rollback.get("status") != "requested"
 
 
 def event_params(

@@ -93,9 +93,12 @@ class AsyncVerdictClient:
         rationale: str | None = None,
         metadata: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        require_approval: bool = False,
     ) -> dict[str, Any]:
         """See `VerdictClient.propose`."""
         body: dict[str, Any] = {"action": action}
+        if require_approval:
+            body["require_approval"] = True
         if rationale is not None:
             body["rationale"] = rationale
         if metadata is not None:

@@ -453,7 +453,19 @@ async def set_agent_rate_limit(
 
 @get("/v1/actions/{action_id:str}", tags=["actions"])
 async def get_action(state: State, request: Request, action_id: FromPath[str]) -> schemas.ActionRecord:
-    return await state.actions.get(principal_of(request), action_id)
+    """The action's record, with the `operations` the caller may perform on it now."""
+    principal = principal_of(request)
+    return await state.operations.record(principal, await state.actions.get(principal, action_id))
+
+
+@get("/v1/actions/{action_id:str}/operations", tags=["actions", "approvals"])
+async def action_operations(
+    state: State, action_id: FromPath[str], signer: FromQuery[str | None] = None
+) -> schemas.ActionOperations:
+    """What a caller without a token may do with the action now: `approve` / `reject` per role
+    `signer` holds and the action still needs (none without `signer`). Authenticated callers read
+    the `operations` of the action's record."""
+    return await state.operations.for_signer(action_id, signer)
 
 
 @get("/v1/actions", tags=["actions"])
@@ -471,8 +483,9 @@ async def list_actions(
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
     cursor: FromQuery[str | None] = None,
 ) -> schemas.ActionPage:
-    return await state.actions.list(
-        principal_of(request),
+    principal = principal_of(request)
+    page = await state.actions.list(
+        principal,
         tenant_id=tenant_id,
         agent_id=agent_id,
         decision=decision,
@@ -484,6 +497,7 @@ async def list_actions(
         limit=limit,
         cursor=cursor,
     )
+    return await state.operations.page(principal, page)
 
 
 @get("/v1/actions/{action_id:str}/approval-request", tags=["approvals"])
@@ -545,7 +559,8 @@ async def bulk_approve(
 @delete("/v1/actions/{action_id:str}", status_code=200, tags=["actions"])
 async def cancel_action(state: State, request: Request, action_id: FromPath[str]) -> schemas.ActionRecord:
     """Cancel a pending action (its agent or a tenant admin); 409 `action_not_pending` otherwise."""
-    return await state.approvals.cancel(principal_of(request), action_id)
+    principal = principal_of(request)
+    return await state.operations.record(principal, await state.approvals.cancel(principal, action_id))
 
 
 @get("/v1/actions/{action_id:str}/verdict", tags=["actions"])
@@ -605,6 +620,7 @@ ROUTES = _document(
         set_tenant_rate_limit,
         set_agent_rate_limit,
         get_action,
+        action_operations,
         list_actions,
         update_tenant,
         get_approver,

@@ -188,6 +188,9 @@ class ProposeRequest(Request):
     # A webhook for this action's events only, signed with the tenant's default webhook secret
     # (docs/webhooks.md); https, public addresses only.
     callback_url: str | None = None
+    # Ask for a human review even where the policy would allow (docs/api.md#require_approval):
+    # ALLOW becomes ESCALATE with reason `approval_requested_by_agent`; DENY stays DENY.
+    require_approval: bool = False
 
 
 # What one matched ESCALATE rule asks for: {rule, threshold, roles} or {rule, all_of}.
@@ -302,6 +305,22 @@ class BulkApprovalResult(msgspec.Struct, frozen=True):
     results: list[BulkItemResult]
 
 
+class Operation(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Something the caller may do with the action now (gateway.services.operations)."""
+
+    name: Literal["verdict", "cancel", "execute", "rollback", "approve", "reject"]
+    method: str
+    path: str
+    role: str | None = None  # approve, reject: the role to sign in
+    execution_id: str | None = None  # rollback: the execution it compensates
+
+
+class ActionOperations(msgspec.Struct, frozen=True):
+    action_id: str
+    status: str
+    operations: list[Operation]
+
+
 class ActionRecord(msgspec.Struct, frozen=True):
     action_id: str
     tenant_id: str
@@ -331,6 +350,8 @@ class ActionRecord(msgspec.Struct, frozen=True):
     context: dict[str, Any] | None = None
     checks: list[policy.Check] | None = None
     executions: list[ExecutionView] = []  # oldest first (gateway.services.executions)
+    require_approval: bool = False  # the agent asked for a human review (`require_approval`)
+    operations: list[Operation] = []  # what the caller may do with it now
 
 
 class ActionPage(msgspec.Struct, frozen=True):

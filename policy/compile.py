@@ -45,6 +45,7 @@ from policy.evaluate import (
 from policy.limits import LIMIT_EXCEEDED, CompiledLimit
 from policy.matcher import Matcher
 from policy.native_when import compile_native_when
+from policy.requested import APPROVAL_REQUESTED
 from policy.risk import DEFAULT_BANDS, RiskFactor, RiskModel
 from policy.scopes import read_field
 from policy.values import MISSING, cached_decimal, render_value
@@ -138,7 +139,13 @@ def compile_policy(document: dict[str, Any]) -> CompiledPolicy:
         scope=CelScope(expressions, lists),
         extensions=extensions,
         condition_slots=len(slots),
+        requested_approvals=_requested_approvals(document),
     )
+
+
+def _requested_approvals(document: dict[str, Any]) -> ApprovalRequirement | None:
+    approvals = document.get("defaults", {}).get("requested_approvals")
+    return _requirement(APPROVAL_REQUESTED, approvals) if approvals is not None else None
 
 
 def _compile_rule(rule: dict[str, Any], matcher: Matcher) -> CompiledRule:

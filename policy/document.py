@@ -7,6 +7,7 @@ A document is a plain JSON object (see ``examples/policy.yaml``)::
     verdict_ttl_seconds: 60            # 1..3600; 60 when absent
     lists: {name: [value, ...]}        # named lists for in/not_in and CEL
     rules: [rule, ...]                 # at least one, evaluated in order
+    defaults: {requested_approvals: {threshold, roles}}  # who reviews `require_approval` proposals
 
 and a rule is ``{id, decision, reason?, match?, when?, approvals?, timeout_minutes?}``
 with at least one of ``match`` and ``when``. ``approvals`` is either
@@ -59,7 +60,11 @@ DOCUMENT_FIELDS = (
     "action_types",
     "undeclared_types",
     "limits",
+    "defaults",
 )
+# `defaults`: what applies when no rule says; `requested_approvals` is who reviews an action whose
+# agent proposed it with `require_approval: true` when the policy would have allowed it.
+DEFAULTS_FIELDS = ("requested_approvals",)
 RULE_FIELDS = ("id", "decision", "reason", "match", "when", "approvals", "timeout_minutes")
 APPROVAL_FIELDS = ("threshold", "roles", "all_of")
 ROLE_QUOTA_FIELDS = ("role", "min")

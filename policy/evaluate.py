@@ -131,6 +131,7 @@ class CompiledPolicy:
         "default",
         "default_timeout_minutes",
         "extensions",
+        "requested_approvals",
         "rules",
         "verdict_ttl_seconds",
     )
@@ -144,8 +145,11 @@ class CompiledPolicy:
         scope: CelScope,
         extensions: Extensions | None = None,
         condition_slots: int = 0,
+        requested_approvals: ApprovalRequirement | None = None,
     ) -> None:
         self.rules = rules
+        #: ``defaults.requested_approvals``: who reviews a ``require_approval`` proposal (None: unnamed)
+        self.requested_approvals = requested_approvals
         self._condition_slots = condition_slots
         self.default = default
         self.verdict_ttl_seconds = verdict_ttl_seconds

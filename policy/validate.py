@@ -15,7 +15,9 @@ the rule it sits in, so an author can fix a document in one round. Checked:
     1..32, unique roles ``[a-z][a-z0-9_-]{0,31}``) or ``{all_of: [{role, min}]}``
     (unique roles, min 1..32), never both; and may set ``timeout_minutes`` (1..43200);
 (7) the sections ``risk``, ``classifications``, ``action_types``,
-    ``undeclared_types`` and ``limits`` (see :mod:`policy.validate_extensions`).
+    ``undeclared_types`` and ``limits`` (see :mod:`policy.validate_extensions`);
+(8) ``defaults`` has only ``requested_approvals``, approvals as in (6): who reviews an action
+    its agent proposed with ``require_approval`` where the policy would allow it.
 
 Everywhere, values must be JSON that canonicalizes exactly: no floats (quote
 amounts), no YAML dates or binary, integers within ±(2**53 - 1).
@@ -31,6 +33,7 @@ from policy.decimals import DECIMAL_TEXT, explain_not_decimal
 from policy.document import (
     APPROVAL_FIELDS,
     DECISIONS,
+    DEFAULTS_FIELDS,
     DOCUMENT_FIELDS,
     ESCALATE,
     LIST_NAME,
@@ -81,6 +84,8 @@ def validate_document(document: Any) -> list[Problem]:
         )
     if "verdict_ttl_seconds" in document:
         report.check_integer(document["verdict_ttl_seconds"], "verdict_ttl_seconds", VERDICT_TTL_SECONDS)
+    if "defaults" in document:  # (8)
+        report.check_defaults(document["defaults"])
     list_names = report.check_lists(document["lists"]) if "lists" in document else set()  # (2)
     report.unavailable = unavailable_roots(document)
     if "rules" in document:
@@ -301,6 +306,14 @@ class _Report:
             if expression is not None:
                 for root in sorted(expression.reads.keys() & (blocked or {}).keys()):
                     self.add(path, (blocked or {})[root], label)
+
+    def check_defaults(self, defaults: Any) -> None:
+        if not isinstance(defaults, dict):
+            self.add("defaults", f"must be a mapping {{requested_approvals}}, got {describe_value(defaults)}")
+            return
+        self.check_fields(defaults, "defaults", DEFAULTS_FIELDS)
+        if "requested_approvals" in defaults:
+            self.check_approvals(defaults["requested_approvals"], "defaults.requested_approvals", None)
 
     def check_approvals(self, approvals: Any, path: str, label: str | None) -> None:
         if not isinstance(approvals, dict):

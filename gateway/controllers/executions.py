@@ -69,3 +69,16 @@ class ExecutionController(Controller):
         """Compensate a succeeded execution (bank_api: a reversal); it becomes rolled_back, or
         `rollback.status` failed with a `code`. 422 `not_reversible` for rails that cannot."""
         return await state.executions.rollback(principal_of(request), execution_id, data)
+
+    @post("/v1/actions/{action_id:str}/rollback", status_code=202)
+    async def rollback_action(
+        self,
+        state: State,
+        request: Request,
+        action_id: FromPath[str],
+        data: JSONBody[wire.RollbackRequest],
+    ) -> wire.ExecutionView:
+        """Compensate the action's succeeded execution: the rules and answers of
+        POST /v1/executions/{execution_id}/rollback; 409 `not_executed` when the action has no
+        execution (none, or only failed ones)."""
+        return await state.executions.rollback_action(principal_of(request), action_id, data)

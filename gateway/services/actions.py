@@ -56,6 +56,7 @@ from policy import AgentScope, CompiledPolicy, Decision, EvaluationInput, LimitC
 from policy.action_types import DEFAULT_AMOUNT_PATHS, amount_problems
 from policy.approvals import required_roles
 from policy.document import TIMEOUT_MINUTES
+from policy.requested import APPROVAL_REQUESTED, any_approver, escalate_on_request
 
 STATUS_OF = {"ALLOW": "allowed", "ESCALATE": "pending_approval", "DENY": "denied"}
 MAX_PAGE = 100
@@ -72,7 +73,7 @@ _COLUMNS = (
     "id, tenant_id, agent_id, type, action, action_hash, rationale, metadata, decision, status, reason,"
     " matched_rules, policy_version, policy_hash, approvals_required, approval_expires_at, signed_verdict,"
     " audit_event_ids, created_at, summary, required_roles, decided_at,"
-    " risk, classification, limits, context, checks, proposed_reason, vendor, amount"
+    " risk, classification, limits, context, checks, proposed_reason, vendor, amount, require_approval"
 )
 _ACTION_COLUMNS = tuple(column.strip() for column in _COLUMNS.split(","))
 _encode = msgspec.json.Encoder()
@@ -97,6 +98,8 @@ def request_hash(body: schemas.ProposeRequest) -> str:
     """What "the same request" means for an idempotency key: the SHA-256 of the body's RFC 8785
     form, so key order and whitespace do not matter."""
     plain = msgspec.to_builtins(body)
+    if not body.require_approval:  # the hash of requests made before the flag existed
+        del plain["require_approval"]
     try:
         raw = canonicalize(plain)
     except CryptoError:  # e.g. an integer beyond 2**53 in metadata: compare its JSON as sent
@@ -275,6 +278,23 @@ class ActionService:
         self._agents[key] = context
         self._configs[key] = config
         return context, config
+
+    async def _requested(self, compiled: CompiledPolicy, tenant_id: str) -> Callable[[Decision], Decision]:
+        """What `require_approval` makes of a decision (`policy.requested`): the policy's
+        `defaults.requested_approvals`, else one of the tenant's current approvers in any role."""
+        requirement = compiled.requested_approvals
+        if requirement is None:
+            async with self.db.read() as conn:
+                rows = await conn.fetch(
+                    "SELECT roles FROM approvers WHERE tenant_id = ? AND removed_at IS NULL", tenant_id
+                )
+            requirement = any_approver(role for row in rows for role in json.loads(row["roles"]))
+        timeout = compiled.default_timeout_minutes
+
+        def requested(decision: Decision) -> Decision:
+            return escalate_on_request(decision, requirement, timeout)
+
+        return requested
 
     def forget_config(self, tenant_id: str, version: int) -> None:
         """The tenant's configuration is now at least `version`: re-read scopes and time zone."""
@@ -476,10 +496,13 @@ class ActionService:
             if claims:
                 async with self.db.read() as conn:
                     request = replace(request, usage=await window_totals(conn, tenant_id, claims, now))
+            requested = await self._requested(compiled, tenant_id) if body.require_approval else None
             with telemetry.span("evaluate", policy_version=int(version)):  # (4)
                 began = perf_counter()
                 decision = compiled.evaluate(request, explain=explain)
                 metrics.POLICY_EVALUATION.observe(perf_counter() - began)
+            if requested is not None:  # the agent asked for a review: ALLOW becomes ESCALATE
+                decision = requested(decision)
             policy_hash, ttl = active.hash, compiled.verdict_ttl_seconds
         # (5) allowed and pending actions count against limits
         kept = claims if decision.decision in ("ALLOW", "ESCALATE") else []
@@ -517,6 +540,8 @@ class ActionService:
         summary = required = None
         if approvals:  # what approvers' wallets show them, and whose answers count
             summary = compiled.render_summary(body.action) if compiled is not None else None
+            if summary is not None and decision.reason == APPROVAL_REQUESTED:  # the wallet says why
+                summary = f"Review requested by agent {agent_id}: {summary}"
             required = "," + ",".join(sorted(required_roles(approvals))) + ","
         record = {
             "agent": agent_id,
@@ -533,6 +558,8 @@ class ActionService:
             "approvals_required": approvals_plain,
             "approval_expires_at": approval_expires_at,
         }
+        if body.require_approval:  # only then, so entries of other proposals keep their form
+            record["require_approval"] = True
         if summary is not None:
             record["summary"] = summary
         outcome = Outcome(decision, record)
@@ -590,6 +617,7 @@ class ActionService:
                         summary, required, None,
                         _json(final.risk), _json(final.classification), _json(final.limits),
                         _json(final.context), _json(final.checks or None), final.reason, vendor, amount,
+                        1 if body.require_approval else None,
                     ),
                 )
             ]  # fmt: skip
@@ -611,6 +639,7 @@ class ActionService:
             # Only proposals that limits apply to pay for the locked path (the totals must be
             # read under the chain lock); the others keep the fast path.
             limited, evaluated, used = compiled, request, dict(request.usage)
+            again_requested = requested
 
             async def prepare(conn: Conn) -> None:
                 """Under the chain lock the totals are exact: the decision must still hold with them."""
@@ -619,6 +648,8 @@ class ActionService:
                     outcome.adopt(decision)
                     return
                 again = limited.evaluate(replace(evaluated, usage=fresh), explain=explain)
+                if again_requested is not None:
+                    again = again_requested(again)
                 if not same_outcome(again, decision):
                     raise LimitsChanged("the limit totals changed before the commit")
                 outcome.adopt(again)  # the same decision; its totals and trace as committed
@@ -823,4 +854,5 @@ def _record(row: dict[str, Any]) -> schemas.ActionRecord:
         context=_loads(row["context"]),
         checks=_decoded(_CHECKS, row["checks"]),
         executions=row.get("executions", []),
+        require_approval=bool(row["require_approval"]),
     )

@@ -101,6 +101,63 @@ def approval_message(row: dict[str, Any], role: str, approve: bool) -> ApprovalM
     )
 
 
+async def current_row(db: Database, ledger: Ledger, action_id: str) -> dict[str, Any]:
+    """The action as it is now (expired first if its window passed). Raises NotFound."""
+
+    async def fetch() -> dict[str, Any]:
+        async with db.read() as conn:
+            row = await lifecycle.fetch_action(conn, action_id)
+        if row is None:
+            raise NotFound(f"action {action_id!r} not found", code="action_not_found")
+        return row
+
+    return await lifecycle.current(ledger, await fetch(), fetch)
+
+
+def check_open(row: dict[str, Any], role: str) -> list[ApprovalRequirement]:
+    """Steps 1-2 of an answer: the action is pending and `role` counts for it. Returns the
+    action's requirements. Raises Conflict (`action_not_pending`, `approval_window_expired`),
+    Unprocessable (`invalid_role`, `role_not_required`). `gateway.services.operations` offers
+    approve/reject only where this passes."""
+    if row["status"] != lifecycle.PENDING:
+        raise lifecycle.not_pending(row)
+    if not ROLE.fullmatch(role):
+        raise Unprocessable(
+            f"role {role!r} must match {ROLE.pattern}", code="invalid_role", field="approver_role"
+        )
+    requirements = requirements_of(row)
+    roles = required_roles(requirements)
+    if role not in roles:
+        raise RoleNotRequired(
+            f"role {role!r} is not one this action needs; it needs {', '.join(sorted(roles))}",
+            required_roles=sorted(roles),
+        )
+    return requirements
+
+
+def check_not_answered(answers: list[dict[str, Any]], signer: str, action_id: str) -> None:
+    """Raises AlreadyAnswered when `signer` answered the action already (it counts once)."""
+    if any(answer["signer"] == signer for answer in answers):
+        raise AlreadyAnswered(f"{signer} already answered action {action_id}; it counts once")
+
+
+def check_pending(row: dict[str, Any]) -> None:
+    """The action is pending approval (what cancelling and answering need). Raises Conflict
+    (`action_not_pending`, `approval_window_expired`)."""
+    if row["status"] != lifecycle.PENDING:
+        raise lifecycle.not_pending(row)
+
+
+def check_verdict_available(record: schemas.ActionRecord) -> schemas.SignedVerdict:
+    """The action's signed verdict. Raises Conflict (`verdict_not_available`) when it has none."""
+    if record.signed_verdict is None:
+        raise Conflict(
+            f"action {record.action_id} is {record.status}: it has no verdict", code="verdict_not_available",
+            action_status=record.status,
+        )  # fmt: skip
+    return record.signed_verdict
+
+
 class ApprovalService:
     def __init__(
         self,
@@ -120,39 +177,12 @@ class ApprovalService:
     # ---- reading
 
     async def _row(self, action_id: str) -> dict[str, Any]:
-        """The action as it is now (expired first if its window passed). Raises NotFound."""
-
-        async def fetch() -> dict[str, Any]:
-            async with self.db.read() as conn:
-                row = await lifecycle.fetch_action(conn, action_id)
-            if row is None:
-                raise NotFound(f"action {action_id!r} not found", code="action_not_found")
-            return row
-
-        return await lifecycle.current(self.ledger, await fetch(), fetch)
-
-    @staticmethod
-    def _check_open(row: dict[str, Any], role: str) -> list[ApprovalRequirement]:
-        """Steps 1-2. Returns the action's requirements."""
-        if row["status"] != lifecycle.PENDING:
-            raise lifecycle.not_pending(row)
-        if not ROLE.fullmatch(role):
-            raise Unprocessable(
-                f"role {role!r} must match {ROLE.pattern}", code="invalid_role", field="approver_role"
-            )
-        requirements = requirements_of(row)
-        roles = required_roles(requirements)
-        if role not in roles:
-            raise RoleNotRequired(
-                f"role {role!r} is not one this action needs; it needs {', '.join(sorted(roles))}",
-                required_roles=sorted(roles),
-            )
-        return requirements
+        return await current_row(self.db, self.ledger, action_id)
 
     async def approval_request(self, action_id: str, role: str, approve: bool) -> dict[str, Any]:
         """The exact `eth_signTypedData_v4` document to sign for this action, role and answer."""
         row = await self._row(action_id)
-        self._check_open(row, role)
+        check_open(row, role)
         return approval_typed_data(domain_of(row), approval_message(row, role, approve))
 
     # ---- answering one action
@@ -167,7 +197,7 @@ class ApprovalService:
         """Approve (or reject) an escalated action with a wallet signature (see the module docstring)."""
         row = await self._row(action_id)
         role = body.approver_role
-        requirements = self._check_open(row, role)
+        requirements = check_open(row, role)
         message = approval_message(row, role, approve)
         domain = domain_of(row)
         digest = hash_approval(domain, message)
@@ -209,13 +239,9 @@ class ApprovalService:
         result: dict[str, Any] = {}
 
         async def decide(conn: Conn, fresh: dict[str, Any], now: datetime) -> lifecycle.Finish:
-            if fresh["status"] != lifecycle.PENDING:
-                raise lifecycle.not_pending(fresh)
+            check_pending(fresh)
             answers = await conn.fetch(lifecycle.ANSWERS_SQL, fresh["id"])
-            if any(answer["signer"] == signed.signer for answer in answers):
-                raise AlreadyAnswered(
-                    f"{signed.signer} already answered action {fresh['id']}; it counts once"
-                )
+            check_not_answered(answers, signed.signer, fresh["id"])
             signed_at = rfc3339(now)
             mine = {"signer": signed.signer, "role": role, "approve": approve, "kind": signed.kind,
                     "comment": comment, "signed_at": signed_at}  # fmt: skip
@@ -445,8 +471,7 @@ class ApprovalService:
         ActionService.check_can_read(principal, row)
 
         async def decide(conn: Conn, fresh: dict[str, Any], now: datetime) -> lifecycle.Finish:
-            if fresh["status"] != lifecycle.PENDING:
-                raise lifecycle.not_pending(fresh)
+            check_pending(fresh)
             entry = EntryDraft("action.cancelled", principal.actor, {"reason": "cancelled"}, fresh["id"])
             return lifecycle.Finish(lifecycle.CANCELLED, "DENY", "cancelled", [entry])
 
@@ -456,13 +481,7 @@ class ApprovalService:
         return await self.actions.get(principal, action_id)
 
     async def verdict(self, principal: Principal, action_id: str) -> schemas.SignedVerdict:
-        record = await self.actions.get(principal, action_id)
-        if record.signed_verdict is None:
-            raise Conflict(
-                f"action {action_id} is {record.status}: it has no verdict", code="verdict_not_available",
-                action_status=record.status,
-            )  # fmt: skip
-        return record.signed_verdict
+        return check_verdict_available(await self.actions.get(principal, action_id))
 
 
 def _check_comment(text: str | None) -> str | None:

@@ -19,7 +19,8 @@ With an `Idempotency-Key` the request is recorded like a proposal's (`idempotenc
 tenant, caller and key): a repeat gets the first answer, another request with the key 409.
 
 `POST /v1/executions/{id}/rollback` (tenant admin) asks the executor to compensate a succeeded
-execution (422 `not_reversible` for rails that cannot).
+execution (422 `not_reversible` for rails that cannot); `POST /v1/actions/{id}/rollback` does the
+same for the action's execution (409 `not_executed` when it has none that has not failed).
 """
 
 from __future__ import annotations
@@ -180,6 +181,37 @@ def already(existing: dict[str, Any]) -> Conflict:
     )  # fmt: skip
 
 
+def check_not_executed(live: dict[str, Any] | None) -> None:
+    """`live`: the action's execution that has not failed ({id, status}; None or a None id: none).
+    Raises Conflict (`already_executing`, `already_executed`) when there is one."""
+    if live is not None and live["id"] is not None:
+        raise already(live)
+
+
+def check_rollback(execution: dict[str, Any]) -> None:
+    """Only a succeeded execution with no rollback under way can be rolled back. Raises
+    Conflict (`rollback_in_progress`, `execution_not_succeeded`)."""
+    if execution["rollback_status"] == REQUESTED:
+        raise Conflict("a rollback of this execution is in progress", code="rollback_in_progress")
+    if execution["status"] != SUCCEEDED:
+        raise Conflict(f"execution {execution['id']} is {execution['status']}, not succeeded",
+                       code="execution_not_succeeded", execution_status=execution["status"])  # fmt: skip
+
+
+def check_reason(body: wire.RollbackRequest) -> str:
+    """The rollback's reason, stripped. Raises Unprocessable (`invalid_reason`)."""
+    reason = body.reason.strip()
+    if not reason or len(reason) > MAX_REASON:
+        raise Unprocessable(f"reason must be 1 to {MAX_REASON} characters", code="invalid_reason")
+    return reason
+
+
+def check_reversible(rail: str, reversible: bool) -> None:
+    """Raises Unprocessable (`not_reversible`) for a rail that cannot compensate a payment."""
+    if not reversible:
+        raise Unprocessable(f"rail {rail!r} cannot compensate a payment", code="not_reversible")
+
+
 def payment_of(row: dict[str, Any], execution_id: str) -> Payment:
     verdict = json.loads(row["signed_verdict"]) if row.get("signed_verdict") else None
     return Payment(
@@ -280,8 +312,7 @@ class ExecutionService:
             fresh = await conn.fetchrow(_ACTION_LIVE_SQL, tenant_id, action_id)  # one round trip
             now = utc_now()
             verdict = check_executable(fresh, now)
-            if fresh["live_id"] is not None:
-                raise already({"id": fresh["live_id"], "status": fresh["live_status"]})
+            check_not_executed({"id": fresh["live_id"], "status": fresh["live_status"]})
             if rail is None:  # only reachable with an idempotency key on a stale read
                 raise Conflict("the action changed; ask again", code="action_changed")
             state.update(fresh=fresh, now=rfc3339(now), verdict=verdict)
@@ -358,13 +389,10 @@ class ExecutionService:
         """Ask for the compensation of a succeeded execution. Raises ExecutionNotFound,
         Unprocessable (`not_reversible`, `invalid_reason`), Conflict (`execution_not_succeeded`,
         `rollback_in_progress`)."""
-        reason = body.reason.strip()
-        if not reason or len(reason) > MAX_REASON:
-            raise Unprocessable(f"reason must be 1 to {MAX_REASON} characters", code="invalid_reason")
+        reason = check_reason(body)
         row = await self._row(principal, execution_id)
         adapter = await self.rails.adapter(row["tenant_id"], row["rail"])
-        if not adapter.reversible:
-            raise Unprocessable(f"rail {row['rail']!r} cannot compensate a payment", code="not_reversible")
+        check_reversible(row["rail"], adapter.reversible)
         tenant_id = row["tenant_id"]
         state: dict[str, Any] = {}
 
@@ -372,11 +400,7 @@ class ExecutionService:
             fresh = await conn.fetchrow(
                 f"SELECT {COLUMNS} FROM executions WHERE tenant_id = ? AND id = ?", tenant_id, execution_id
             )
-            if fresh["rollback_status"] == REQUESTED:
-                raise Conflict("a rollback of this execution is in progress", code="rollback_in_progress")
-            if fresh["status"] != SUCCEEDED:
-                raise Conflict(f"execution {execution_id} is {fresh['status']}, not succeeded",
-                               code="execution_not_succeeded", execution_status=fresh["status"])  # fmt: skip
+            check_rollback(fresh)
             action = await conn.fetchrow(
                 "SELECT audit_event_ids FROM actions WHERE id = ?", fresh["action_id"]
             )
@@ -401,3 +425,21 @@ class ExecutionService:
         )
         self.on_request()
         return await self.get(principal, execution_id)
+
+    async def rollback_action(
+        self, principal: Principal, action_id: str, body: wire.RollbackRequest
+    ) -> wire.ExecutionView:
+        """Roll back the action's execution (the one that has not failed): the execution route's
+        rules and answers. Raises NotFound (`action_not_found`), Conflict (`not_executed`: the
+        action has no such execution) and what `rollback` raises."""
+        check_reason(body)
+        async with self.db.read() as conn:
+            row = await conn.fetchrow(_ACTION_LIVE_SQL, principal.tenant_id, action_id)
+        if row is None or row["tenant_id"] != principal.tenant_id:
+            raise not_found(action_id)
+        if principal.role == AGENT and principal.agent_id != row["agent_id"]:
+            raise not_found(action_id)
+        if row["live_id"] is None:
+            raise Conflict(f"action {action_id} has no execution to roll back", code="not_executed",
+                           action_status=row["status"])  # fmt: skip
+        return await self.rollback(principal, row["live_id"], body)

@@ -61,6 +61,17 @@ class Signed:
     typed_data: dict[str, Any]
 
 
+def check_approver(signer: str, approver: dict[str, Any] | None, role: str) -> None:
+    """Step 5: `signer` (its `approvers` row, or None) is a current approver holding `role`.
+    Raises NotAnApprover, RoleNotHeld."""
+    if approver is None:
+        raise NotAnApprover(f"{signer} is not an approver of this tenant")
+    if approver["removed_at"] is not None:
+        raise NotAnApprover(f"{signer} was removed as an approver on {approver['removed_at']}")
+    if role not in json.loads(approver["roles"]):
+        raise RoleNotHeld(f"{signer} does not hold the role {role!r}")
+
+
 class SignatureChecker:
     def __init__(self, db: Database, *, rpc_timeout: float = RPC_TIMEOUT_SECONDS) -> None:
         self.db = db
@@ -126,12 +137,7 @@ class SignatureChecker:
                         " check that you signed this action's approval request for this role and answer"
                     )
             signer, kind = recovered, "eoa"
-        if approver is None:
-            raise NotAnApprover(f"{signer} is not an approver of this tenant")
-        if approver["removed_at"] is not None:
-            raise NotAnApprover(f"{signer} was removed as an approver on {approver['removed_at']}")
-        if role not in json.loads(approver["roles"]):
-            raise RoleNotHeld(f"{signer} does not hold the role {role!r}")
+        check_approver(signer, approver, role)
         return Signed(signer, kind, "0x" + signature.hex(), digest, typed_data)
 
     @staticmethod

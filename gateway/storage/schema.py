@@ -470,12 +470,18 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        # An agent's `require_approval` on propose (1 when asked, else NULL): approvers see it.
+        22,
+        ["ALTER TABLE actions ADD COLUMN require_approval INTEGER"],
+    ),
 ]
 
 
 # PostgreSQL types of the non-text columns that fast-path inserts send as arrays.
 COLUMN_TYPES: dict[tuple[str, str], str] = {
     ("actions", "policy_version"): "bigint",
+    ("actions", "require_approval"): "integer",
     ("tenants", "chain_id"): "bigint",
     ("tenants", "active_policy_version"): "bigint",
     ("policies", "version"): "bigint",

@@ -19,6 +19,7 @@ BODIES = {
     ("POST", "/v1/agents/{agent_id}/propose"): pay(),
     ("POST", "/v1/agents/{agent_id}/propose/batch"): {"actions": [pay()]},
     ("POST", "/v1/executions/{execution_id}/rollback"): {"reason": "authz walk"},
+    ("POST", "/v1/actions/{action_id}/rollback"): {"reason": "authz walk"},
 }
 WEBSOCKETS = {("GET", "/v1/tenants/{tenant_id}/events/ws")}
 

@@ -290,3 +290,42 @@ async def test_labels_never_carry_the_clients_path_or_method(client):
     labels = [dict(key) for _, key in scraped]
     assert not any("vk_abc" in v or "BREW" in v for lab in labels for v in lab.values())
     assert any(lab.get("method") == "other" and lab.get("route") == "unmatched" for lab in labels)
+
+
+async def test_metrics_are_served_during_a_database_outage_with_the_metrics_token(backend, tmp_path):
+    """The metrics token needs no database (the admin token's lookup does): an outage is when
+    the metrics matter most. PostgreSQL only: it is the networked backend."""
+    import asyncio
+
+    from litestar.testing import AsyncTestClient
+
+    from gateway.app import create_app
+    from tests.integration.test_database_outage import proxied
+
+    if backend.name != "postgresql":
+        pytest.skip("an embedded SQLite file has no connection to lose")
+    proxy, via_proxy = proxied(backend.url)
+    token_file = tmp_path / "metrics.token"
+    token_file.write_text(new_token())
+    token_file.chmod(0o600)
+    app = create_app(backend.settings(database_url=via_proxy, metrics_token_file=token_file))
+    try:
+        async with AsyncTestClient(app=app) as client:
+            client.app_state = app.state
+            token = token_file.read_text().strip()
+            before = await scrape(client, token)
+            assert value(before, "verdict_database_up") == 1
+            assert value(before, "verdict_database_pool_connections", state="max") >= 1
+            assert value(before, "verdict_database_pool_connections", state="open") >= 1
+            proxy.cut()
+            r = await asyncio.wait_for(client.get("/metrics", headers=bearer(token)), timeout=30)
+            assert r.status_code == 200, r.text
+            during = samples(r.text)
+            assert value(during, "verdict_database_up") == 0
+            errors = "verdict_database_errors_total"
+            assert value(during, errors, code="database_unavailable") > value(
+                before, errors, code="database_unavailable"
+            )
+            proxy.restore()
+    finally:
+        proxy.close()

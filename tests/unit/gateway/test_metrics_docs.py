@@ -43,3 +43,10 @@ def test_the_dashboard_queries_only_metrics_that_exist():
         for name in NAME.findall(target["expr"])
     }
     assert queried and queried <= exposed()
+
+
+def test_the_admin_cli_pages_as_far_as_the_api_does():
+    from gateway import cli_admin
+    from gateway.services.actions import MAX_PAGE
+
+    assert cli_admin.MAX_PAGE == MAX_PAGE

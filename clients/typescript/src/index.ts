@@ -1,0 +1,52 @@
+/** @verdict-gateway/client: a TypeScript client for the Verdict gateway. */
+
+export {
+  VerdictClient,
+  type Action,
+  type ActionOperations,
+  type ActionPage,
+  type ActionRecord,
+  type AnswerOptions,
+  type ApprovalOutcome,
+  type ApprovalSigner,
+  type ClientOptions,
+  type Eip1193Provider,
+  type EventPage,
+  type ExecutionAccepted,
+  type ExecutionView,
+  type Keys,
+  type ListQuery,
+  type Operation,
+  type ProposeOptions,
+  type ProposeRequest,
+  type ProposeResponse,
+  type TypedDataAccount,
+  type WaitOptions,
+} from "./client.js";
+export {
+  ConflictError,
+  ForbiddenError,
+  GatewayError,
+  InvalidRequestError,
+  NotFoundError,
+  RateLimitedError,
+  UnauthenticatedError,
+  UnavailableError,
+  VerdictError,
+  VerdictInvalid,
+  WaitTimeout,
+  gatewayError,
+  isProblem,
+  type Problem,
+  type ProblemCode,
+  type VerdictProblem,
+} from "./errors.js";
+export {
+  actionHash,
+  checkSignedVerdict,
+  parseVerdictTypedData,
+  type SignedVerdict,
+  type VerdictMessage,
+  type VerdictSignerInfo,
+} from "./verify.js";
+export type { components, paths } from "./schema.js";
