@@ -14,7 +14,8 @@ chain writer has its own bound, `gateway.ledger.MAX_PENDING_UNITS`, for batches.
 A request is admitted only once its body has arrived (up to the body size limit): a client
 trickling its body holds no slot, only its connection, which `gateway.slow_clients` bounds.
 
-Not counted: `GET /health` (load balancers must see a busy worker as alive) and the events
+Not counted: `GET /health` (load balancers must see a busy worker as alive), `GET /metrics`
+(an overload is when operators most need it) and the events
 routes (a long poll or a stream waits on the log, it does not work), nor WebSockets.
 """
 
@@ -28,6 +29,7 @@ from typing import Any
 
 import msgspec
 
+from gateway import metrics
 from gateway.errors import Overloaded
 
 Message = dict[str, Any]
@@ -37,7 +39,7 @@ _encode = msgspec.json.Encoder().encode
 
 def is_exempt(path: str) -> bool:
     """Requests that never count against the limit (see the module)."""
-    return path == "/health" or "/events" in path
+    return path in ("/health", "/metrics") or "/events" in path
 
 
 class Admission:
@@ -131,6 +133,7 @@ class Admission:
 async def refuse(scope: dict[str, Any], send: Any) -> None:
     """Answer 503 `overloaded` (RFC 9457 problem+json, as `gateway.problems` would)."""
     context = scope.get("state", {}).get("context")
+    metrics.count_problem(503, Overloaded.code)
     error = Overloaded("the gateway is at capacity; retry after Retry-After seconds")
     body = _encode(
         {

@@ -438,37 +438,56 @@ class CommitGroup:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._waiting: list[tuple[str, dict[str, Any], asyncio.Future[bool]]] = []
+        self._leading = False  # a transaction is under way (or about to be)
         self._task: asyncio.Task[None] | None = None
         self.transactions = 0  # committed transactions, for tests and the benchmark
         self.batches = 0  # tenants' batches they carried
 
     async def append(self, tenant: str, **arguments: Any) -> bool:
-        """`Database.append_batch(tenant, **arguments)`, in the next transaction."""
+        """`Database.append_batch(tenant, **arguments)`, in the next transaction. With none under
+        way, the caller runs it itself (in its own task: its trace has the storage spans);
+        batches that arrive meanwhile go together into the next one."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self._waiting.append((tenant, arguments, future))
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._run(), name="commit-group")
+        if not self._leading:
+            self._leading = True
+            try:
+                await asyncio.sleep(0)  # batches ready in this same turn of the loop join in
+                await self._commit_waiting()
+            finally:
+                self._leading = False
+                if self._waiting:  # arrived during the commit: they get a transaction of their own
+                    self._leading = True
+                    self._task = loop.create_task(self._lead_rest(), name="commit-group")
         return await future
 
-    async def _run(self) -> None:
-        while self._waiting:
-            group, self._waiting = sorted(self._waiting, key=lambda item: item[0]), []
-            try:
-                applied = await self.db.append_batches(
-                    [(tenant, arguments) for tenant, arguments, _ in group]
-                )
-            except Exception as exc:  # each writer decides: locked path, or 503 for an outage
-                for _, _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-                        future.exception()  # its writer may have gone (closed): not "never retrieved"
-                continue
-            self.transactions += 1
-            self.batches += len(group)
-            for (_, _, future), result in zip(group, applied, strict=True):
+    async def _lead_rest(self) -> None:
+        try:
+            while self._waiting:
+                await self._commit_waiting()
+        finally:
+            self._leading = False
+
+    async def _commit_waiting(self) -> None:
+        """Commit every batch waiting now in one transaction and settle their futures."""
+        group, self._waiting = sorted(self._waiting, key=lambda item: item[0]), []
+        try:
+            applied = await self.db.append_batches([(tenant, arguments) for tenant, arguments, _ in group])
+        except BaseException as exc:  # each writer decides: locked path, or 503 for an outage
+            failure = exc if isinstance(exc, Exception) else Unavailable("the commit was interrupted")
+            for _, _, future in group:
                 if not future.done():
-                    future.set_result(result)
+                    future.set_exception(failure)
+                    future.exception()  # its writer may have gone (closed): not "never retrieved"
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.transactions += 1
+        self.batches += len(group)
+        for (_, _, future), result in zip(group, applied, strict=True):
+            if not future.done():
+                future.set_result(result)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -682,8 +701,9 @@ class Ledger:
     async def append(self, tenant: str, unit: Unit) -> list[int]:
         """The unit's seqs once committed; raises the error that refused it. Never refuses for a
         long queue: the request paths that may shed load ask `verify_room` first."""
+        writer = self._writer(tenant)
         with telemetry.span("commit", tenant=tenant, entries=len(unit.entries)):
-            return await self._writer(tenant).append(unit)
+            return await writer.append(unit)
 
     async def append_all(self, tenant: str, units: list[Unit]) -> list[list[int] | BaseException]:
         """Queue every unit at once, so that they commit together (one group commit, unless the
@@ -695,7 +715,8 @@ class Ledger:
         except Overloaded as exc:
             return [exc] * len(units)
         futures = [writer.enqueue(unit) for unit in units]
-        return await asyncio.gather(*futures, return_exceptions=True)
+        with telemetry.span("commit", tenant=tenant, entries=sum(len(unit.entries) for unit in units)):
+            return await asyncio.gather(*futures, return_exceptions=True)
 
     def verify_room(self, tenant: str, count: int) -> None:
         """Raises Overloaded unless the tenant's writer can queue `count` more units."""

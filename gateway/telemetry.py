@@ -13,7 +13,7 @@ and the storage is not wrapped at all.
 What is traced (docs/metrics.md lists it): one server span per HTTP request, a child of the
 caller's W3C `traceparent` when one is sent; within it `authenticate`, `evaluate`, `sign`,
 `commit` (waiting for the chain writer), `respond`, `approve`/`reject`, `execute`; the storage's
-`db.read`, `db.transaction` and `db.append_batch` (within those spans only, not for every poll
+`db.read`, `db.transaction`, `db.append_batch` and `db.append_batches` (within those spans only, not for every poll
 of the background loops); and, since one chain-writer batch serves
 many requests, a `chain_writer.batch` span of its own, linked to each request's `commit` span.
 """
@@ -229,6 +229,14 @@ class TracedDatabase:
             "db.append_batch", **{"db.system": self._system, "entries": len(kwargs["entry_rows"])}
         ):
             return await self._db.append_batch(tenant, **kwargs)
+
+    async def append_batches(self, batches: list[tuple[str, dict[str, Any]]]) -> list[bool]:
+        """Several tenants' appends in one transaction (`gateway.ledger.CommitGroup`)."""
+        entries = sum(len(arguments["entry_rows"]) for _, arguments in batches)
+        with child_span(
+            "db.append_batches", **{"db.system": self._system, "tenants": len(batches), "entries": entries}
+        ):
+            return await self._db.append_batches(batches)
 
 
 def traced_database(db: Any) -> Any:

@@ -10,7 +10,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from gateway import batch_schemas as wire
-from gateway import schemas
+from gateway import metrics, schemas
 from gateway.authz import principal_of
 from gateway.clock import utc_now
 from gateway.errors import AppError, InvalidRequest
@@ -49,6 +49,17 @@ def result_of(outcome: Proposed | AppError, request_id: str | None) -> wire.Batc
     return wire.BatchResult(outcome.status, problem=problem, retry_after=outcome.retry_after_seconds)
 
 
+def count_outcomes(outcomes: list[Proposed | AppError], tenant: str, per_tenant: bool) -> None:
+    """The metrics the single route keeps, per action (gateway.metrics)."""
+    for outcome in outcomes:
+        if not isinstance(outcome, Proposed):
+            metrics.count_problem(outcome.status, outcome.code)
+        elif outcome.replayed:
+            metrics.IDEMPOTENT_REPLAYS.inc()
+        else:
+            metrics.count_decision(tenant, outcome.response.decision, per_tenant=per_tenant)
+
+
 class ProposalController(Controller):
     tags = ["actions"]
 
@@ -82,4 +93,5 @@ class ProposalController(Controller):
                 principal_of(request), agent_id, bodies, utc_now(), explain=explain
             )
         request_id = request_id_of(request)
+        count_outcomes(outcomes, principal_of(request).tenant_id or "", state.settings.metrics_tenant_labels)
         return wire.BatchAnswer([result_of(outcome, request_id) for outcome in outcomes])
