@@ -103,6 +103,18 @@ async def test_an_outside_witness_cosigns_and_refuses_a_fork(backend, tmp_path) 
             assert r.status_code == 422, r.text
             r = await client.get("/v1/tenants/acme/log/checkpoint", headers=bearer(world.auditor))
             assert set(verify_witnessed(r.text, policy).cosigned) == {"aics", "ours"}
+            # and aics-tlog, the verifier beside aics-witness, checks our witness's cosignature
+            published = tmp_path / "published.checkpoint"
+            published.write_text(r.text)
+            check = [str(AICS.parent / "aics-tlog"), "verify-checkpoint", "--note", str(published),
+                     "--log-key", audit.vkey("acme"), "--witness-key", ours.vkey, "--quorum", "1"]  # fmt: skip
+            run = subprocess.run(check, capture_output=True, text=True, timeout=120, check=False)
+            assert run.returncode == 0, run.stdout + run.stderr
+            (line,) = [line for line in r.text.split("\n") if line.startswith(f"— {ours.name} ")]
+            flipped = line[:-10] + ("B" if line[-10] != "B" else "C") + line[-9:]  # a signature byte
+            published.write_text(r.text.replace(line, flipped))
+            run = subprocess.run(check, capture_output=True, text=True, timeout=120, check=False)
+            assert run.returncode != 0, run.stdout
     finally:
         aics.stop()
         ours.stop()
