@@ -1,31 +1,11 @@
-"""`verdict witness keygen | serve`: run a c2sp.org/tlog-witness witness (the `witness` package),
-for example on an auditor's own machine."""
+"""`verdict witness keygen | serve`: run a c2sp.org/tlog-witness witness (the `witness` package, also
+`python -m witness` where only `audit` and `crypto` are installed), e.g. on an auditor's machine."""
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
 from pathlib import Path
 
 import click
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    load_pem_private_key,
-)
-
-
-def _load_key(path: Path) -> Ed25519PrivateKey:
-    try:
-        key = load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as error:
-        raise click.ClickException(f"{path}: not a PEM Ed25519 private key ({error})") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise click.ClickException(f"{path}: not an Ed25519 private key")
-    return key
 
 
 @click.group("witness")
@@ -38,17 +18,12 @@ def witness_group() -> None:
 @click.option("--name", required=True, help="the witness's key name, e.g. witness.example.org/alice")
 def keygen(key_path: Path, name: str) -> None:
     """Create the witness's Ed25519 key and print its cosigner vkey (for policies)."""
-    from audit.cosignature import cosigner_vkey
+    from witness.cli import UsageError, keygen
 
-    if key_path.exists():
-        raise click.ClickException(f"{key_path} exists; not overwriting a key")
-    key = Ed25519PrivateKey.generate()
-    vkey = cosigner_vkey(name, key.public_key())  # checks the name before anything is written
-    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
-    click.echo(vkey)
+    try:
+        click.echo(keygen(key_path, name))
+    except UsageError as error:
+        raise click.ClickException(str(error)) from None
 
 
 @witness_group.command("serve")
@@ -62,19 +37,12 @@ def keygen(key_path: Path, name: str) -> None:
 @click.option("--port", default=7380, show_default=True, help="0: any free port")
 def serve(key_path: Path, name: str, logs_path: Path, state_path: Path, host: str, port: int) -> None:
     """Answer POST /add-checkpoint until interrupted."""
-    from witness.server import Witness, make_server
-    from witness.state import WitnessState
+    import logging
+
+    from witness.cli import UsageError, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    witness = Witness(name, _load_key(key_path), logs_path, WitnessState(state_path))
-    witness.logs()  # a bad logs file fails now, not on the first request
-    server = make_server(witness, host, port)
-    click.echo(f"witness {witness.vkey} listening on http://{host}:{server.server_address[1]}")
-    sys.stdout.flush()  # a supervisor reading a pipe or file sees it now
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        witness.state.close()
+        serve(key_path, name, logs_path, state_path, host, port)
+    except UsageError as error:
+        raise click.ClickException(str(error)) from None

@@ -128,3 +128,56 @@ def test_the_bare_environment_is_really_bare():
     assert {"eth-account", "coincurve", "cryptography", "msgspec", "rfc8785"} <= needed
     assert not needed & SERVER_ONLY
     assert sys.version_info >= (3, 11)
+
+
+def test_the_witness_runs_without_the_server_dependencies(tmp_path):
+    """`python -m witness` on an auditor's machine: keygen, serve, and a cosignature that verifies."""
+    import time
+
+    import httpx
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from audit.checkpoint import Checkpoint, sign_checkpoint
+    from audit.cosignature import parse_cosigner_vkey, verify_cosignatures
+    from audit.note import new_signer, open_note, parse_vkey, vkey
+    from tests.integration.process import free_port
+
+    python = make_bare_env(tmp_path / "bare")
+    (next((tmp_path / "bare").glob("lib/python3*/site-packages")) / "witness").symlink_to(ROOT / "witness")
+    env = bare_environ()
+    run = subprocess.run(
+        [python, "-m", "witness", "keygen", "--key", "w.pem", "--name", "witness.test/laptop"],
+        capture_output=True, text=True, check=False, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    cosigner = parse_cosigner_vkey(run.stdout.strip())
+    log_key = Ed25519PrivateKey.generate()
+    (tmp_path / "logs").write_text(f"log {vkey('example.test/log', log_key.public_key())}\n")
+    port = free_port()
+    args = ["--key", "w.pem", "--name", "witness.test/laptop", "--logs", "logs", "--state", "w.db"]
+    with (tmp_path / "serve.log").open("w") as out:
+        server = subprocess.Popen(
+            [python, "-m", "witness", "serve", *args, "--port", str(port)], cwd=tmp_path, env=env, stdout=out, stderr=out
+        )  # fmt: skip
+    try:
+        note = sign_checkpoint(
+            Checkpoint("example.test/log", 3, b"\x05" * 32), new_signer("example.test/log", log_key)
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.post(
+                    f"http://127.0.0.1:{port}/add-checkpoint", content=f"old 0\n\n{note}", timeout=10
+                )
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None and time.monotonic() < deadline, (
+                    tmp_path / "serve.log"
+                ).read_text()
+                time.sleep(0.1)
+        assert r.status_code == 200, r.text
+        opened = open_note(note + r.text, [parse_vkey(vkey("example.test/log", log_key.public_key()))])
+        assert "witness.test/laptop" in verify_cosignatures(opened, [cosigner])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

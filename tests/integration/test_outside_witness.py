@@ -1,5 +1,6 @@
 """The gateway against a tlog-witness nobody here wrote: `aics-witness` from PyPI (c2sp.org/tlog-witness,
-cosignature/v1), run as its own process beside one of ours, under a policy that needs both.
+cosignature/v1), run as its own process beside one of ours, under a policy that needs both; and
+`aics-tlog`, the verifier that comes with it, checking our witness's cosignature and reading our tiles.
 
 aics-witness needs Python 3.12; .ci/run installs it into ~/.cache/verdict-aics-witness when a
 Python 3.12 is on the machine. The test skips otherwise.
@@ -21,6 +22,7 @@ from audit.rfc6962 import hash_leaf
 from audit.witness_policy import parse_policy, verify_witnessed
 from tests.integration.helpers import bearer, make_world, read_log
 from tests.integration.process import free_port
+from tests.integration.test_tiles import mirror
 from tests.integration.test_witnesses import forked, gateway, propose_and_prove, request, size_of
 from tests.integration.witnesses import WitnessProcess
 
@@ -103,6 +105,37 @@ async def test_an_outside_witness_cosigns_and_refuses_a_fork(backend, tmp_path) 
             assert r.status_code == 422, r.text
             r = await client.get("/v1/tenants/acme/log/checkpoint", headers=bearer(world.auditor))
             assert set(verify_witnessed(r.text, policy).cosigned) == {"aics", "ours"}
+            # and aics-tlog, the verifier beside aics-witness, checks our witness's cosignature
+            published = tmp_path / "published.checkpoint"
+            published.write_text(r.text)
+            check = [str(AICS.parent / "aics-tlog"), "verify-checkpoint", "--note", str(published),
+                     "--log-key", audit.vkey("acme"), "--witness-key", ours.vkey, "--quorum", "1"]  # fmt: skip
+            run = subprocess.run(check, capture_output=True, text=True, timeout=120, check=False)
+            assert run.returncode == 0, run.stdout + run.stderr
+            (line,) = [line for line in r.text.split("\n") if line.startswith(f"— {ours.name} ")]
+            flipped = line[:-10] + ("B" if line[-10] != "B" else "C") + line[-9:]  # a signature byte
+            published.write_text(r.text.replace(line, flipped))
+            run = subprocess.run(check, capture_output=True, text=True, timeout=120, check=False)
+            assert run.returncode != 0, run.stdout
+            # aics-tlog also reads our tiles: inclusion proofs it builds from them, under the cosigned checkpoint
+            headers = bearer(world.auditor)
+
+            async def fetch(path: str) -> bytes:
+                return (await client.get(f"/v1/tenants/acme/log/{path}", headers=headers)).content
+
+            mirror_dir = tmp_path / "mirror"
+            size = await mirror(fetch, mirror_dir, r.text)
+            raws = await read_log(client, world)
+            for index, leaf, ok in ((0, raws[0], True), (size // 2, raws[size // 2], True),
+                                    (size - 1, raws[size - 1], True), (size - 1, raws[0], False)):  # fmt: skip
+                (tmp_path / "leaf").write_bytes(leaf)
+                run = subprocess.run(
+                    [str(AICS.parent / "aics-tlog"), "verify-inclusion", "--tiles", str(mirror_dir),
+                     "--index", str(index), "--leaf", str(tmp_path / "leaf"), "--log-key", audit.vkey("acme"),
+                     "--witness-key", ours.vkey, "--quorum", "1"],
+                    capture_output=True, text=True, timeout=120, check=False,
+                )  # fmt: skip
+                assert (run.returncode == 0) == ok, run.stdout + run.stderr
     finally:
         aics.stop()
         ours.stop()

@@ -1,0 +1,7 @@
+"""`python -m witness …`: see `witness.cli`."""
+
+import sys
+
+from witness.cli import main
+
+sys.exit(main())
