@@ -11,7 +11,8 @@ gateway or its database::
 `verify_bundle` trusts only the verifier key it is given (never the bundle's own `log.vkey`) and
 checks, in this order, stopping at the first failure:
 
-1. `checkpoint`: the note is signed by that key, and its origin is the key's name;
+1. `checkpoint`: the note is signed by that key, and its origin is the key's name; and `witnesses`,
+   when the caller gives a witness policy: the checkpoint's cosignatures meet its quorum;
 2. `inclusion`: each entry's leaf hash is in the checkpoint's tree at its index (RFC 9162 §2.1.3.2);
 3. `chain`: each entry is a canonical v1 entry of this log's tenant with `seq` = its index, and
    entries at consecutive indexes link (`prev` = leaf hash of the one before; entry 0 links to
@@ -49,6 +50,7 @@ from audit.errors import AuditError, BundleError
 from audit.note import parse_vkey
 from audit.proof import verify_inclusion
 from audit.rfc6962 import hash_leaf
+from audit.witness_policy import WitnessPolicy, verify_witnessed
 from crypto.canonical import action_hash
 from crypto.eip712 import (
     hash_approval,
@@ -97,11 +99,13 @@ def verify_bundle(
     vkey: str | Sequence[str],
     *,
     verdict_signers: Collection[str] | None = None,
+    witness_policy: WitnessPolicy | None = None,
 ) -> VerifiedBundle:
     """Verify a bundle trusting only `vkey` (and `verdict_signers`, when given). See the module doc.
 
     `vkey` may be several keys of the same log (the current one and retired ones, after a log key
-    rotation): the checkpoint must verify under one of them.
+    rotation): the checkpoint must verify under one of them. With `witness_policy` (c2sp.org/tlog-policy),
+    the checkpoint must also carry cosignatures of the policy's witnesses that meet its quorum.
 
     Raises `BundleError` naming the step and the entry that failed.
     """
@@ -124,6 +128,12 @@ def verify_bundle(
             failure = str(error)
     else:
         raise BundleError("checkpoint", failure)
+    # (1b) The witnesses: cosignatures meeting the policy's quorum.
+    if witness_policy is not None:
+        try:
+            verify_witnessed(document["checkpoint"], witness_policy, [verifier])
+        except AuditError as error:
+            raise BundleError("witnesses", str(error)) from None
     tenant = checkpoint.origin.rsplit("/", 1)[-1]
     raws = _entries(document)
     # (2) Inclusion of every entry in the tree the checkpoint signs.

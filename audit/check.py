@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import msgspec
 
-from audit.checkpoint import Checkpoint, verify_checkpoint
+from audit.checkpoint import verify_checkpoint_with_any
 from audit.entry import GENESIS_PREV, Entry, parse_entry
-from audit.errors import AuditError, ChainError, EntryFormatError, LogCheckError
+from audit.errors import ChainError, EntryFormatError, LogCheckError
 from audit.note import NoteVerifier
 from audit.rfc6962 import EMPTY_ROOT, hash_leaf
 from audit.tree import integrate
@@ -58,7 +58,7 @@ class LogChecker:
         self._roots: dict[int, bytes] = {}
         keys = [verifiers] if isinstance(verifiers, NoteVerifier) else list(verifiers)
         for note in checkpoints:
-            checkpoint = _verify_with_any(note, keys)  # (4)
+            checkpoint = verify_checkpoint_with_any(note, keys)  # (4)
             known = self._roots.setdefault(checkpoint.size, checkpoint.root_hash)
             if known != checkpoint.root_hash:
                 raise LogCheckError(f"two checkpoints of size {checkpoint.size} sign different roots")
@@ -202,14 +202,3 @@ def _canonical_difference(raw: bytes) -> str:
     at = next((i for i, (a, b) in enumerate(zip(raw, canonical, strict=False)) if a != b), None)
     at = min(len(raw), len(canonical)) if at is None else at
     return f" (they differ from their canonical form from byte {at} on)"
-
-
-def _verify_with_any(note: str, verifiers: list[NoteVerifier]) -> Checkpoint:
-    """The checkpoint, verified by the first of `verifiers` that signed it; the last error if none."""
-    error: AuditError = LogCheckError("no log key to verify checkpoints with")
-    for verifier in verifiers:
-        try:
-            return verify_checkpoint(note, verifier)
-        except AuditError as failure:
-            error = failure
-    raise error

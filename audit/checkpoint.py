@@ -16,9 +16,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from audit.errors import CheckpointOriginError, MalformedCheckpointError
+from audit.errors import AuditError, CheckpointError, CheckpointOriginError, MalformedCheckpointError
 from audit.note import NoteSigner, NoteVerifier, open_note, sign_note
 from audit.rfc6962 import HASH_SIZE
 
@@ -29,6 +30,7 @@ __all__ = [
     "parse_checkpoint",
     "sign_checkpoint",
     "verify_checkpoint",
+    "verify_checkpoint_with_any",
 ]
 
 # RFC 9162 §4.10 (and every checkpoint implementation) holds tree sizes in a uint64.
@@ -177,6 +179,18 @@ def verify_checkpoint(
             "checkpoint is from another log", expected=expected_origin, found=checkpoint.origin
         )
     return checkpoint
+
+
+def verify_checkpoint_with_any(signed_note: str | bytes, verifiers: Sequence[NoteVerifier]) -> Checkpoint:
+    """`verify_checkpoint` with the first of `verifiers` (one log's current and retired keys) that
+    signed the note. Raises the last key's error if none did, `CheckpointError` if none is given."""
+    error: AuditError = CheckpointError("no log key to verify the checkpoint with")
+    for verifier in verifiers:
+        try:
+            return verify_checkpoint(signed_note, verifier)
+        except AuditError as failure:
+            error = failure
+    raise error
 
 
 def _require_line(line: object, what: str) -> None:

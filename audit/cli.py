@@ -1,5 +1,6 @@
 """`verdict-audit verify` (also `python -m audit verify` and `verdict audit verify`): check a proof
-bundle offline, trusting only the log's verifier key. Needs neither the gateway nor a database.
+bundle (`verdict-proof/v1` JSON or c2sp.org/tlog-proof text) offline, trusting only the log's
+verifier key and, with `--policy`, a quorum of witnesses. Needs neither the gateway nor a database.
 
 Exit status: 0 when every check holds, 1 when one fails (the message names the step and the entry),
 2 for unusable arguments (a missing file, a keys file that is not the gateway's keys JSON).
@@ -13,21 +14,30 @@ import sys
 from pathlib import Path
 
 from audit.bundle import verify_bundle
-from audit.errors import BundleError
+from audit.errors import AuditError, BundleError
+from audit.tlog_proof import TLOG_PROOF_HEADER, parse_tlog_proofs
+from audit.witness_policy import parse_policy
 
 
-def verify(bundle_path: str, vkey: str | list[str], keys_path: str | None = None) -> int:
+def verify(
+    bundle_path: str, vkey: str | list[str], keys_path: str | None = None, policy_path: str | None = None
+) -> int:
     """Verify the bundle at `bundle_path` (`-` reads standard input) and print the outcome.
-    `vkey`: one or several keys of the log (each a vkey or @FILE)."""
+    `vkey`: one or several keys of the log (each a vkey or @FILE). The bundle is `verdict-proof/v1`
+    JSON or c2sp.org/tlog-proof text. `policy_path`: a c2sp.org/tlog-policy file whose witness
+    quorum the checkpoint must meet."""
     try:
         vkey = [_vkey(v) for v in ([vkey] if isinstance(vkey, str) else vkey)]
         signers = _verdict_signers(keys_path) if keys_path else None
+        policy = parse_policy(Path(policy_path).read_text()) if policy_path else None
         data = sys.stdin.buffer.read() if bundle_path == "-" else Path(bundle_path).read_bytes()
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, AuditError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        verified = verify_bundle(data, vkey, verdict_signers=signers)
+        if data.startswith(TLOG_PROOF_HEADER.encode()):
+            data = parse_tlog_proofs(data.decode("utf-8", errors="replace"))
+        verified = verify_bundle(data, vkey, verdict_signers=signers, witness_policy=policy)
     except BundleError as error:
         print(f"FAILED {error}", file=sys.stderr)
         return 1
@@ -36,6 +46,8 @@ def verify(bundle_path: str, vkey: str | list[str], keys_path: str | None = None
     meaning = ", ".join(f"{n} {kind}" for kind, n in sorted(verified.meaning_checked.items())) or "none"
     print(f"OK  {len(indexes)} entries ({_ranges(indexes)}) of {checkpoint.origin}")
     print(f"    checkpoint: size {checkpoint.size}, root {checkpoint.root_hash.hex()}, signature verified")
+    if policy is not None:
+        print(f"    witnesses: cosignatures meet the policy's quorum ({policy.quorum})")
     print("    inclusion proofs verified; chain links verified between consecutive entries")
     print(
         f"    meaning verified: {meaning}" + ("" if signers is None else " (verdict signers from keys file)")
@@ -83,12 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the log's verifier key, or @FILE holding it; repeat for retired keys after a rotation",
     )
     check.add_argument("--keys", help="keys JSON naming the gateway's verdict signers (optional)")
+    check.add_argument("--policy", help="c2sp.org/tlog-policy file: the witness quorum to require (optional)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return verify(args.bundle, args.vkey, args.keys)
+    return verify(args.bundle, args.vkey, args.keys, args.policy)
 
 
 if __name__ == "__main__":

@@ -157,6 +157,28 @@ class CheckpointOriginError(CheckpointError):
     expected. `expected` and `found` are the two origins."""
 
 
+class TileError(AuditError):
+    """A tile path that is not one of c2sp.org/tlog-tiles, or tile or entry-bundle bytes that do not
+    have the shape the spec gives them."""
+
+
+class CosignatureError(AuditError):
+    """A cosigner key that is not one of c2sp.org/tlog-cosignature (Ed25519, type 0x04), or a
+    cosignature by a known cosigner that does not verify."""
+
+
+class WitnessPolicyError(AuditError):
+    """A witness policy file that is not one of c2sp.org/tlog-policy, or a checkpoint that does not
+    meet a policy: carries the cosigners `found` and what the quorum `expected`."""
+
+    def __init__(self, message: str, *, expected: object = None, found: object = None) -> None:
+        if expected is not None or found is not None:
+            message = f"{message}: expected {expected}, found {found!r}"
+        super().__init__(message)
+        self.expected = expected
+        self.found = found
+
+
 class BundleError(AuditError):
     """A proof bundle that does not verify. Names the failed `step` (`format`, `checkpoint`,
     `inclusion`, `chain`, `meaning`) and, for a step about one entry, its log `index`."""

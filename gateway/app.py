@@ -16,8 +16,12 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from audit.errors import AuditError
+from audit.witness_policy import parse_policy
+from gateway import metrics, telemetry
+from gateway.admission import Admission, BatchGate
 from gateway.api_docs import LocalSwaggerRenderPlugin
-from gateway.auth import Authenticator, KeyUsage
+from gateway.auth import Authenticator, KeyUsage, metrics_token_hash
 from gateway.authz import authorize, bind_access
 from gateway.bodies import check_path_and_query, check_request_body
 from gateway.clock import utc_now
@@ -45,6 +49,8 @@ from gateway.services.rails import RailService
 from gateway.services.rate_limits import RateLimitService
 from gateway.services.scopes import ScopeService
 from gateway.services.tenants import TenantService
+from gateway.services.tiles import TileService
+from gateway.services.witnessing import WitnessingService
 from gateway.settings import Settings
 from gateway.slow_clients import BodyDeadline
 from gateway.storage import Database, open_database
@@ -112,8 +118,37 @@ async def before_request(request: Request) -> None:
     """Before any handler: path and query checks (they may reach the database), who is calling
     and may they (`gateway.authz`), then the body checks (`gateway.bodies`)."""
     check_path_and_query(request)
-    await authorize(request)
+    with telemetry.span("authenticate"):
+        await authorize(request)
     await check_request_body(request)
+
+
+POOL_SAMPLE_SECONDS = 5.0
+
+
+async def sample_pool_periodically(db: Database) -> None:
+    """Keep this worker's pool gauges current between scrapes (gateway.metrics)."""
+    pool = getattr(db, "pool", None)
+    while pool is not None:
+        metrics.sample_pool(pool)
+        await asyncio.sleep(POOL_SAMPLE_SECONDS)
+
+
+def start_witnessing(settings: Settings, state: State, background: list) -> WitnessingService | None:
+    """The witness quorum of `settings.witness_policy`, its background rounds and health check;
+    None without a policy. Raises ValueError for a policy file that is not a usable one."""
+    if settings.witness_policy is None:
+        return None
+    try:
+        policy = parse_policy(settings.witness_policy.read_text())
+    except (OSError, AuditError) as error:
+        raise ValueError(f"witness policy {settings.witness_policy}: {error}") from None
+    witnessing = WitnessingService(state.audit, policy)
+    state.audit.witnessing = witnessing
+    state.health.add_check("witnesses", witnessing.health)
+    interval = settings.checkpoint_interval or 2.0
+    background.append(asyncio.get_running_loop().create_task(witnessing.run(interval), name="witnessing"))
+    return witnessing
 
 
 def audit_log_check(audit: AuditService):
@@ -132,6 +167,7 @@ def audit_log_check(audit: AuditService):
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
+    telemetry.configure_from_env()  # traces only when OTEL_* variables ask (gateway.telemetry)
     # Any earlier import of eth-account raised the limit to 100000 (see crypto/__init__.py);
     # request parsing must hit RecursionError long before the C stack overflows.
     if sys.getrecursionlimit() > SAFE_RECURSION_LIMIT:
@@ -139,8 +175,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        token_hash = metrics_token_hash(settings.metrics_token_file)  # refuses before anything opens
         db = open_database(settings.database_url, data_dir=settings.data_dir, schema=settings.database_schema)
         await db.open()
+        db = telemetry.traced_database(db)  # storage spans, when traces are on
         ledger = Ledger(db)
         background: list[asyncio.Task[None]] = []
         usage = KeyUsage(db)
@@ -154,7 +192,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.settings, state.keyring, state.db, state.ledger = settings, keyring, db, ledger
             state.health = Health()  # what /health reports; services add their checks
             state.health.add_check("database", DatabaseCheck(db))
-            state.authenticator = authenticator = Authenticator(db, usage)
+            state.authenticator = authenticator = Authenticator(db, usage, token_hash)
             state.tenants = TenantService(db, ledger)
             state.credentials = CredentialService(db, ledger, authenticator)
             state.policies = policies
@@ -163,7 +201,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.scopes = ScopeService(db, ledger, state.actions.forget_config)
             state.audit = AuditService(db, keyring.log_key, settings.log_origin, keyring.retired_log_keys())
             state.health.add_check("audit_log", audit_log_check(state.audit))
+            state.tiles = TileService(state.audit)
+            state.witnessing = start_witnessing(settings, state, background)
             background.append(asyncio.get_running_loop().create_task(watch_keys(state), name="keys"))
+            background.append(
+                asyncio.get_running_loop().create_task(sample_pool_periodically(db), name="pool")
+            )
             state.rate_limits = RateLimitService(db, ledger)
             state.address_limiter = SharedAddressLimiter(
                 db, settings.public_rate_per_second, settings.public_burst
@@ -210,6 +253,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 steps.append(deliveries.close())
             if hasattr(app.state, "rails"):
                 steps.append(app.state.rails.close())
+            if getattr(app.state, "witnessing", None) is not None:
+                steps.append(app.state.witnessing.close())
             if hasattr(app.state, "address_limiter"):
                 steps.append(app.state.address_limiter.flush())
             for step in steps:
@@ -219,6 +264,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     log.warning("a shutdown step took over %s s; going on without it", SHUTDOWN_STEP_SECONDS)
             await ledger.close()
             await db.close()
+            metrics.forget_this_process()
+            telemetry.flush()
 
     app = Litestar(
         route_handlers=ROUTES,
@@ -243,8 +290,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     bind_access(app)  # refuses to build an app with a route missing from the access table
     # Outermost layer, around Litestar's exception handling: every answer gets its request id.
+    # Inside it, load shedding (gateway.admission) once the body is in, under its deadline.
+    app.state.batch_gate = BatchGate(settings.max_batches_in_flight, settings.queue_wait)
+    app.state.admission = admission = Admission(
+        app.asgi_handler,
+        max_in_flight=settings.max_in_flight,
+        max_queued=settings.max_queued,
+        queue_wait=settings.queue_wait,
+        max_body_bytes=settings.max_body_bytes,
+    )
     app.asgi_handler = Tracing(
-        BodyDeadline(app.asgi_handler, settings.body_timeout), log_requests=settings.access_log
+        BodyDeadline(admission, settings.body_timeout), log_requests=settings.access_log
     )
     return app
 

@@ -11,10 +11,14 @@ A slow KDF is not needed either: 256 random bits cannot be guessed offline from 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
+from crypto.errors import KeyFileError
+from crypto.keys import read_secret_file
 from gateway.clock import hash_token, parse_rfc3339, rfc3339, utc_now
 from gateway.errors import Unauthenticated, Unavailable
 from gateway.health import log_failure
@@ -26,6 +30,9 @@ ADMIN = "admin"
 TENANT_ADMIN = "tenant_admin"
 AUDITOR = "auditor"
 AGENT = "agent"
+# Not a key in the database: whoever presents the operator's metrics token (VERDICT_METRICS_TOKEN_FILE)
+# may read `GET /metrics` and nothing else.
+METRICS = "metrics"
 ROLES = (ADMIN, TENANT_ADMIN, AUDITOR, AGENT)
 
 # Routes that opt in (the propose path) reuse an authentication for this long. That is safe
@@ -60,6 +67,27 @@ class Principal:
         return f"{self.role}:{self.key_id}"
 
 
+METRICS_PRINCIPAL = Principal("metrics", METRICS, None, None, token_backed=False)
+
+
+MIN_METRICS_TOKEN_CHARS = 32
+
+
+def metrics_token_hash(path: Path | None) -> str | None:
+    """The hash of the metrics token in `path` (VERDICT_METRICS_TOKEN_FILE; None when unset).
+    Raises KeyFileError for a file that is missing, that others may read, or whose token is
+    shorter than MIN_METRICS_TOKEN_CHARS: refusing to start beats serving a guessable token."""
+    if path is None:
+        return None
+    token = read_secret_file(path).decode("utf-8", "replace").strip()
+    if len(token) < MIN_METRICS_TOKEN_CHARS:
+        raise KeyFileError(
+            f"{path}: a metrics token needs at least {MIN_METRICS_TOKEN_CHARS} characters"
+            " (`verdict admin metrics-token FILE` writes one)"
+        )
+    return hash_token(token)
+
+
 def credential_error(code: str) -> Unauthenticated:
     """The 401 for a key that may not act: `invalid_token` (unknown or revoked) or `token_expired`."""
     if code == "token_expired":
@@ -81,9 +109,10 @@ class Authenticator:
     """Turns an `Authorization` header into a Principal. Safe for concurrent use by the tasks
     of one event loop. Revocations made in this process take effect at once (`forget`)."""
 
-    def __init__(self, db: Database, usage: KeyUsage) -> None:
+    def __init__(self, db: Database, usage: KeyUsage, metrics_token_hash: str | None = None) -> None:
         self.db = db
         self.usage = usage
+        self.metrics_token_hash = metrics_token_hash
         # token hash -> (cached until, monotonic; principal; expires at, unix time or None)
         self._cache: dict[str, tuple[float, Principal, float | None]] = {}
 
@@ -91,6 +120,8 @@ class Authenticator:
         """Raises Unauthenticated: `missing_credentials`, `invalid_token` (unknown or revoked),
         `token_expired`. With `cached`, a recent answer may be reused (see AUTH_CACHE_SECONDS)."""
         token_hash = hash_token(bearer_token(authorization))
+        if self.metrics_token_hash is not None and hmac.compare_digest(token_hash, self.metrics_token_hash):
+            return METRICS_PRINCIPAL
         if cached:
             hit = self._cache.get(token_hash)
             if hit is not None and hit[0] > time.monotonic():

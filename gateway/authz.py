@@ -29,7 +29,7 @@ from litestar import Litestar, Request, WebSocket
 from litestar.handlers import HTTPRouteHandler
 from litestar.routes import HTTPRoute, WebSocketRoute
 
-from gateway.auth import ADMIN, AGENT, AUDITOR, TENANT_ADMIN, Principal
+from gateway.auth import ADMIN, AGENT, AUDITOR, METRICS, TENANT_ADMIN, Principal
 from gateway.errors import Forbidden, NotFound
 
 PUBLIC, GLOBAL, TENANT, OWNER = "public", "global", "tenant", "owner"
@@ -66,6 +66,8 @@ CONSOLE_PAGES = (
 
 ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/health"): OPEN,
+    # the operator's scraper: the admin token, or the metrics token (auth.METRICS) read by nothing else
+    ("GET", "/metrics"): _rule(GLOBAL, ADMIN, METRICS),
     ("GET", "/v1/keys"): OPEN_PER_ADDRESS,
     ("POST", "/v1/tenants"): _rule(GLOBAL, ADMIN),
     ("GET", "/v1/tenants/{tenant_id}"): _rule(TENANT, ADMIN, *READERS),
@@ -91,7 +93,11 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/v1/tenants/{tenant_id}/audit/proof/inclusion"): _rule(TENANT, *READERS),
     ("GET", "/v1/tenants/{tenant_id}/audit/proof/consistency"): _rule(TENANT, *READERS),
     ("GET", "/v1/actions/{action_id}/proof"): _rule(OWNER, *READERS, AGENT),
+    # the log as C2SP tlog-tiles (gateway/controllers/log.py): who reads checkpoints and proofs
+    ("GET", "/v1/tenants/{tenant_id}/log/checkpoint"): _rule(TENANT, *READERS, AGENT),
+    ("GET", "/v1/tenants/{tenant_id}/log/tile/{tile_path}"): _rule(TENANT, *READERS),
     ("POST", "/v1/agents/{agent_id}/propose"): _rule(OWNER, AGENT, cached=True),
+    ("POST", "/v1/agents/{agent_id}/propose/batch"): _rule(OWNER, AGENT, cached=True),
     ("GET", "/v1/tenants/{tenant_id}/rate-limits"): _rule(TENANT, *READERS),
     ("PUT", "/v1/tenants/{tenant_id}/rate-limits"): _rule(TENANT, TENANT_ADMIN),
     ("PUT", "/v1/tenants/{tenant_id}/agents/{agent_id}/rate-limits"): _rule(TENANT, TENANT_ADMIN),
@@ -118,6 +124,7 @@ ACCESS: dict[tuple[str, str], Access] = {
     # Executions and rails (gateway.services.executions, gateway.services.rails)
     ("POST", "/v1/actions/{action_id}/execute"): _rule(OWNER, AGENT, TENANT_ADMIN),
     ("GET", "/v1/executions/{execution_id}"): _rule(OWNER, *READERS, AGENT),
+    ("GET", "/v1/executions/{execution_id}/result"): _rule(OWNER, *READERS, AGENT),
     ("POST", "/v1/executions/{execution_id}/rollback"): _rule(OWNER, TENANT_ADMIN),
     ("POST", "/v1/actions/{action_id}/rollback"): _rule(OWNER, TENANT_ADMIN),
     # What a caller may do with an action now (gateway.services.operations): the unauthenticated

@@ -11,9 +11,13 @@ from pathlib import Path
 import click
 
 from crypto.errors import KeyFileError
+from gateway.cli_admin import admin_group
 from gateway.cli_events import events_group
 from gateway.cli_executions import executions_group
+from gateway.cli_log import LOG_COMMANDS
+from gateway.cli_mcp import mcp_group
 from gateway.cli_policy import policy_group
+from gateway.cli_witness import witness_group
 from gateway.settings import Settings
 
 
@@ -95,6 +99,19 @@ def demo(**options: object) -> None:
 
 
 def _run(settings: Settings, *, demo: bool) -> None:
+    import shutil
+
+    from gateway.serving import prepare_metrics_dir
+
+    metrics_dir = prepare_metrics_dir(os.environ)  # first: before anything imports prometheus_client
+    try:
+        _serve(settings, demo=demo)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(settings: Settings, *, demo: bool) -> None:
     from granian import Granian
 
     from gateway.demo import read_agent_token, seed_demo, walkthrough
@@ -107,6 +124,7 @@ def _run(settings: Settings, *, demo: bool) -> None:
         except PortInUse as exc:
             raise click.ClickException(str(exc)) from exc
 
+    _check_observability(settings)  # a bad metrics token or trace exporter: refused before any worker starts
     keyring = _establish_keys(settings)  # refuses here, before any worker starts
     backend = "PostgreSQL" if settings.database_url else f"SQLite ({settings.data_dir / 'verdict.db'})"
     click.echo(f"Verdict gateway · data dir {settings.data_dir.resolve()} · database {backend}")
@@ -150,11 +168,42 @@ def _run(settings: Settings, *, demo: bool) -> None:
 main.add_command(policy_group)
 main.add_command(executions_group)
 main.add_command(events_group)
+main.add_command(admin_group)
+main.add_command(witness_group)
+main.add_command(mcp_group)
+
+
+async def _check_witnessed(service, db, tenant: str, policy) -> str:
+    """The latest published checkpoint of `tenant` meets `policy` and is the one the log signed at its
+    size. Raises `AuditError` (`WitnessPolicyError` when no checkpoint meets it)."""
+    from audit.errors import WitnessPolicyError
+    from audit.witness_policy import verify_witnessed
+
+    async with db.read() as conn:
+        row = await conn.fetchrow(
+            "SELECT w.size, w.note, c.root FROM audit_witnessed w JOIN audit_checkpoints c"
+            " ON c.tenant_id = w.tenant_id AND c.size = w.size WHERE w.tenant_id = ? ORDER BY w.size DESC LIMIT 1",
+            tenant,
+        )
+    if row is None:
+        raise WitnessPolicyError(f"no published checkpoint of {tenant} meets the witness policy")
+    witnessed = verify_witnessed(row["note"], policy, service.verifiers(tenant))
+    if witnessed.checkpoint.root_hash != bytes(row["root"]):
+        raise WitnessPolicyError(
+            "the published checkpoint is not the one the log signed",
+            expected=bytes(row["root"]).hex(),
+            found=witnessed.checkpoint.root_hash.hex(),
+        )
+    return f", published size {witnessed.checkpoint.size} cosigned by {', '.join(sorted(witnessed.cosigned))}"
 
 
 @main.group()
 def audit() -> None:
     """Audit log tools: verify a proof bundle offline, export bundles, re-check a whole log."""
+
+
+for _command in LOG_COMMANDS:  # `verdict audit watch`, `verdict audit mirror` (gateway/cli_log.py)
+    audit.add_command(_command)
 
 
 @audit.command("verify")
@@ -166,12 +215,16 @@ def audit() -> None:
     help="The log's verifier key, or @FILE holding it; repeat for retired keys after a rotation.",
 )
 @click.option("--keys", "keys_path", default=None, help="Keys JSON naming the verdict signers (optional).")
-def audit_verify(bundle: str, vkey: tuple[str, ...], keys_path: str | None) -> None:
-    """Verify a proof bundle offline (no server, no database): the checkpoint's signature, each
+@click.option(
+    "--policy", "policy_path", default=None, help="c2sp.org/tlog-policy file: witness quorum to require."
+)
+def audit_verify(bundle: str, vkey: tuple[str, ...], keys_path: str | None, policy_path: str | None) -> None:
+    """Verify a proof bundle (verdict-proof/v1 JSON or c2sp.org/tlog-proof text) offline (no server,
+    no database): the checkpoint's signature and, with --policy, its witness cosignatures; each
     entry's inclusion, the chain links, and what each entry claims. Exit 0 only if all hold."""
     from audit.cli import verify
 
-    sys.exit(verify(bundle, list(vkey), keys_path))
+    sys.exit(verify(bundle, list(vkey), keys_path, policy_path))
 
 
 def _database_options(command):
@@ -218,13 +271,27 @@ def audit_export(
 
 @audit.command("check")
 @click.option("--tenant", default=None, help="One tenant [every tenant].")
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="c2sp.org/tlog-policy file: the latest published checkpoint must meet its witness quorum.",
+)
 @_database_options
-def audit_check(tenant: str | None, data_dir: Path | None) -> None:
+def audit_check(tenant: str | None, policy_path: Path | None, data_dir: Path | None) -> None:
     """Re-verify whole logs from the database: every entry and link, every checkpoint's signature and
-    root, every stored subtree hash, the chain head. Exit 1 at the first failure."""
+    root, every stored subtree hash, the chain head; with --policy, that the latest published
+    checkpoint carries cosignatures meeting the witness quorum. Exit 1 at the first failure."""
     import time
 
     from audit.errors import AuditError
+    from audit.witness_policy import parse_policy
+
+    try:
+        policy = parse_policy(policy_path.read_text()) if policy_path else None
+    except AuditError as error:
+        raise click.ClickException(f"{policy_path}: {error}") from None
 
     async def check(service, db, _settings) -> bool:
         if tenant is None:
@@ -240,6 +307,7 @@ def audit_check(tenant: str | None, data_dir: Path | None) -> None:
             began = time.perf_counter()
             try:
                 report = await service.check_log(name)
+                witnessed = "" if policy is None else await _check_witnessed(service, db, name, policy)
             except AuditError as error:
                 seq = getattr(error, "seq", None)  # the first entry whose bytes no longer match
                 click.echo(f"FAILED {name}{'' if seq is None else f' at entry {seq}'}: {error}", err=True)
@@ -247,7 +315,7 @@ def audit_check(tenant: str | None, data_dir: Path | None) -> None:
                 continue
             click.echo(
                 f"OK  {name}: {report.size} entries, {report.checkpoints} checkpoints verified,"
-                f" root {report.root.hex()} ({time.perf_counter() - began:.1f} s)"
+                f" root {report.root.hex()}{witnessed} ({time.perf_counter() - began:.1f} s)"
             )
         return ok
 
@@ -315,6 +383,19 @@ def keys_admin_token(reset: bool, data_dir: Path | None) -> None:
             await db.close()
 
     click.echo(f"new admin token in {asyncio.run(reset_token())} (mode 0600); the old one no longer works")
+
+
+def _check_observability(settings: Settings) -> None:
+    """Raises ClickException for a metrics token file the workers would refuse
+    (gateway.auth.metrics_token_hash) or trace settings they cannot follow (gateway.telemetry)."""
+    from gateway.auth import metrics_token_hash
+    from gateway.telemetry import check_env
+
+    try:
+        metrics_token_hash(settings.metrics_token_file)
+        check_env(os.environ)
+    except (KeyFileError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _establish_keys(settings: Settings):

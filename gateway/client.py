@@ -22,8 +22,9 @@ Errors from the gateway raise `GatewayError` with its RFC 9457 problem (`code`, 
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import httpx
@@ -40,6 +41,40 @@ FINISHED = ("succeeded", "failed", "rolled_back")  # an execution that the execu
 CLOCK_SKEW_SECONDS = 30
 LONG_POLL_SECONDS = 50.0  # under the gateway's 55 s bound and common proxies' 60 s idle timeouts
 RETRYABLE = frozenset({429, 502, 503, 504})
+# 503s are retried this many times by default (see `retry_delay`), waiting `Retry-After`
+# (at most MAX_RETRY_WAIT_SECONDS) with jitter, or a growing backoff when it is absent.
+DEFAULT_RETRIES = 3
+MAX_RETRY_WAIT_SECONDS = 10.0
+BATCH_SIZE = 100  # the most actions `POST .../propose/batch` takes
+
+
+def retry_delay(response: httpx.Response, attempt: int) -> float | None:
+    """Seconds to wait before sending the request of this 503 answer again, or None when it
+    must not be resent: a 503 `overloaded` did nothing, and a read or a request carrying an
+    `Idempotency-Key` may be repeated safely; any other write might have committed."""
+    if response.status_code != 503:
+        return None
+    request = response.request
+    repeatable = request.method in ("GET", "HEAD") or "idempotency-key" in request.headers
+    if not repeatable:
+        try:
+            code = response.json().get("code")
+        except (ValueError, AttributeError):
+            code = None
+        if code != "overloaded":
+            return None
+    try:
+        wait = float(response.headers.get("retry-after", ""))
+    except ValueError:
+        wait = 0.25 * 2**attempt
+    return min(MAX_RETRY_WAIT_SECONDS, max(0.0, wait)) * random.uniform(1.0, 1.5)
+
+
+def batch_items(proposals: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """`proposals` (each `{"action": …, "rationale"?, "metadata"?, "idempotency_key"?}`, or a
+    bare action with a `type`) in batches of at most BATCH_SIZE."""
+    items = [p if "action" in p else {"action": p} for p in proposals]
+    return [items[i : i + BATCH_SIZE] for i in range(0, len(items), BATCH_SIZE)]
 
 
 class GatewayError(Exception):
@@ -68,10 +103,12 @@ class VerdictClient:
         *,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
         self._signers: dict[str, dict[str, Any]] | None = None
+        self.retries = retries  # 503s resent when safe (`retry_delay`); 0: never
 
     def __enter__(self) -> VerdictClient:
         return self
@@ -84,6 +121,12 @@ class VerdictClient:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
+        for attempt in range(self.retries):
+            delay = retry_delay(response, attempt)
+            if delay is None:
+                break
+            time.sleep(delay)
+            response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
             try:
                 problem = response.json()
@@ -116,6 +159,25 @@ class VerdictClient:
             body["metadata"] = metadata
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return self._call("POST", f"/v1/agents/{agent_id}/propose", json=body, headers=headers)
+
+    def propose_many(
+        self, agent_id: str, proposals: Iterable[dict[str, Any]], *, explain: bool = True
+    ) -> list[dict[str, Any]]:
+        """Propose many actions in batches of up to 100 (`POST .../propose/batch`): each is decided
+        exactly as if proposed alone. `proposals` are `{"action": …, "rationale"?, "metadata"?,
+        "idempotency_key"?}` (or bare actions). Returns one result per proposal, in order:
+        `{"status": 201, "result": answer}` or `{"status": 4xx/5xx, "problem": …}`; give each an
+        `idempotency_key` to resend failed ones safely. Raises GatewayError for a refused batch."""
+        results: list[dict[str, Any]] = []
+        for items in batch_items(proposals):
+            answer = self._call(
+                "POST",
+                f"/v1/agents/{agent_id}/propose/batch",
+                json={"actions": items},
+                params=None if explain else {"explain": "false"},
+            )
+            results.extend(answer["results"])
+        return results
 
     def get(self, action_id: str) -> dict[str, Any]:
         """The action's record (status, approvals so far, verdict once allowed)."""

@@ -17,20 +17,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import httpx
 
 from crypto.eip712 import VerdictMessage
 from gateway.client import (
+    DEFAULT_RETRIES,
     LONG_POLL_SECONDS,
     PENDING,
     RETRYABLE,
     GatewayError,
     _drop_none,
+    batch_items,
     check_signed_verdict,
     event_params,
+    retry_delay,
 )
 
 __all__ = ["AsyncVerdictClient"]
@@ -46,12 +49,14 @@ class AsyncVerdictClient:
         *,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(
             base_url=base_url, headers=headers, timeout=timeout, transport=transport
         )
         self._signers: dict[str, dict[str, Any]] | None = None
+        self.retries = retries  # see VerdictClient
 
     async def __aenter__(self) -> AsyncVerdictClient:
         return self
@@ -64,6 +69,12 @@ class AsyncVerdictClient:
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = await self._http.request(method, path, **kwargs)
+        for attempt in range(self.retries):
+            delay = retry_delay(response, attempt)
+            if delay is None:
+                break
+            await asyncio.sleep(delay)
+            response = await self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
             try:
                 problem = response.json()
@@ -94,6 +105,21 @@ class AsyncVerdictClient:
             body["metadata"] = metadata
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return await self._call("POST", f"/v1/agents/{agent_id}/propose", json=body, headers=headers)
+
+    async def propose_many(
+        self, agent_id: str, proposals: Iterable[dict[str, Any]], *, explain: bool = True
+    ) -> list[dict[str, Any]]:
+        """See `VerdictClient.propose_many`."""
+        results: list[dict[str, Any]] = []
+        for items in batch_items(proposals):
+            answer = await self._call(
+                "POST",
+                f"/v1/agents/{agent_id}/propose/batch",
+                json={"actions": items},
+                params=None if explain else {"explain": "false"},
+            )
+            results.extend(answer["results"])
+        return results
 
     async def get(self, action_id: str) -> dict[str, Any]:
         return await self._call("GET", f"/v1/actions/{action_id}")

@@ -72,6 +72,13 @@ class Unavailable(AppError):
     retry_after_seconds = 1
 
 
+class Overloaded(Unavailable):
+    """This process has more work waiting than it can finish promptly; nothing was done: retry
+    after `Retry-After` (gateway.admission, gateway.ledger)."""
+
+    code, title = "overloaded", "Overloaded"
+
+
 class DatabaseUnavailable(Unavailable):
     """The database could not be reached or used (a lost, refused or broken connection, a
     server shutting down or out of resources): nothing was committed; retry."""

@@ -65,6 +65,16 @@ class ExecutionView(msgspec.Struct, frozen=True):
     audit_event_ids: list[int] = []
 
 
+class ExecutionResult(msgspec.Struct, frozen=True):
+    """What the rail answered for the agent, as stored (an x402 resource's body, size-limited)."""
+
+    execution_id: str
+    content_type: str
+    bytes: int
+    body_base64: str
+    sha256: str
+
+
 class RailView(msgspec.Struct, frozen=True):
     """A configured rail; secrets appear only as `sha256:<hex>` of their value."""
 

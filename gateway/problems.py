@@ -13,6 +13,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
 from gateway.errors import AppError
+from gateway.metrics import count_problem
 from gateway.tracing import request_id_of
 
 log = logging.getLogger("verdict.http")
@@ -52,6 +53,7 @@ def problem(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response:
+    count_problem(status, code)
     body = {
         "type": f"urn:verdict:problem:{code}",
         "title": title or HTTPStatus(status).phrase,

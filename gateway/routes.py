@@ -4,7 +4,7 @@ admitted (by its table, before the handler runs), return the result."""
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import MediaType, Request, Response, delete, get, patch, post, put
@@ -12,13 +12,17 @@ from litestar.datastructures import State
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from gateway import schemas
+from audit.tlog_proof import format_tlog_proofs
+from gateway import metrics, schemas, telemetry
 from gateway.authz import is_public, principal_of
 from gateway.bodies import ACCEPTS_YAML
 from gateway.clock import utc_now
 from gateway.console.controller import ConsoleController
 from gateway.controllers.events import EventsController
 from gateway.controllers.executions import ExecutionController
+from gateway.controllers.log import LogController
+from gateway.controllers.metrics import MetricsController
+from gateway.controllers.proposals import ProposalController
 from gateway.controllers.rails import RailController
 from gateway.controllers.webhooks import WebhookController
 from gateway.errors import InvalidRequest
@@ -314,8 +318,7 @@ async def audit_checkpoint(
     """The latest signed checkpoint (C2SP tlog-checkpoint as a signed note), or the one of `size`."""
     if size is not None:
         return _text((await state.audit.at_size(tenant_id, size)).note)
-    latest = await state.audit.latest(tenant_id)
-    return _text(latest.note if latest is not None else (await state.audit.checkpoint(tenant_id)).note)
+    return _text(await state.audit.published_note(tenant_id))
 
 
 @post(
@@ -356,11 +359,21 @@ def _proof(hashes: list[bytes]) -> schemas.Proof:
 
 
 @get("/v1/actions/{action_id:str}/proof", tags=["actions", "audit"])
-async def action_proof(state: State, request: Request, action_id: FromPath[str]) -> schemas.ProofBundle:
+async def action_proof(
+    state: State,
+    request: Request,
+    action_id: FromPath[str],
+    proof_format: Annotated[Literal["verdict-proof", "tlog-proof"], QueryParameter(name="format")] = (
+        "verdict-proof"
+    ),
+) -> Response[Any]:
     """Proof bundle of every audit entry of this action, verifiable offline
-    (`verdict audit verify BUNDLE --vkey VKEY`)."""
+    (`verdict audit verify BUNDLE --vkey VKEY`): `verdict-proof/v1` JSON, or with
+    `format=tlog-proof` one c2sp.org/tlog-proof per entry (text)."""
     bundle = await state.audit.action_bundle(principal_of(request), action_id)
-    return msgspec.convert(bundle, schemas.ProofBundle)
+    if proof_format == "tlog-proof":
+        return Response(format_tlog_proofs(bundle), media_type=MediaType.TEXT)
+    return Response(msgspec.convert(bundle, schemas.ProofBundle))
 
 
 @post(
@@ -400,8 +413,17 @@ async def propose(
         await state.webhooks.register_callback(
             principal_of(request), answer.action_id, data.callback_url, answer.audit_event_id
         )
+    answer = proposed.response
+    telemetry.annotate(action_id=answer.action_id, decision=answer.decision)
+    if proposed.replayed:
+        metrics.IDEMPOTENT_REPLAYS.inc()
+    else:
+        metrics.count_decision(
+            principal_of(request).tenant_id or "", answer.decision,
+            per_tenant=state.settings.metrics_tenant_labels,
+        )  # fmt: skip
     headers = {"Idempotent-Replayed": "true"} if proposed.replayed else None
-    return Response(proposed.response, status_code=201, headers=headers)
+    return Response(answer, status_code=201, headers=headers)
 
 
 @get("/v1/tenants/{tenant_id:str}/rate-limits", tags=["rate limits"])
@@ -493,7 +515,10 @@ async def approve_action(
 ) -> schemas.ApprovalOutcome:
     """Approve with a wallet signature over the approval request: the signature is the credential.
     When every requirement holds, the action is allowed and its one verdict is in the answer."""
-    return await state.approvals.answer(action_id, data, True, context_of(request))
+    with telemetry.span("approve", action_id=action_id):
+        outcome = await state.approvals.answer(action_id, data, True, context_of(request))
+    metrics.APPROVALS.labels("approve", outcome.status).inc()
+    return outcome
 
 
 @post("/v1/actions/{action_id:str}/reject", status_code=200, tags=["approvals"])
@@ -502,7 +527,10 @@ async def reject_action(
 ) -> schemas.ApprovalOutcome:
     """Reject with a wallet signature over the approval request with `approve=false`: the action
     ends as rejected (DENY)."""
-    return await state.approvals.answer(action_id, data, False, context_of(request))
+    with telemetry.span("reject", action_id=action_id):
+        outcome = await state.approvals.answer(action_id, data, False, context_of(request))
+    metrics.APPROVALS.labels("reject", outcome.status).inc()
+    return outcome
 
 
 @post("/v1/tenants/{tenant_id:str}/approvals/bulk-request", status_code=200, tags=["approvals"])
@@ -519,7 +547,13 @@ async def bulk_approve(
 ) -> schemas.BulkApprovalResult:
     """One signature over `BulkApproval(tenant, role, approve, deadline, items)`; each item is
     checked as if answered alone, and the answer reports each item's result."""
-    return await state.approvals.bulk(tenant_id, data, context_of(request))
+    with telemetry.span("approve" if data.approve else "reject", tenant=tenant_id, items=len(data.items)):
+        result = await state.approvals.bulk(tenant_id, data, context_of(request))
+    answer = "approve" if data.approve else "reject"
+    for item in result.results:
+        if item.ok and item.status is not None:
+            metrics.APPROVALS.labels(answer, item.status).inc()
+    return result
 
 
 @delete("/v1/actions/{action_id:str}", status_code=200, tags=["actions"])
@@ -581,6 +615,7 @@ ROUTES = _document(
         action_proof,
         tenant_keys,
         propose,
+        ProposalController,
         get_rate_limits,
         set_tenant_rate_limit,
         set_agent_rate_limit,
@@ -599,9 +634,11 @@ ROUTES = _document(
         cancel_action,
         action_verdict,
         ExecutionController,
+        MetricsController,
         RailController,
         EventsController,
         WebhookController,
+        LogController,
     ]
 )
 ROUTES.append(ConsoleController)  # the approver console's pages (gateway/console/)

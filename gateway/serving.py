@@ -18,8 +18,10 @@
 from __future__ import annotations
 
 import errno
+import os
 import resource
 import socket
+import tempfile
 from typing import Any
 
 from gateway.settings import Settings
@@ -91,3 +93,24 @@ def granian_options(settings: Settings) -> dict[str, Any]:
         ),
         "backpressure": settings.max_connections,
     }
+
+
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_metrics_dir(environ: dict[str, str] | os._Environ[str]) -> str | None:
+    """Give the workers one directory to count into (gateway.metrics, prometheus_client's
+    multiprocess mode) before anything imports prometheus_client. The operator's
+    PROMETHEUS_MULTIPROC_DIR is emptied of an earlier run's files (one directory per `verdict
+    serve`); without one, a fresh temporary directory is made. Returns the directory this call
+    made (the caller removes it at exit), None when the operator gave one."""
+    given = environ.get(METRICS_DIR_ENV)
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for name in os.listdir(given):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(given, name))
+        return None
+    made = tempfile.mkdtemp(prefix="verdict-metrics-")
+    environ[METRICS_DIR_ENV] = made
+    return made

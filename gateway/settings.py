@@ -42,6 +42,19 @@ class Settings:
     keepalive_timeout: float = 5.0  # an idle connection between requests; 0: no keep-alive
     max_connections: int = 512  # open client connections per worker; more wait in the backlog
     reuse_port: bool = False  # share the port with processes already listening on it (SO_REUSEPORT)
+    # `GET /metrics` (gateway.metrics): a file holding a token that may read it besides the admin's,
+    # and whether metrics carry a tenant label (tenants are unbounded: off unless asked)
+    metrics_token_file: Path | None = None
+    metrics_tenant_labels: bool = False
+    # c2sp.org/tlog-policy file naming the witnesses (with URLs) and the quorum that must cosign a
+    # checkpoint before it is published (gateway.services.witnessing); None: no witnesses
+    witness_policy: Path | None = None
+    # Load shedding per worker (gateway.admission): requests in progress, requests waiting for one
+    # of those slots, and how long they may wait (seconds) before 503 `overloaded`. 0 in-flight: off.
+    max_in_flight: int = 128
+    max_queued: int = 256
+    queue_wait: float = 0.5
+    max_batches_in_flight: int = 4  # batch proposals (up to 100 actions each) in progress per worker
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -69,6 +82,15 @@ class Settings:
             keepalive_timeout=float(env.get("VERDICT_KEEPALIVE_TIMEOUT", base.keepalive_timeout)),
             max_connections=int(env.get("VERDICT_MAX_CONNECTIONS", base.max_connections)),
             reuse_port=_flag(env.get("VERDICT_REUSE_PORT"), base.reuse_port),
+            metrics_token_file=Path(env["VERDICT_METRICS_TOKEN_FILE"])
+            if env.get("VERDICT_METRICS_TOKEN_FILE")
+            else None,
+            metrics_tenant_labels=_flag(env.get("VERDICT_METRICS_TENANT_LABELS"), base.metrics_tenant_labels),
+            witness_policy=Path(env["VERDICT_WITNESS_POLICY"]) if env.get("VERDICT_WITNESS_POLICY") else None,
+            max_in_flight=int(env.get("VERDICT_MAX_IN_FLIGHT", base.max_in_flight)),
+            max_queued=int(env.get("VERDICT_MAX_QUEUED", base.max_queued)),
+            queue_wait=float(env.get("VERDICT_QUEUE_WAIT", base.queue_wait)),
+            max_batches_in_flight=int(env.get("VERDICT_MAX_BATCHES_IN_FLIGHT", base.max_batches_in_flight)),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -90,9 +112,18 @@ class Settings:
             "VERDICT_KEEPALIVE_TIMEOUT": str(self.keepalive_timeout),
             "VERDICT_MAX_CONNECTIONS": str(self.max_connections),
             "VERDICT_REUSE_PORT": "1" if self.reuse_port else "0",
+            "VERDICT_METRICS_TENANT_LABELS": "1" if self.metrics_tenant_labels else "0",
+            "VERDICT_MAX_IN_FLIGHT": str(self.max_in_flight),
+            "VERDICT_MAX_QUEUED": str(self.max_queued),
+            "VERDICT_QUEUE_WAIT": str(self.queue_wait),
+            "VERDICT_MAX_BATCHES_IN_FLIGHT": str(self.max_batches_in_flight),
         }
+        if self.metrics_token_file is not None:
+            env["VERDICT_METRICS_TOKEN_FILE"] = str(self.metrics_token_file)
         if self.database_url:
             env["VERDICT_DATABASE_URL"] = self.database_url
         if self.database_schema:
             env["VERDICT_DATABASE_SCHEMA"] = self.database_schema
+        if self.witness_policy:
+            env["VERDICT_WITNESS_POLICY"] = str(self.witness_policy)
         return env

@@ -26,13 +26,16 @@ import re
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from litestar import Request
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import telemetry
 from gateway.authz import openapi_path
+from gateway.metrics import HttpObserver
 
 ACCESS_LOGGER = "verdict.access"
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -95,6 +98,7 @@ class Tracing:
         self.app = app
         self.log_requests = log_requests
         self._templates: dict[str, str] = {}
+        self.http_metrics = HttpObserver()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -129,17 +133,69 @@ class Tracing:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            if telemetry.enabled():
+                await self._traced(scope, receive, send_with_id, request_id, lambda: status)
+            else:
+                await self.app(scope, receive, send_with_id)
         finally:
-            if self.log_requests and access_log.isEnabledFor(logging.INFO):
-                line = self._line(scope, state, request_id, client_address, status, started)
-                handlers = access_log.handlers
-                if len(handlers) == 1 and type(handlers[0]) is AccessLogHandler and not access_log.propagate:
-                    # `verdict serve`'s own set-up: write the line straight to its stream (a
-                    # LogRecord costs more than the rest of this layer together)
-                    handlers[0].write(line)
-                else:
-                    access_log.info(line)
+            self._after(scope, state, request_id, client_address, status, started)
+
+    async def _traced(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, status: Callable[[], int]
+    ) -> None:
+        """The app inside the request's server span (gateway.telemetry), with a `respond` span
+        from the response's start to its last byte; `status()` is the status sent so far."""
+        responding = None
+
+        async def send_in_span(message: Message) -> None:
+            nonlocal responding
+            if message["type"] == "http.response.start":
+                responding = telemetry.start_span("respond")
+            await send(message)
+            last = message["type"] == "http.response.body" and not message.get("more_body")
+            if responding is not None and last:
+                responding.end()
+                responding = None
+
+        with telemetry.server_span(scope, request_id) as current:
+            try:
+                await self.app(scope, receive, send_in_span)
+            finally:
+                if responding is not None:
+                    responding.end()
+                telemetry.finish_server_span(current, scope["method"], self._route(scope), status())
+
+    def _after(
+        self,
+        scope: Scope,
+        state: dict[str, Any],
+        request_id: str,
+        client_address: str | None,
+        status: int,
+        started: float,
+    ) -> None:
+        """Count the request (gateway.metrics) and write its access-log line."""
+        seconds = time.perf_counter() - started
+        self.http_metrics.observe(scope["method"], self._route(scope), status, seconds)
+        if self.log_requests and access_log.isEnabledFor(logging.INFO):
+            line = self._line(scope, state, request_id, client_address, status, seconds)
+            handlers = access_log.handlers
+            if len(handlers) == 1 and type(handlers[0]) is AccessLogHandler and not access_log.propagate:
+                # `verdict serve`'s own set-up: write the line straight to its stream (a
+                # LogRecord costs more than the rest of this layer together)
+                handlers[0].write(line)
+            else:
+                access_log.info(line)
+
+    def _route(self, scope: Scope) -> str | None:
+        """The route's path template as the OpenAPI schema writes it; None for an unmatched path."""
+        template = scope.get("path_template")
+        if not template:  # unmatched: the raw path is the client's text
+            return None
+        path = self._templates.get(template)
+        if path is None:
+            path = self._templates.setdefault(template, openapi_path(template))
+        return path
 
     def _line(
         self,
@@ -148,15 +204,10 @@ class Tracing:
         request_id: str,
         client_address: str | None,
         status: int,
-        started: float,
+        seconds: float,
     ) -> str:
-        duration_ms = round((time.perf_counter() - started) * 1000, 2)
-        template = scope.get("path_template")
-        path = None
-        if template:  # unmatched paths are logged as null: the raw path is the client's text
-            path = self._templates.get(template)
-            if path is None:
-                path = self._templates.setdefault(template, openapi_path(template))
+        duration_ms = round(seconds * 1000, 2)
+        path = self._route(scope)  # unmatched paths are logged as null
         line: dict[str, Any] = {
             "time": _utc_timestamp(),
             "request_id": request_id,

@@ -23,11 +23,13 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie, State
 from litestar.params import FromPath, FromQuery, JSONBody
-from litestar.response import Redirect
+from litestar.response import Redirect, Stream
 
 from gateway import schemas
 from gateway.clock import utc_now
 from gateway.console import views
+from gateway.console.live import changes as live_changes
+from gateway.console.live import page_filter
 from gateway.console.sessions import SESSION_TTL, ConsoleSession, ConsoleSessions
 from gateway.errors import AppError, Forbidden, NotFound, Unauthenticated
 
@@ -288,12 +290,30 @@ class ConsoleController(Controller):
         return Response(bundle, headers=headers)
 
     @get("/live")
-    async def live(self, request: Request, state: State) -> Response[Any]:
-        """The tenant log's size: the page polls it and refreshes when it grows."""
+    async def live(
+        self,
+        request: Request,
+        state: State,
+        after: FromQuery[int | None] = None,
+        action_id: FromQuery[str | None] = None,
+    ) -> Response[Any] | Stream:
+        """Server-Sent Events: `changed` each time an action (`action_id`'s, when given) changes
+        after `after` (or the browser's Last-Event-ID); see gateway/console/live.py."""
         session = await bound(request)
         if session is None:
-            return Redirect(SIGN_IN)
-        return answer({"size": await log_size(state, session)})
+            raise Unauthenticated("sign in to the console first", code="console_session_required")
+        resume = request.headers.get("last-event-id", "").strip()
+        start = int(resume) if resume.isdigit() else after
+        if start is None or not -1 <= start < 2**63:
+            start = await log_size(state, session) - 1
+
+        async def still_signed_in() -> bool:
+            return await current(request) is not None
+
+        wanted = page_filter(action_id)
+        body = live_changes(state.events.hub, session.tenant_id, start, wanted, still_signed_in)
+        headers = {**SECURITY_HEADERS, "X-Accel-Buffering": "no"}
+        return Stream(body, media_type="text/event-stream", headers=headers)
 
 
 async def log_size(state: State, session: ConsoleSession) -> int:

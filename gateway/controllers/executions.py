@@ -7,6 +7,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody
 
 from gateway import execution_schemas as wire
+from gateway import telemetry
 from gateway.authz import principal_of
 
 
@@ -32,12 +33,13 @@ class ExecutionController(Controller):
         action_id: FromPath[str],
         data: JSONBody[wire.ExecuteRequest | None] = None,
     ) -> Response[wire.ExecutionAccepted]:
-        accepted, replayed = await state.executions.execute(
-            principal_of(request),
-            action_id,
-            data or wire.ExecuteRequest(),
-            request.headers.get("idempotency-key"),
-        )
+        with telemetry.span("execute", action_id=action_id):
+            accepted, replayed = await state.executions.execute(
+                principal_of(request),
+                action_id,
+                data or wire.ExecuteRequest(),
+                request.headers.get("idempotency-key"),
+            )
         headers = {"Idempotent-Replayed": "true"} if replayed else None
         return Response(accepted, status_code=202, headers=headers)
 
@@ -47,6 +49,14 @@ class ExecutionController(Controller):
     ) -> wire.ExecutionView:
         """pending → submitted → succeeded | failed (with `code`), later rolled_back."""
         return await state.executions.get(principal_of(request), execution_id)
+
+    @get("/v1/executions/{execution_id:str}/result")
+    async def get_execution_result(
+        self, state: State, request: Request, execution_id: FromPath[str]
+    ) -> wire.ExecutionResult:
+        """What the rail answered for the agent (an x402 resource's body, base64, size-limited by
+        the rail's `max_body_bytes`). 409 `result_not_stored` when there is none (yet)."""
+        return await state.executions.result(principal_of(request), execution_id)
 
     @post("/v1/executions/{execution_id:str}/rollback", status_code=202)
     async def rollback(

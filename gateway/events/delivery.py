@@ -35,6 +35,7 @@ from typing import Any
 
 import msgspec
 
+from gateway import metrics
 from gateway.clock import rfc3339, utc_now
 from gateway.errors import AppError
 from gateway.events.hub import EventHub
@@ -221,7 +222,9 @@ class DeliveryWorker:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": signature_header(signing, event.id, timestamp, body),
         }
-        return await self.sender.post(claim.row["url"], body, headers)
+        attempt = await self.sender.post(claim.row["url"], body, headers)
+        metrics.WEBHOOK_DELIVERIES.labels("delivered" if attempt.delivered else "failed").inc()
+        return attempt
 
     async def _secrets(self, claim: Claim) -> list[str] | SecretUnreadable:
         """The secrets that sign now: the webhook's (a callback: its tenant's), and the one

@@ -38,7 +38,7 @@ from gateway.rails.base import (
     RailRefused,
     RailUnavailable,
 )
-from gateway.rails.outbound import check_host, check_url
+from gateway.rails.outbound import check_url, pin
 
 KIND = "bank_api"
 DEFAULT_FIELDS: dict[str, str | None] = {
@@ -169,9 +169,13 @@ class BankApiRail:
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         """One request. Raises RailUnavailable (unknown outcome) or RailRefused (4xx)."""
-        await check_host(self.base_url)
+        target = await pin(self.base_url + path)
+        headers = {**kwargs.pop("headers", {}), **target.headers}
         try:
-            response = await self._http.request(method, self.base_url + path, **kwargs)
+            request = self._http.build_request(
+                method, target.url, headers=headers, extensions=target.extensions, **kwargs
+            )
+            response = await self._http.send(request)
         except httpx.HTTPError as exc:  # timeouts, refused connections, broken streams
             raise RailUnavailable(f"bank request failed: {type(exc).__name__}") from None
         if response.status_code >= 500 or response.status_code in (408, 425, 429):

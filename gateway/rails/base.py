@@ -74,6 +74,9 @@ class Payment:
     action_id: str
     action_hash: str
     action: dict[str, Any]
+    # the action's signed verdict as stored ({"typed_data", "signature", "signer", "expires_at"}):
+    # rails that present it to the executor (a smart account) read it; others ignore it
+    verdict: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,9 @@ class RailOutcome:
     code: str | None = None
     message: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # what the rail answered, for the agent (an x402 resource's body): stored beside the
+    # execution, not in the log (the log holds its hash in `details`)
+    body: bytes | None = None
 
 
 class RailAdapter(Protocol):

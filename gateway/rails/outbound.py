@@ -4,7 +4,9 @@ A rail URL must be `https` and its host must not be (or resolve to) a loopback, 
 link-local, multicast, reserved or cloud-metadata address: a tenant admin configuring a rail must
 not be able to make the gateway call into its own network. The operator may lift the rule for
 a test or a demo bank on the same host with `VERDICT_RAIL_ALLOW_PRIVATE=1` (then plain `http` is
-accepted too).
+accepted too). The host is resolved and checked before every request, and the request connects to
+the address that was checked (`pin`), as webhook deliveries do: a DNS answer that changes in
+between (rebinding) cannot steer it inside.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import asyncio
 import ipaddress
 import os
 import socket
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
 
 from gateway.rails.base import RailConfigError, RailUnavailable
 
@@ -58,16 +61,37 @@ def check_url(url: object, field: str = "base_url") -> str:
     return url.rstrip("/")
 
 
-async def check_host(url: str) -> None:
-    """Resolve the URL's host and refuse private addresses (unless allowed). Raises
-    RailUnavailable when the name does not resolve, RailConfigError for a private address."""
+class Pinned(NamedTuple):
+    """Where one request goes: `url` with its host replaced by the address that was checked,
+    the `Host` header and the TLS server name of the original host (the certificate is still
+    verified against the name)."""
+
+    url: str
+    headers: dict[str, str]
+    extensions: dict[str, Any]
+
+
+async def pin(url: str) -> Pinned:
+    """Resolve the URL's host, refuse it when any answer is not public (unless allowed), and
+    return the request's target pinned to a checked address, so that a DNS answer that changes
+    before the connection (rebinding) cannot steer it inside. Raises RailUnavailable when the
+    name does not resolve, RailConfigError for a private address."""
     if private_allowed():
-        return
-    host = urlsplit(url).hostname or ""
+        return Pinned(url, {}, {})
+    parts = urlsplit(url)
+    host = parts.hostname or ""
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise RailUnavailable(f"cannot resolve the rail's host: {exc}") from None
-    for info in infos:
-        if not is_public_address(str(info[4][0])):
+    addresses = [str(info[4][0]) for info in infos]
+    if not addresses:
+        raise RailUnavailable(f"the rail's host {host} has no address")
+    for address in addresses:
+        if not is_public_address(address):
             raise RailConfigError(f"host {host} resolves to a non-public address", field="base_url")
+    address = addresses[0].split("%", 1)[0]
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal if parts.port is None else f"{literal}:{parts.port}"
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return Pinned(urlunsplit(parts._replace(netloc=netloc)), {"Host": parts.netloc}, extensions)

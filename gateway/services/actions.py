@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from time import perf_counter
 from typing import Any
 
 import msgspec
@@ -31,7 +32,7 @@ from crypto.canonical import canonicalize
 from crypto.eip712 import DECISION_ALLOW, Domain, VerdictMessage
 from crypto.errors import CryptoError
 from crypto.signing import DigestSigner, sign_verdict
-from gateway import schemas
+from gateway import metrics, schemas, telemetry
 from gateway.auth import AGENT, Principal
 from gateway.clock import new_id, parse_rfc3339, rfc3339, rfc3339_seconds
 from gateway.errors import AppError, InvalidRequest, NotFound, RateLimited, Unavailable, Unprocessable
@@ -113,6 +114,30 @@ class Proposed:
 
     response: schemas.ProposeResponse
     replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A proposal that passed the checks made before deciding (`ActionService._check`)."""
+
+    tenant_id: str
+    claim: IdempotencyClaim | None
+    action_type: str
+    digest: bytes  # the action's hash (RFC 8785, keccak-256)
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A decision ready to commit: its ledger unit, and the answer once the unit committed."""
+
+    unit: Unit
+    respond: Callable[[list[int]], schemas.ProposeResponse]
+
+    def answer(self, seqs: list[int]) -> Proposed:
+        """The answer for the committed unit (the stored one when its idempotency key replayed)."""
+        if self.unit.replay is not None:
+            return Proposed(_decode_response.decode(self.unit.replay), replayed=True)
+        return Proposed(self.respond(seqs))
 
 
 def check_action(action: dict[str, Any]) -> str:
@@ -290,8 +315,37 @@ class ActionService:
         (`invalid_amount` for an amount that is not a plain decimal string, see `check_amounts`;
         `invalid_parameters` with every violation of the action type's schema), Unauthenticated when the key was revoked or
         expired before the commit, RateLimited when the agent has no proposals left this
-        minute, InvalidRequest and Conflict (`idempotency_conflict`) for idempotency keys;
-        never answers before the action and its audit entries are committed."""
+        minute, InvalidRequest and Conflict (`idempotency_conflict`) for idempotency keys,
+        Overloaded when the tenant's chain writer has too much waiting; never answers before the action and its audit entries are committed."""
+        checked = self._check(principal, agent_id, body, now, idempotency_key)
+        tenant_id = checked.tenant_id
+        self.ledger.verify_room(tenant_id, 1)  # shed load before deciding, not after
+        changes = limit_changes = 0
+        while changes < MAX_DECISION_ATTEMPTS and limit_changes < MAX_LIMIT_ATTEMPTS:
+            try:
+                decided = await self._decide_now(principal, agent_id, checked, body, now, explain)
+                return decided.answer(await self.ledger.append(tenant_id, decided.unit))
+            except PolicyVersionChanged as changed:  # activated meanwhile: decide under the new one
+                self._active[tenant_id] = changed.active
+                changes += 1
+            except ConfigChanged as changed:  # a scope or the time zone changed: read them again
+                self.forget_config(tenant_id, changed.version)
+                changes += 1
+            except LimitsChanged:  # other proposals took the headroom meanwhile: count again
+                limit_changes += 1
+        raise Unavailable("the active policy or its limits keep changing; retry", code="policy_changed")
+
+    def _check(
+        self,
+        principal: Principal,
+        agent_id: str,
+        body: schemas.ProposeRequest,
+        now: datetime,
+        idempotency_key: str | None,
+    ) -> Checked:
+        """What `propose` checks before deciding: the tenant, the idempotency claim, the action's
+        type and hash. Raises as `propose` does (NotFound, RateLimited, InvalidRequest,
+        Unprocessable)."""
         tenant_id = principal.tenant_id
         if (
             tenant_id is None
@@ -313,36 +367,91 @@ class ActionService:
             digest = compute_action_hash(body.action)
         except CryptoError as exc:
             raise Unprocessable(f"action cannot be hashed: {exc}", code="invalid_action") from exc
-        changes = limit_changes = 0
-        while changes < MAX_DECISION_ATTEMPTS and limit_changes < MAX_LIMIT_ATTEMPTS:
-            who, config = await self._agent(tenant_id, agent_id)
+        return Checked(tenant_id, claim, action_type, digest)
+
+    async def _decide_now(
+        self,
+        principal: Principal,
+        agent_id: str,
+        checked: Checked,
+        body: schemas.ProposeRequest,
+        now: datetime,
+        explain: bool,
+    ) -> Decided:
+        """Decide with the agent's current configuration (`_agent`). Raises NotFound,
+        Unavailable (`scope_unreadable`), Unprocessable, and what `_decide` raises."""
+        who, config = await self._agent(checked.tenant_id, agent_id)
+        return await self._decide(who, config, principal.credential, checked, body, now, explain)
+
+    async def propose_many(
+        self,
+        principal: Principal,
+        agent_id: str,
+        bodies: list[tuple[schemas.ProposeRequest, str | None]],
+        now: datetime,
+        *,
+        explain: bool = True,
+    ) -> list[Proposed | AppError]:
+        """Decide each (body, idempotency key) exactly as `propose` would, and commit them in one
+        group commit: every decided unit is handed to the tenant's chain writer at once. Returns,
+        in order, each one's answer or the AppError `propose` would have raised for it. An item
+        whose commit found the policy, the configuration or its limits changed is decided again
+        alone (as `propose` does). Raises NotFound for another agent, Overloaded (nothing
+        decided) when the tenant's chain writer has no room for them all."""
+        tenant_id = principal.tenant_id
+        if tenant_id is None or principal.agent_id != agent_id:
+            raise NotFound(f"agent {agent_id!r} not found", code="agent_not_found")
+        self.ledger.verify_room(tenant_id, len(bodies))  # shed load before deciding, not after
+        results: list[Proposed | AppError | None] = [None] * len(bodies)
+        pending: list[tuple[int, Decided]] = []
+        for index, (body, key) in enumerate(bodies):
             try:
-                return await self._decide(
-                    who, config, principal.credential, action_type, digest, body, now, claim, explain
-                )
-            except PolicyVersionChanged as changed:  # activated meanwhile: decide under the new one
-                self._active[tenant_id] = changed.active
-                changes += 1
-            except ConfigChanged as changed:  # a scope or the time zone changed: read them again
-                self.forget_config(tenant_id, changed.version)
-                changes += 1
-            except LimitsChanged:  # other proposals took the headroom meanwhile: count again
-                limit_changes += 1
-        raise Unavailable("the active policy or its limits keep changing; retry", code="policy_changed")
+                checked = self._check(principal, agent_id, body, now, key)
+                decided = await self._decide_now(principal, agent_id, checked, body, now, explain)
+            except (PolicyVersionChanged, ConfigChanged, LimitsChanged):
+                continue  # decided alone below, with the retries of `propose`
+            except AppError as error:
+                results[index] = error
+                continue
+            pending.append((index, decided))
+        if pending:
+            committed = await self.ledger.append_all(tenant_id, [decided.unit for _, decided in pending])
+            for (index, decided), outcome in zip(pending, committed, strict=True):
+                if isinstance(outcome, PolicyVersionChanged):
+                    self._active[tenant_id] = outcome.active
+                    continue
+                if isinstance(outcome, ConfigChanged):
+                    self.forget_config(tenant_id, outcome.version)
+                    continue
+                if isinstance(outcome, LimitsChanged):
+                    continue
+                if isinstance(outcome, AppError):
+                    results[index] = outcome
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+                else:
+                    results[index] = decided.answer(outcome)
+        for index, result in enumerate(results):
+            if result is None:  # decide again alone, as `propose` does after such a change
+                body, key = bodies[index]
+                try:
+                    results[index] = await self.propose(principal, agent_id, body, now, key, explain=explain)
+                except AppError as error:
+                    results[index] = error
+        return [result for result in results if result is not None]
 
     async def _decide(
         self,
         who: AgentContext,
         config: AgentConfig,
         key_id: str | None,
-        action_type: str,
-        digest: bytes,
+        checked: Checked,
         body: schemas.ProposeRequest,
         now: datetime,
-        claim: IdempotencyClaim | None,
         explain: bool,
-    ) -> Proposed:
+    ) -> Decided:
         tenant_id, agent_id = who.tenant_id, who.agent_id
+        claim, action_type, digest = checked.claim, checked.action_type, checked.digest
         action_hash = "0x" + digest.hex()
         version = self._active.get(tenant_id)
         compiled: CompiledPolicy | None = None
@@ -388,7 +497,10 @@ class ActionService:
                 async with self.db.read() as conn:
                     request = replace(request, usage=await window_totals(conn, tenant_id, claims, now))
             requested = await self._requested(compiled, tenant_id) if body.require_approval else None
-            decision = compiled.evaluate(request, explain=explain)  # (4)
+            with telemetry.span("evaluate", policy_version=int(version)):  # (4)
+                began = perf_counter()
+                decision = compiled.evaluate(request, explain=explain)
+                metrics.POLICY_EVALUATION.observe(perf_counter() - began)
             if requested is not None:  # the agent asked for a review: ALLOW becomes ESCALATE
                 decision = requested(decision)
             policy_hash, ttl = active.hash, compiled.verdict_ttl_seconds
@@ -412,7 +524,8 @@ class ActionService:
                 issued_at=issued_at,
                 expires_at=issued_at + ttl,
             )
-            result = sign_verdict(self.signer, who.domain, message)
+            with telemetry.span("sign", action_id=action_id):
+                result = sign_verdict(self.signer, who.domain, message)
             signed = schemas.SignedVerdict(
                 result.typed_data, result.signature, result.signer, rfc3339_seconds(issued_at + ttl)
             )
@@ -553,10 +666,7 @@ class ActionService:
             idempotency=claim,
         )
         outcome.adopt(decision)
-        seqs = await self.ledger.append(tenant_id, unit)
-        if unit.replay is not None:
-            return Proposed(_decode_response.decode(unit.replay), replayed=True)
-        return Proposed(respond(seqs))
+        return Decided(unit, respond)
 
     async def get(self, principal: Principal, action_id: str) -> schemas.ActionRecord:
         """Raises NotFound for a missing action or one this principal may not see. A pending

@@ -104,6 +104,8 @@ class AuditService:
         self.integrity = LogIntegrity()
         self._rng = random.Random()
         self.sample_size = SAMPLE_SIZE  # earlier entries re-checked before each checkpoint is signed
+        # set when a witness policy is configured: checkpoints are then published under its quorum
+        self.witnessing: Any = None
 
     @property
     def integrity_errors(self) -> dict[str, IntegrityProblem]:
@@ -152,6 +154,35 @@ class AuditService:
                 tenant,
             )
         return StoredCheckpoint(int(row["size"]), bytes(row["root"]), row["note"]) if row else None
+
+    async def published_note(self, tenant: str) -> str:
+        """The latest published checkpoint note: the latest signed one, or with a witness policy
+        the latest one the quorum cosigned (cosignatures appended). Integrates (and asks the
+        witnesses) first when the log has none yet.
+
+        Raises NotFound for an unknown tenant, `LogIntegrityError` for a broken log, Unavailable
+        (`checkpoint_not_witnessed`) while no checkpoint of the log met the witness quorum."""
+        return (await self.published(tenant, 0)).note
+
+    async def published(self, tenant: str, size: int) -> StoredCheckpoint:
+        """The latest published checkpoint, integrating (and witnessing) first if it is not of at
+        least `size` entries. Raises as `published_note`."""
+        self.require_intact(tenant)
+        latest = (
+            await self.latest(tenant) if self.witnessing is None else await self.witnessing.published(tenant)
+        )
+        if latest is not None and latest.size >= size:
+            return latest
+        signed = await self.checkpoint(tenant)
+        if self.witnessing is None:
+            return signed
+        latest = await self.witnessing.witness(tenant)
+        if latest is None or latest.size < size:
+            raise Unavailable(
+                "no checkpoint covering these entries met the witness quorum yet; see /health",
+                code="checkpoint_not_witnessed",
+            )
+        return latest
 
     async def at_size(self, tenant: str, size: int) -> StoredCheckpoint:
         """Raises NotFound, or `LogIntegrityError` if the tenant's log failed an integrity check."""
@@ -444,9 +475,7 @@ class AuditService:
         if limit is not None and len(wanted) > limit:
             raise InvalidRequest(f"at most {limit} entries per bundle", code="invalid_range")
         await self._check_size(tenant, wanted[-1] + 1)
-        checkpoint = await self.latest(tenant)
-        if checkpoint is None or checkpoint.size <= wanted[-1]:
-            checkpoint = await self.checkpoint(tenant)
+        checkpoint = await self.published(tenant, wanted[-1] + 1)
         entries = []
         for at in range(0, len(wanted), MAX_BUNDLE_ENTRIES):
             chunk = wanted[at : at + MAX_BUNDLE_ENTRIES]

@@ -25,6 +25,7 @@ same for the action's execution (409 `not_executed` when it has none that has no
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Callable
@@ -65,6 +66,7 @@ _INSERT_COLUMNS = (
     "tenant_id", "id", "action_id", "rail", "rail_kind", "status", "live", "requested_by", "verdict_digest",
     "verdict_expires_at", "attempts", "due_at", "audit_event_ids", "created_at", "updated_at",
 )  # fmt: skip
+RESULT_COLUMNS = ("tenant_id", "execution_id", "content_type", "body", "created_at")
 _IDEMPOTENCY_COLUMNS = (
     "tenant_id", "agent_id", "idempotency_key", "request_hash", "action_id", "response", "created_at"
 )  # fmt: skip
@@ -211,9 +213,11 @@ def check_reversible(rail: str, reversible: bool) -> None:
 
 
 def payment_of(row: dict[str, Any], execution_id: str) -> Payment:
+    verdict = json.loads(row["signed_verdict"]) if row.get("signed_verdict") else None
     return Payment(
-        execution_id, execution_id, row["tenant_id"], row["id"], row["action_hash"], json.loads(row["action"])
-    )
+        execution_id, execution_id, row["tenant_id"], row["id"], row["action_hash"], json.loads(row["action"]),
+        verdict,
+    )  # fmt: skip
 
 
 def execute_request_hash(action_id: str, rail: str | None) -> str:
@@ -362,6 +366,22 @@ class ExecutionService:
     async def get(self, principal: Principal, execution_id: str) -> wire.ExecutionView:
         """Raises ExecutionNotFound (also for another tenant's or another agent's execution)."""
         return view(await self._row(principal, execution_id))
+
+    async def result(self, principal: Principal, execution_id: str) -> wire.ExecutionResult:
+        """What the rail answered for the agent (an x402 resource's body). Raises
+        ExecutionNotFound, Conflict (`result_not_stored`: not succeeded yet, or a rail that
+        stores none, like bank_api)."""
+        await self._row(principal, execution_id)
+        async with self.db.read() as conn:
+            found = await conn.fetchrow(
+                "SELECT content_type, body FROM execution_results WHERE tenant_id = ? AND execution_id = ?",
+                principal.tenant_id, execution_id,
+            )  # fmt: skip
+        if found is None:
+            raise Conflict(f"execution {execution_id!r} has no stored result", code="result_not_stored")
+        body = bytes(found["body"])
+        return wire.ExecutionResult(execution_id, found["content_type"], len(body),
+                                    base64.b64encode(body).decode(), hashlib.sha256(body).hexdigest())  # fmt: skip
 
     async def rollback(
         self, principal: Principal, execution_id: str, body: wire.RollbackRequest

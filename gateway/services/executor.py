@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
+from gateway import metrics, telemetry
 from gateway.clock import rfc3339, utc_now
 from gateway.errors import AppError, Conflict
 from gateway.health import log_failure
@@ -53,7 +54,7 @@ from gateway.rails.base import (
 from gateway.rails.base import RailRefused as RailRefusedError
 from gateway.services import executions as ex
 from gateway.services.rails import RailNotFound, RailService
-from gateway.storage import Conn, Database
+from gateway.storage import Conn, Database, Insert
 
 log = logging.getLogger("verdict.executor")
 ACTOR = "gateway"
@@ -96,10 +97,11 @@ class Transition:
 
     entries: list[EntryDraft]
     columns: dict[str, Any] = field(default_factory=dict)
+    statements: list[Statement] = field(default_factory=list)  # more rows, in the same transaction
 
 
 _STEP_SQL = (
-    "SELECT a.action, a.action_hash, r.tenant_id, r.name, r.kind, r.config, r.secrets, r.updated_at"
+    "SELECT a.action, a.action_hash, a.signed_verdict, r.tenant_id, r.name, r.kind, r.config, r.secrets, r.updated_at"
     " FROM actions a LEFT JOIN rails r ON r.tenant_id = ? AND r.name = ? WHERE a.id = ?"
 )
 _FRESH_SQL = (
@@ -240,9 +242,14 @@ class Executor:
             await self.retry_later(row, None)
             return
         try:
-            await self.commit(row, transition)
+            with telemetry.batch_span("execute.step", [], execution_id=row["id"], action_id=row["action_id"]):
+                await self.commit(row, transition)
         except Stale:
             log.info("execution %s moved on before this step recorded; leaving it", row["id"])
+            return
+        status = transition.columns.get("status")
+        if status in (ex.SUCCEEDED, ex.FAILED, ex.ROLLED_BACK):
+            metrics.EXECUTIONS.labels(found["kind"] or "unknown", status).inc()
 
     async def _submit(self, row: dict[str, Any], adapter: RailAdapter, payment: Payment) -> Transition | None:
         """A pending execution: ask first when an earlier attempt may have reached the rail."""
@@ -283,6 +290,11 @@ class Executor:
                 self._entry(row, "execution.succeeded", reference=outcome.reference, result=result)
             )
             columns.update(status=ex.SUCCEEDED, result=json.dumps(result), finished_at=now, due_at=None)
+            if outcome.body is not None:
+                content_type = str(outcome.details.get("content_type", ""))[:200]
+                extra = [Insert("execution_results", ex.RESULT_COLUMNS,
+                                (row["tenant_id"], row["id"], content_type, outcome.body, now)).statement()]  # fmt: skip
+                return Transition(entries, columns, extra)
         elif outcome.state == FAILED:
             code, message = (
                 outcome.code or "rail_failed",
@@ -364,6 +376,7 @@ class Executor:
                  (*columns.values(), tenant_id, execution_id)),
                 ("UPDATE actions SET audit_event_ids = ? WHERE id = ?",
                  (json.dumps(json.loads(state["action"]["audit_event_ids"]) + seqs), row["action_id"])),
+                *transition.statements,
             ]  # fmt: skip
 
         await self.ledger.append(tenant_id, Unit(transition.entries, statements=statements, prepare=prepare))

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from gateway.errors import Unavailable
 from gateway.health import HealthProblem, OncePerInterval
+from gateway.metrics import DATABASE_ERRORS
 
 PROBE_INTERVAL_SECONDS = 1.0
 
@@ -50,6 +51,7 @@ class StorageHealth:
 
     def failed(self, error: Unavailable, cause: BaseException) -> None:
         self.failure = error
+        DATABASE_ERRORS.labels(error.code).inc()
         self._log.log(
             logging.ERROR,
             f"storage failure, answering 503 {error.code}: {type(cause).__name__}: {cause}",
@@ -159,6 +161,12 @@ class Database(Protocol):
         `idempotency[1][i]` of agent `idempotency[0][i]` has a record), move it to `new_head`,
         insert the entries and rows and count the proposals. Returns False, having written
         nothing, when a condition does not hold. Durable when it returns True."""
+        ...
+
+    async def append_batches(self, batches: list[tuple[str, dict[str, Any]]]) -> list[bool]:
+        """`append_batch(tenant, **arguments)` for each (tenant, arguments), all in ONE
+        transaction (one commit for several tenants' chains), in the order given. Returns each
+        one's answer; raises, having written nothing, when any statement fails."""
         ...
 
 

@@ -168,6 +168,46 @@ def _append_sql(groups: tuple[tuple[str, tuple[str, ...]], ...], check_policy: b
     return ", ".join(parts) + " SELECT count(*) FROM head"
 
 
+def _append_statement(
+    tenant: str,
+    *,
+    expected_head: tuple[int, str],
+    new_head: tuple[int, str],
+    policy_version: tuple[int | None] | None,
+    credentials: tuple[list[str], str],
+    entry_rows: list[tuple[str, int, bytes]],
+    inserts: list[Insert],
+    rate: tuple[int, list[str], list[int]] = (0, [], []),
+    idempotency: tuple[list[str], list[str]] = ([], []),
+    config_version: int | None = None,
+) -> tuple[str, list[Any]]:
+    """The SQL and arguments of `PostgresDatabase.append_batch` (see `_append_sql`)."""
+    groups: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
+    for insert in inserts:
+        groups.setdefault((insert.table, insert.columns), []).append(insert.values)
+    args: list[Any] = [
+        tenant,
+        new_head[0],
+        new_head[1],
+        expected_head[0],
+        expected_head[1],
+        policy_version[0] if policy_version else None,
+        [row[1] for row in entry_rows],
+        [row[2] for row in entry_rows],
+        credentials[0],
+        credentials[1],
+        rate[0],
+        rate[1],
+        rate[2],
+        idempotency[0],
+        idempotency[1],
+        config_version,
+    ]
+    for rows in groups.values():
+        args.extend(list(column) for column in zip(*rows, strict=True))
+    return _append_sql(tuple(groups), policy_version is not None), args
+
+
 class PostgresDatabase:
     dialect = "postgresql"
     supports_fast_append = True
@@ -207,6 +247,11 @@ class PostgresDatabase:
             await self._pool.close()
             self._pool = None
 
+    @property
+    def pool(self) -> asyncpg.Pool | None:
+        """The connection pool, for its gauges (gateway.metrics); None while closed."""
+        return self._pool
+
     def for_update(self) -> str:
         return " FOR UPDATE OF audit_heads"
 
@@ -224,33 +269,28 @@ class PostgresDatabase:
         idempotency: tuple[list[str], list[str]] = ([], []),
         config_version: int | None = None,
     ) -> bool:
-        assert self._pool is not None, "database is not open"
-        groups: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
-        for insert in inserts:
-            groups.setdefault((insert.table, insert.columns), []).append(insert.values)
-        args: list[Any] = [
+        sql, args = _append_statement(
             tenant,
-            new_head[0],
-            new_head[1],
-            expected_head[0],
-            expected_head[1],
-            policy_version[0] if policy_version else None,
-            [row[1] for row in entry_rows],
-            [row[2] for row in entry_rows],
-            credentials[0],
-            credentials[1],
-            rate[0],
-            rate[1],
-            rate[2],
-            idempotency[0],
-            idempotency[1],
-            config_version,
-        ]
-        for rows in groups.values():
-            args.extend(list(column) for column in zip(*rows, strict=True))
-        sql = _append_sql(tuple(groups), policy_version is not None)
+            expected_head=expected_head,
+            new_head=new_head,
+            policy_version=policy_version,
+            credentials=credentials,
+            entry_rows=entry_rows,
+            inserts=inserts,
+            rate=rate,
+            idempotency=idempotency,
+            config_version=config_version,
+        )
         async with self._connection(writes=True) as conn:
             return await conn.fetchval(sql, *args) == 1
+
+    async def append_batches(self, batches: list[tuple[str, dict[str, Any]]]) -> list[bool]:
+        if len(batches) == 1:  # autocommit: one round trip
+            tenant, arguments = batches[0]
+            return [await self.append_batch(tenant, **arguments)]
+        statements = [_append_statement(tenant, **arguments) for tenant, arguments in batches]
+        async with self._connection(writes=True, transaction=True) as conn:
+            return [await conn.fetchval(sql, *args) == 1 for sql, args in statements]
 
     @asynccontextmanager
     async def _connection(

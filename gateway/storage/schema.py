@@ -441,6 +441,36 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         ],
     ),
     (
+        # What a rail answered for the agent (an x402 resource's body, size-limited by the rail),
+        # beside its execution: GET /v1/executions/{id}/result. The log holds its SHA-256.
+        17,
+        [
+            """CREATE TABLE execution_results (
+                tenant_id TEXT NOT NULL,
+                execution_id TEXT NOT NULL,
+                content_type TEXT NOT NULL,
+                body {blob} NOT NULL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (tenant_id, execution_id)
+            )""",
+        ],
+    ),
+    (
+        # Checkpoints published under the witness policy (gateway/services/witnessing.py): the
+        # log's signed checkpoint with the witnesses' cosignatures appended, once they met the quorum.
+        20,
+        [
+            """CREATE TABLE audit_witnessed (
+                tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                size BIGINT NOT NULL,
+                root {blob} NOT NULL,
+                note TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (tenant_id, size)
+            )""",
+        ],
+    ),
+    (
         # An agent's `require_approval` on propose (1 when asked, else NULL): approvers see it.
         22,
         ["ALTER TABLE actions ADD COLUMN require_approval INTEGER"],

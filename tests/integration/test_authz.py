@@ -17,6 +17,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 # valid bodies where the service, not the table, tells another tenant's object apart
 BODIES = {
     ("POST", "/v1/agents/{agent_id}/propose"): pay(),
+    ("POST", "/v1/agents/{agent_id}/propose/batch"): {"actions": [pay()]},
     ("POST", "/v1/executions/{execution_id}/rollback"): {"reason": "authz walk"},
     ("POST", "/v1/actions/{action_id}/rollback"): {"reason": "authz walk"},
 }
@@ -62,6 +63,9 @@ async def objects(client, world, tenant: str) -> dict[str, str]:
     assert r.status_code == 200, r.text
     r = await client.post(f"/v1/actions/{action_id}/execute", json={}, headers=bearer(world.agent_token))
     assert r.status_code == 202, r.text
+    execution_id = r.json()["execution_id"]
+    r = await client.post(f"/v1/tenants/{tenant}/audit/checkpoint", headers=bearer(world.auditor))
+    assert r.status_code == 200, r.text  # the log's first tile exists from now on
     return {
         "tenant_id": tenant,
         "agent_id": f"{tenant}-spare",
@@ -69,7 +73,8 @@ async def objects(client, world, tenant: str) -> dict[str, str]:
         "version": "1",
         "address": address,
         "name": "bank_api",
-        "execution_id": r.json()["execution_id"],
+        "execution_id": execution_id,
+        "tile_path": "0/000.p/1",
     }
 
 
@@ -125,6 +130,7 @@ async def test_every_route_and_role_gets_what_the_table_says(client):
         "name": "nope",
         "execution_id": "exe_0000000000000000000000000n",
         "webhook_id": "wh_nope",
+        "tile_path": "0/000.p/1",
     }
     tokens = {
         ADMIN: acme.admin_token,

@@ -184,6 +184,13 @@ class Setup:
         )
         return answer["action_id"]
 
+    def approve(self, action_id: str, account: Any, role: str) -> None:
+        """Approve through the API (the approval-request's typed data, signed by `account`)."""
+        typed = self._ok(self.http.get(f"/v1/actions/{action_id}/approval-request", params={"role": role}))
+        signature = "0x" + bytes(Account.sign_typed_data(account.key, full_message=typed).signature).hex()
+        body = {"approver_role": role, "signature": signature}
+        self._ok(self.http.post(f"/v1/actions/{action_id}/approve", json=body))
+
     def action(self, action_id: str) -> dict[str, Any]:
         return self._ok(self.http.get(f"/v1/actions/{action_id}", headers=bearer(self.auditor)))
 
@@ -261,8 +268,7 @@ def test_an_approver_signs_in_sees_the_signals_and_approves(gateway, browser, wo
     assert "new vendor" in cfo.locator("#context").inner_text()
     cfo.screenshot(path=str(SHOTS / "console-action.png"), full_page=True)
     cfo.locator("#answer-text").fill("Checked against PO 4411")
-    cfo.get_by_role("button", name="Approve").click()
-    cfo.locator("#answer-result[data-kind=ok]").wait_for()
+    answered(cfo, "Approve")
     record = world.action(small)
     assert record["status"] == "allowed"
     verdict = record["signed_verdict"]
@@ -274,20 +280,17 @@ def test_an_approver_signs_in_sees_the_signals_and_approves(gateway, browser, wo
 
     # 2-of-3 with two browsers: cfo then ceo approve the 60k payment
     cfo.goto(f"{gateway.url}/console/actions/{big}")
-    cfo.get_by_role("button", name="Approve").click()
-    cfo.locator("#answer-result[data-kind=ok]").wait_for()
+    answered(cfo, "Approve")
     assert world.action(big)["status"] == "pending_approval"
     ceo.goto(f"{gateway.url}/console/actions/{big}")
-    ceo.get_by_role("button", name="Approve").click()
-    ceo.locator("#answer-result[data-kind=ok]").wait_for()
+    answered(ceo, "Approve")
     assert world.action(big)["status"] == "allowed"
 
     # reject with a reason, and a refusal shown clearly (the action is no longer pending)
     cfo.goto(f"{gateway.url}/console/actions/{xss}")
     assert cfo.locator("#vendor").inner_text() == XSS
     cfo.locator("#answer-text").fill("Unknown vendor")
-    cfo.get_by_role("button", name="Reject").click()
-    cfo.locator("#answer-result[data-kind=ok]").wait_for()
+    answered(cfo, "Reject")
     rejected = world.action(xss)
     assert rejected["status"] == "rejected" and rejected["approvals"][0]["comment"] == "Unknown vendor"
     ceo.goto(f"{gateway.url}/console/actions/{small}")
@@ -300,6 +303,14 @@ def test_an_approver_signs_in_sees_the_signals_and_approves(gateway, browser, wo
     cfo.goto(f"{gateway.url}/console/queue")
     assert cfo.url == f"{gateway.url}/console/"
     assert cfo.get_by_role("button", name="Connect wallet and sign in").count() == 1
+
+
+def answered(page: Any, button: str) -> None:
+    """Press Approve or Reject, see the answer recorded, and wait for the reload that follows
+    (a navigation the test started next would race with it)."""
+    with page.expect_navigation(timeout=30_000):
+        page.get_by_role("button", name=button).click()
+        page.locator("#answer-result[data-kind=ok]").wait_for()
 
 
 def axe_violations(page: Any) -> list[dict[str, Any]]:
@@ -327,6 +338,8 @@ def test_bulk_keyboard_live_updates_tenant_walls_accessibility_and_expiry(gatewa
 
     # CFO approves in acme and globex: after signing in, they pick a tenant
     cfo = wallet_page(browser, gateway.url, CFO)
+    cfo.goto(f"{gateway.url}/console/")  # the sign-in page, too, passes axe
+    assert axe_violations(cfo) == []
     sign_in(cfo, gateway.url, tenant="acme")
     assert hidden not in cfo.content()
     assert cfo.locator("table.queue tbody tr").count() == 5
@@ -341,6 +354,11 @@ def test_bulk_keyboard_live_updates_tenant_walls_accessibility_and_expiry(gatewa
     assert controller.locator("table.queue tbody tr").count() == 1
     second_wire = world.pay("9100.00", kind="wire")
     controller.locator(f'tr[data-action="{second_wire}"]').wait_for(timeout=15_000)
+    # ... and an open action page shows the CFO's approval of that wire as it lands
+    controller.goto(f"{gateway.url}/console/actions/{second_wire}")
+    approvals = controller.locator("ul.approvals li").count()
+    world.approve(second_wire, CFO, "cfo")
+    controller.locator("ul.approvals li").nth(approvals).wait_for(timeout=15_000)
 
     # bulk approve three with one BulkApproval signature; each item's result is shown
     cfo.goto(f"{gateway.url}/console/queue?view=awaiting")
@@ -361,8 +379,9 @@ def test_bulk_keyboard_live_updates_tenant_walls_accessibility_and_expiry(gatewa
     cfo.keyboard.type("Paid by keyboard")
     cfo.keyboard.press("Tab")
     assert cfo.evaluate("document.activeElement.id") == "approve"
-    cfo.keyboard.press("Enter")
-    cfo.locator("#answer-result[data-kind=ok]").wait_for()
+    with cfo.expect_navigation(timeout=30_000):  # the page reloads itself after an answer
+        cfo.keyboard.press("Enter")
+        cfo.locator("#answer-result[data-kind=ok]").wait_for()
     assert world.action(by_keyboard)["status"] == "allowed"
 
     # an expired action: the page was open, the window passed, Approve is refused clearly

@@ -7,10 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from eth_account import Account
-from eth_account.messages import encode_defunct
+from eth_account.messages import defunct_hash_message, encode_defunct
 
+from tests.chain import unused_rpc_url
 from tests.integration.helpers import bearer, pay, read_log
 from tests.integration.test_approvals import CFO, STRANGER, propose, setup
+from tests.integration.test_wallet_approvals import OWNERS, contract_world
 
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -156,3 +158,40 @@ async def test_a_nonce_raced_by_two_sign_ins_opens_one_session(client):
         *(client.post("/console/sign-in/verify", json=body, headers=origin(client)) for _ in range(4))
     )
     assert sorted(r.status_code for r in answers) == [200, 422, 422, 422]
+
+
+async def test_a_contract_wallet_signs_in_through_is_valid_signature(client, contract_chain):
+    """EIP-1271: a 2-of-3 contract approver's owners sign the sign-in message; one owner is not
+    enough; its chain unreachable → 503 and no session."""
+    world, wallet = await contract_world(client, contract_chain)
+
+    async def attempt(*owners: Any) -> Any:
+        issued = await client.post(
+            "/console/sign-in/challenge", json={"address": wallet, "chain_id": 8453}, headers=origin(client)
+        )
+        assert issued.status_code == 200, issued.text
+        message = issued.json()["message"]
+        hashed = defunct_hash_message(text=message)
+        signature = (
+            "0x" + b"".join(bytes(Account.unsafe_sign_hash(hashed, o.key).signature) for o in owners).hex()
+        )
+        body = {"nonce": issued.json()["nonce"], "signature": signature}
+        return await client.post("/console/sign-in/verify", json=body, headers=origin(client))
+
+    r = await attempt(OWNERS[0])
+    assert r.status_code == 403 and r.json()["code"] == "sign_in_refused", r.text
+    assert "set-cookie" not in r.headers
+    r = await attempt(OWNERS[0], OWNERS[2])
+    assert r.status_code == 200, r.text
+    assert r.json()["tenant_id"] == "acme"
+    queue = await client.get("/console/queue")
+    assert queue.status_code == 200 and "Awaiting me" in queue.text
+    client.cookies.clear()
+
+    r = await client.patch(
+        "/v1/tenants/acme", json={"rpc_url": unused_rpc_url()}, headers=bearer(world.tenant_admin)
+    )
+    assert r.status_code == 200, r.text
+    r = await attempt(OWNERS[0], OWNERS[2])
+    assert r.status_code == 503, r.text
+    assert "set-cookie" not in r.headers

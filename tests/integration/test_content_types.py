@@ -103,6 +103,7 @@ async def _fixtures(client: Any) -> tuple[dict[str, str], dict[str, str]]:
         "execution_id": "exe_0000000000000000000000000n",
         "name": "bank_api",
         "webhook_id": "wh_nope",
+        "tile_path": "0/000.p/1",
     }
     return values, tokens
 

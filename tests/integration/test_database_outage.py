@@ -77,14 +77,19 @@ class Proxy:
         self.thread.join(timeout=5)
 
 
+def proxied(url: str) -> tuple[Proxy, str]:
+    """A Proxy in front of the PostgreSQL at `url`, and the URL that goes through it: plain TCP
+    (the proxy relays bytes; the TLS upgrade is not what these tests are about)."""
+    parts = urlsplit(url)
+    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    user = f"{parts.username}@" if parts.username else ""
+    return proxy, urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}", query="sslmode=disable"))
+
+
 async def test_outage_answers_503_and_recovers(backend):
     if backend.name != "postgresql":
         pytest.skip("an embedded SQLite file has no connection to lose")
-    parts = urlsplit(backend.url)
-    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    user = f"{parts.username}@" if parts.username else ""
-    # plain TCP through the proxy (it relays bytes; the TLS upgrade is not what this test is about)
-    via_proxy = urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{proxy.port}", query="sslmode=disable"))
+    proxy, via_proxy = proxied(backend.url)
     app = create_app(backend.settings(database_url=via_proxy))
     try:
         async with AsyncTestClient(app=app) as client:

@@ -257,3 +257,24 @@ async def test_a_commit_in_one_process_reaches_an_sse_subscriber_on_another_with
     finally:
         writer.stop()
         reader.stop()
+
+
+async def test_the_console_page_hears_of_new_entries_through_its_own_event_stream(live) -> None:
+    """/console/live: a console session's SSE of "the log grew" (what the pages reload on)."""
+    http, world = live.http, live.world
+    r = await http.get("/console/live")
+    assert r.status_code == 401 and r.json()["code"] == "console_session_required"
+    origin = {"Origin": str(http.base_url).rstrip("/")}
+    r = await http.post("/console/sign-in/token", json={"token": world.auditor}, headers=origin)
+    assert r.status_code == 200, r.text
+    start = await head_of(http, world) - 1
+    async with http.stream("GET", "/console/live", params={"after": start}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert "default-src 'none'" in response.headers["content-security-policy"]
+        proposed = await propose(http, world)
+        async for message in sse_messages(response):
+            if message.get("event") == "changed":
+                assert json.loads(message["data"])["seq"] == int(message["id"]) > start
+                break
+    assert proposed["status"] == "allowed"

@@ -10,27 +10,18 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.integration.go_programs import build_go
 from tests.integration.helpers import bearer, make_world, pay
-
-GOPATH = Path("/usr/share/gocode")
-SOURCE = Path(__file__).resolve().parents[1] / "go" / "verify_bundle.go"
 
 
 @pytest.fixture(scope="session")
 def go_verifier(tmp_path_factory) -> Path:
-    if shutil.which("go") is None or not (GOPATH / "src/golang.org/x/mod/sumdb/tlog").is_dir():
-        pytest.skip("Go and golang-golang-x-mod-dev are not installed")
-    binary = tmp_path_factory.mktemp("go") / "verify_bundle"
-    env = {**os.environ, "GO111MODULE": "off", "GOPATH": str(GOPATH), "GOCACHE": str(binary.parent / "cache")}
-    subprocess.run(["go", "build", "-o", str(binary), str(SOURCE)], check=True, env=env, capture_output=True)
-    return binary
+    return build_go("verify_bundle", tmp_path_factory.mktemp("go"))
 
 
 def go(binary: Path, *args: str) -> subprocess.CompletedProcess:

@@ -157,6 +157,7 @@ async function checkChain(wallet) {
 }
 
 let busy = false;
+let held = false; // a result or an error the user is reading: live updates do not reload over it
 
 async function answer(approve) {
   if (busy) return;
@@ -184,9 +185,11 @@ async function answer(approve) {
     const result = await post(`/v1/actions/${encodeURIComponent(actionId)}/${approve ? "approve" : "reject"}`, body);
     if (!result.ok) throw new Error(explain(result.payload));
     say(`Done: the action is now ${result.payload.status}.`, "answer-result", "ok");
+    held = true; // this page reloads itself (once), not also on the live update of this answer
     setTimeout(() => window.location.reload(), 1200);
   } catch (error) {
     say(error.message || String(error), "answer-result", "error");
+    held = true;
   } finally {
     busy = false;
   }
@@ -229,35 +232,42 @@ async function bulk(approve) {
       results.append(li);
     }
     say("Bulk answer recorded; see each item's result below.");
+    held = true;
   } catch (error) {
     say(error.message || String(error), "status", "error");
+    held = true;
   } finally {
     busy = false;
   }
 }
 
-// Live updates by polling the tenant log's size (the events stream is not on main yet): when
-// it grows, the page reloads, unless the user is typing or has selected something.
-async function watch() {
-  let size = Number(meta("console-live")); // the log's size when the server rendered this page
-  setInterval(async () => {
-    try {
-      const response = await fetch("/console/live", { credentials: "same-origin" });
-      if (!response.ok) return;
-      const now = (await response.json()).size;
-      if (now !== size) {
-        const typing = [...document.querySelectorAll("textarea, input:not([type=checkbox]):not([type=radio])")].some(
-          (el) => el.value && el.type !== "hidden",
-        );
-        const selected = document.querySelector("input.select:checked");
-        if (busy || typing || selected) say("New activity: reload to see it.");
-        else window.location.reload();
-      }
-      size = now;
-    } catch {
-      /* offline for a moment: try again next tick */
+// Live updates: the server's event stream says when an action changed (proposed, approved,
+// decided, expired, executed: on an action's page, that action) after what this page shows
+// (/console/live, Server-Sent Events). The page then reloads, unless the user is busy, typing,
+// has selected something or is reading a result; then it says so instead.
+function watch() {
+  const size = Number(meta("console-live")); // the log's size when the server rendered this page
+  const query = new URLSearchParams({ after: String(size - 1) });
+  if (meta("console-action")) query.set("action_id", meta("console-action"));
+  const source = new EventSource(`/console/live?${query}`);
+  let pending = false;
+  source.addEventListener("changed", () => {
+    if (pending) return;
+    const typing = [...document.querySelectorAll("textarea, input:not([type=checkbox]):not([type=radio])")].some(
+      (el) => el.value && el.type !== "hidden",
+    );
+    const selected = document.querySelector("input.select:checked");
+    if (busy || held || typing || selected) {
+      say("New activity: reload to see it.");
+      return;
     }
-  }, 3000);
+    pending = true; // several entries land together: reload once, a moment after the first
+    setTimeout(() => window.location.reload(), 500);
+  });
+  source.addEventListener("signed-out", () => {
+    source.close();
+    window.location.assign("/console/");
+  });
 }
 
 function on(id, event, handler) {

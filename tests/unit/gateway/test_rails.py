@@ -3,13 +3,15 @@ body, and the outbound address rules."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 
 import pytest
 
 from gateway.rails.bank_api import check_config, payment_body
 from gateway.rails.base import Payment, RailConfigError, RailRefused
-from gateway.rails.outbound import ALLOW_PRIVATE_ENV, check_url
+from gateway.rails.outbound import ALLOW_PRIVATE_ENV, check_url, pin
 from gateway.rails.secrets import SecretsUnreadable, seal, unseal
 
 PAY = Payment("exe_1", "exe_1", "acme", "act_1", "0x" + "00" * 32,
@@ -114,3 +116,36 @@ def test_operator_may_allow_a_private_bank(monkeypatch):
     assert check_url("http://127.0.0.1:8080/") == "http://127.0.0.1:8080"
     monkeypatch.delenv(ALLOW_PRIVATE_ENV)
     assert check_url("https://93.184.216.34/v1") == "https://93.184.216.34/v1"
+
+
+class ChangingDns:
+    """A resolver whose answer for a name changes between lookups (DNS rebinding): the loop's
+    getaddrinfo, answering from a list."""
+
+    def __init__(self, *answers: str) -> None:
+        self.answers = list(answers)
+
+    async def __call__(self, host, port, **_):
+        address = self.answers.pop(0)
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, 6, "", (address, 0))]
+
+
+async def test_a_request_goes_to_the_address_that_was_checked(monkeypatch):
+    monkeypatch.delenv(ALLOW_PRIVATE_ENV, raising=False)
+    dns = ChangingDns("93.184.216.34", "10.0.0.7", "2606:2800:220:1::1")
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", dns)
+    first = await pin("https://bank.example:8443/v1/payments")
+    assert first.url == "https://93.184.216.34:8443/v1/payments"
+    assert first.headers == {"Host": "bank.example:8443"}
+    assert first.extensions == {"sni_hostname": "bank.example"}  # TLS verifies the name
+    with pytest.raises(RailConfigError):  # the name now points inside: refused, not followed
+        await pin("https://bank.example:8443/v1/payments")
+    third = await pin("https://bank.example/v1")
+    assert third.url == "https://[2606:2800:220:1::1]/v1" and third.headers == {"Host": "bank.example"}
+
+
+async def test_with_private_targets_allowed_the_url_is_used_as_given(monkeypatch):
+    monkeypatch.setenv(ALLOW_PRIVATE_ENV, "1")
+    pinned = await pin("http://127.0.0.1:8080/payments")
+    assert pinned.url == "http://127.0.0.1:8080/payments" and pinned.headers == {} and pinned.extensions == {}

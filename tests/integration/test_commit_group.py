@@ -1,0 +1,116 @@
+"""Several tenants' fast-path batches in one transaction (`gateway.ledger.CommitGroup`), against
+PostgreSQL: each chain stays serial, a stale head writes nothing for its tenant only, and the
+chain writers of many tenants commit together."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from audit import verify_chain
+from gateway.auth import Principal
+from gateway.ledger import CommitGroup, EntryDraft, Head, Ledger, Unit, chain_units
+from gateway.schemas import CreateTenant
+from gateway.services.tenants import TenantService
+from gateway.storage import Insert, open_database
+
+ADMIN = Principal("test", "admin", None, None)
+TENANTS = ("t1", "t2", "t3")
+TIME = "2026-01-01T00:00:00.000000Z"
+
+
+@pytest.fixture
+async def db(backend):
+    if backend.name != "postgresql":
+        pytest.skip("the one-statement append, hence its grouping, is PostgreSQL's")
+    database = open_database(backend.url, data_dir=backend.data_dir, schema=backend.schema)
+    await database.open()
+    for tenant in TENANTS:
+        await TenantService(database, None).create_tenant(ADMIN, CreateTenant(id=tenant, name=tenant))
+    yield database
+    await database.close()
+
+
+def agent_unit(tenant: str, n: int) -> Unit:
+    columns = ("tenant_id", "id", "name", "created_at")
+    return Unit(
+        [EntryDraft("agent.created", "test", {"n": n})],
+        inserts=lambda seqs: [Insert("agents", columns, (tenant, f"a{n}", f"seq {seqs[0]}", "t"))],
+    )
+
+
+async def head_of(db, tenant: str) -> Head:
+    async with db.read() as conn:
+        row = await conn.fetchrow("SELECT size, head FROM audit_heads WHERE tenant_id = ?", tenant)
+    return Head(int(row["size"]), row["head"])
+
+
+async def chain_of(db, tenant: str) -> list[bytes]:
+    async with db.read() as conn:
+        rows = await conn.fetch("SELECT entry FROM audit_entries WHERE tenant_id = ? ORDER BY seq", tenant)
+    entries = [bytes(row["entry"]) for row in rows]
+    verify_chain(entries, tenant=tenant)
+    return entries
+
+
+async def append(group: CommitGroup, tenant: str, expected: Head, n: int) -> bool:
+    chained = chain_units(tenant, [agent_unit(tenant, n)], expected, TIME)
+    return await group.append(
+        tenant,
+        expected_head=(expected.size, expected.hash),
+        new_head=(chained.head.size, chained.head.hash),
+        policy_version=None,
+        credentials=([], TIME),
+        entry_rows=chained.entry_rows,
+        inserts=chained.inserts,
+    )
+
+
+async def test_batches_of_several_tenants_commit_in_one_transaction_each_on_its_own_head(db):
+    group = CommitGroup(db)
+    heads = {tenant: await head_of(db, tenant) for tenant in TENANTS}
+    # all three arrive before the group's task first runs: one transaction carries them
+    results = await asyncio.gather(*(append(group, tenant, heads[tenant], 1) for tenant in reversed(TENANTS)))
+    assert results == [True, True, True]
+    assert (group.transactions, group.batches) == (1, 3)
+    # a stale head writes nothing for its tenant, and the others commit all the same
+    stale = heads["t2"]  # t2 has moved on since
+    fresh = {tenant: await head_of(db, tenant) for tenant in TENANTS}
+    results = await asyncio.gather(
+        append(group, "t1", fresh["t1"], 2),
+        append(group, "t2", stale, 2),
+        append(group, "t3", fresh["t3"], 2),
+    )
+    assert results == [True, False, True]
+    assert (group.transactions, group.batches) == (2, 6)
+    assert [len(await chain_of(db, tenant)) for tenant in TENANTS] == [3, 2, 3]  # tenant.created + appends
+
+
+async def test_a_failing_statement_writes_nothing_for_any_tenant_of_its_transaction(db):
+    group = CommitGroup(db)
+    heads = {tenant: await head_of(db, tenant) for tenant in TENANTS}
+    assert await append(group, "t1", heads["t1"], 1)
+    moved = await head_of(db, "t1")
+    # agent a1 of t1 exists already: t1's insert fails, and t3's statement is rolled back with it
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await asyncio.gather(append(group, "t1", moved, 1), append(group, "t3", heads["t3"], 1))
+    assert [len(await chain_of(db, tenant)) for tenant in ("t1", "t3")] == [2, 1]
+
+
+async def test_proposals_of_many_tenants_keep_every_chain_whole(db):
+    ledger = Ledger(db)
+    try:
+        units = {tenant: [agent_unit(tenant, n) for n in range(1, 6)] for tenant in TENANTS}
+        # the writers read their heads under lock first; later batches take the grouped fast path
+        for tenant in TENANTS:
+            assert await ledger.append(tenant, units[tenant][0]) == [1]
+        later = [(tenant, units[tenant][n]) for n in range(1, 5) for tenant in TENANTS]
+        seqs = await asyncio.gather(*(ledger.append(tenant, unit) for tenant, unit in later))
+        assert sorted(s[0] for s in seqs) == sorted([2, 3, 4, 5] * len(TENANTS))
+        assert ledger.group.transactions >= 1 and ledger.group.batches >= len(TENANTS)
+        for tenant in TENANTS:
+            assert len(await chain_of(db, tenant)) == 6
+    finally:
+        await ledger.close()
