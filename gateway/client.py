@@ -368,8 +368,19 @@ class VerdictClient:
         """Ask for the compensation of a succeeded execution (a tenant admin's token)."""
         return self._call("POST", f"/v1/executions/{execution_id}/rollback", json={"reason": reason})
 
+    def rollback_action(self, action_id: str, reason: str) -> dict[str, Any]:
+        """Roll back the action's execution (a tenant admin's token); GatewayError `not_executed`
+        when it has none."""
+        return self._call("POST", f"/v1/actions/{action_id}/rollback", json={"reason": reason})
+
     def cancel(self, action_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/v1/actions/{action_id}")
+
+    def operations(self, action_id: str, signer: str | None = None) -> dict[str, Any]:
+        """What a caller without a token may do now: approve / reject per role `signer` holds
+        (`{"action_id", "status", "operations"}`); with a token, read `get(...)["operations"]`."""
+        params = {"signer": signer} if signer is not None else None
+        return self._call("GET", f"/v1/actions/{action_id}/operations", params=params)
 
     def verdict(self, action_id: str) -> dict[str, Any]:
         """The signed verdict of an allowed action (GatewayError `verdict_not_available` otherwise)."""

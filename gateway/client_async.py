@@ -161,6 +161,15 @@ class AsyncVerdictClient:
     async def cancel(self, action_id: str) -> dict[str, Any]:
         return await self._call("DELETE", f"/v1/actions/{action_id}")
 
+    async def rollback_action(self, action_id: str, reason: str) -> dict[str, Any]:
+        """See `VerdictClient.rollback_action`."""
+        return await self._call("POST", f"/v1/actions/{action_id}/rollback", json={"reason": reason})
+
+    async def operations(self, action_id: str, signer: str | None = None) -> dict[str, Any]:
+        """See `VerdictClient.operations`."""
+        params = {"signer": signer} if signer is not None else None
+        return await self._call("GET", f"/v1/actions/{action_id}/operations", params=params)
+
     async def verdict(self, action_id: str) -> dict[str, Any]:
         return await self._call("GET", f"/v1/actions/{action_id}/verdict")
 

@@ -130,23 +130,34 @@ class OperationService:
         self.actions = actions
         self.rails = rails
 
-    async def _reversible(self, principal: Principal, record: schemas.ActionRecord) -> bool:
+    async def _reversible(
+        self, principal: Principal, record: schemas.ActionRecord, known: dict[str, bool]
+    ) -> bool:
+        """Whether the rail of the action's succeeded execution can compensate it (`known`:
+        the answers so far, by rail, for a page of records)."""
         live = live_execution(record)
         if live is None or live["status"] != executing.SUCCEEDED or not _may(principal, "POST", "/rollback"):
             return False
-        try:
-            return (await self.rails.adapter(record.tenant_id, live["rail"])).reversible
-        except AppError:  # the rail is gone: the route would refuse too
-            return False
+        rail = live["rail"]
+        if rail not in known:
+            try:
+                known[rail] = (await self.rails.adapter(record.tenant_id, rail)).reversible
+            except AppError:  # the rail is gone: the route would refuse too
+                known[rail] = False
+        return known[rail]
 
-    async def record(self, principal: Principal, record: schemas.ActionRecord) -> schemas.ActionRecord:
+    async def record(
+        self, principal: Principal, record: schemas.ActionRecord, known: dict[str, bool] | None = None
+    ) -> schemas.ActionRecord:
         """`record` with what `principal` may do with it now."""
-        reversible = await self._reversible(principal, record)
+        reversible = await self._reversible(principal, record, {} if known is None else known)
         operations = caller_operations(principal, record, utc_now(), reversible)
         return msgspec.structs.replace(record, operations=operations)
 
     async def page(self, principal: Principal, page: schemas.ActionPage) -> schemas.ActionPage:
-        return schemas.ActionPage([await self.record(principal, r) for r in page.actions], page.next_cursor)
+        known: dict[str, bool] = {}  # one tenant's rails, asked once per page
+        records = [await self.record(principal, record, known) for record in page.actions]
+        return schemas.ActionPage(records, page.next_cursor)
 
     async def for_signer(self, action_id: str, signer: str | None) -> schemas.ActionOperations:
         """What an unauthenticated caller may do: approve or reject as `signer`, where its

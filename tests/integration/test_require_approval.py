@@ -123,3 +123,18 @@ async def test_invalid_defaults_are_refused(client):
         headers=bearer(world.agent_token),
     )
     assert r.status_code == 400 and r.json()["code"] == "invalid_request"
+
+
+async def test_the_console_shows_approvers_that_the_agent_asked(client):
+    from tests.integration.test_console_sessions import sign_in
+
+    world = await world_with_approvers(client)
+    asked = await propose(client, world, {**pay("120.00"), "require_approval": True})
+    plain = await propose(client, world, pay("7800.00"))
+    assert (await sign_in(client, CFO)).status_code == 200
+    page = await client.get(f"/console/actions/{asked['action_id']}")
+    assert page.status_code == 200, page.text
+    assert 'id="require-approval"' in page.text and "approval_requested_by_agent" in page.text
+    assert "Review requested by agent ap-bot: " in page.text
+    other = await client.get(f"/console/actions/{plain['action_id']}")
+    assert other.status_code == 200 and 'id="require-approval"' not in other.text
