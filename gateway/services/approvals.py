@@ -354,7 +354,7 @@ class ApprovalService:
             row = await self._row(action_id)
             if row["tenant_id"] != tenant_id:
                 raise NotFound(f"action {action_id!r} not found", code="action_not_found")
-            self._check_open(row, body.approver_role)
+            check_open(row, body.approver_role)
             rows.append(row)
         deadline = body.deadline
         if deadline is None:
@@ -453,7 +453,7 @@ class ApprovalService:
                 raise SignatureMismatch(
                     f"action {item.action_id} has another action hash than the one signed"
                 )
-            requirements = self._check_open(row, body.approver_role)
+            requirements = check_open(row, body.approver_role)
             outcome = await self._commit(
                 row, requirements, signed, body.approver_role, body.approve, comment, context
             )
