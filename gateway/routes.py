@@ -4,12 +4,14 @@ admitted (by its table, before the handler runs), return the result."""
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import MediaType, Request, Response, delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from audit.tlog_proof import format_tlog_proofs
@@ -358,7 +360,18 @@ def _proof(hashes: list[bytes]) -> schemas.Proof:
     return schemas.Proof([base64.b64encode(h).decode() for h in hashes])
 
 
-@get("/v1/actions/{action_id:str}/proof", tags=["actions", "audit"])
+@dataclass
+class _ProofOperation(Operation):
+    """The proof route's OpenAPI entry: its 200 answer is JSON, or text for `format=tlog-proof`."""
+
+    def __post_init__(self) -> None:
+        ok = self.responses.get("200") if self.responses else None
+        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
+            text = Schema(type=OpenAPIType.STRING, description="c2sp.org/tlog-proof, one per entry")
+            ok.content["text/plain"] = OpenAPIMediaType(schema=text)
+
+
+@get("/v1/actions/{action_id:str}/proof", tags=["actions", "audit"], operation_class=_ProofOperation)
 async def action_proof(
     state: State,
     request: Request,

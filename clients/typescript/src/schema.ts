@@ -2698,6 +2698,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": unknown;
+                    "text/plain": string;
                 };
             };
             /** @description Invalid request */
