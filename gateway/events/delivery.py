@@ -60,6 +60,9 @@ _HOOK_COLUMNS = (
 )
 
 
+WAKE_GAP_SECONDS = 0.02
+
+
 @dataclass(slots=True)
 class Claim:
     """A webhook this worker holds the lease of, as read at the start of a round."""
@@ -121,6 +124,9 @@ class DeliveryWorker:
                 await self.round()
             except Exception:  # a database outage: try again at the next poll
                 log_failure(log, "webhook delivery round failed")
+            # Under a stream of commits every one wakes this worker: a short gap lets the wake-ups
+            # of that time share one round (one claim query, not one per group commit).
+            await asyncio.sleep(WAKE_GAP_SECONDS)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.poll_seconds):
                     await self._wake.wait()
