@@ -391,7 +391,8 @@ async def test_witness_metrics_count_real_cosigning_by_witness_and_outcome(backe
             assert delta(after, held, "verdict_witness_requests_total", "carol", "refused") >= 1
             assert value(held, "verdict_audit_unwitnessed_entries") == 2  # action.proposed, verdict.issued
             assert ("verdict_audit_witnessed_checkpoint_age_seconds", ()) in held
-            assert not any(dict(labels).get("tenant") for _, labels in held)  # not unless opted in
+            witness_series = [labels for name, labels in held if "witness" in name]
+            assert witness_series and not any(dict(labels).get("tenant") for labels in witness_series)
 
             # per-tenant gauges when the operator opts in (VERDICT_METRICS_TENANT_LABELS=1)
             app.state.settings = dataclasses.replace(settings, metrics_tenant_labels=True)
