@@ -38,9 +38,11 @@ sys.path.insert(0, str(ROOT))
 from litestar.testing import AsyncTestClient  # noqa: E402
 
 from audit.tiles import format_tile_path  # noqa: E402
+from audit.witness_policy import parse_policy  # noqa: E402
 from bench.load import PG_URL, machine_facts  # noqa: E402
 from gateway.app import create_app  # noqa: E402
 from gateway.ledger import EntryDraft, Ledger, Unit  # noqa: E402
+from gateway.services.witnessing import WitnessingService  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 from gateway.storage import open_database  # noqa: E402
 from tests.integration.helpers import bearer, make_world, pay  # noqa: E402
@@ -149,21 +151,25 @@ async def witnessed(
     policy.write_text(policy_text(witnesses, 2))
     witnessed_settings = dataclasses.replace(settings, witness_policy=policy)
     out: dict[str, Any] = {}
-    app = create_app(settings)
+    # Latency: an app without background checkpoints or a policy and, for the cosigning rounds, a
+    # WitnessingService of this loop's own (the app's background tasks run on another loop of the
+    # test client's: a lock shared with them across loops could hang).
+    app = create_app(dataclasses.replace(settings, checkpoint_interval=0))
     async with AsyncTestClient(app=app) as client:
         client.app_state = app.state
         world = await make_world(client)
+        for witness in witnesses:
+            witness.watch(app.state.audit.vkey("acme"))
         signing, signing_cpu, _ = await checkpoint_latency(
             client, app.state.audit, None, rounds, world.agent_token, witnesses
         )
-        for witness in witnesses:
-            witness.watch(app.state.audit.vkey("acme"))
-    app = create_app(witnessed_settings)
-    async with AsyncTestClient(app=app) as client:
-        service = app.state.witnessing
-        cosigning, cosigning_cpu, witnesses_cpu = await checkpoint_latency(
-            client, app.state.audit, service, rounds, world.agent_token, witnesses
-        )
+        service = WitnessingService(app.state.audit, parse_policy(policy.read_text()))
+        try:
+            cosigning, cosigning_cpu, witnesses_cpu = await checkpoint_latency(
+                client, app.state.audit, service, rounds, world.agent_token, witnesses
+            )
+        finally:
+            await service.close()
     # The gateway's CPU for one witnessing round (the rounds differ only by it), and what it would
     # take from one busy core at this cadence: a model, immune to the machine's other load.
     out["gateway CPU ms per witnessing round"] = 1000 * (cosigning_cpu - signing_cpu)
