@@ -122,6 +122,12 @@ async def allow_rate(client, world, seconds: float, witnesses: list[WitnessProce
     return Rate(done / seconds, 1000 * cpu / done, sum(map(cpu_seconds, pids)) - witnesses_before)
 
 
+def in_app(client, function, *args):
+    """Run `function(*args)` on the app's own event loop (the test client's portal), where its
+    database pool and locks live; blocks this loop meanwhile."""
+    return client.blocking_portal.call(function, *args)
+
+
 async def checkpoint_latency(
     client, audit, service, rounds: int, token: str, witnesses: list[WitnessProcess]
 ) -> tuple[list[float], float, float]:
@@ -133,10 +139,10 @@ async def checkpoint_latency(
     for _ in range(rounds):
         await client.post("/v1/agents/ap-bot/propose", json=pay("1.00"), headers=bearer(token))
         began = time.perf_counter()
-        await audit.checkpoint("acme")
+        signed = in_app(client, audit.checkpoint, "acme")
         if service is not None:
-            published = await service.witness("acme")
-            assert published is not None and published.size == (await audit.latest("acme")).size
+            published = in_app(client, service.witness, "acme")
+            assert published is not None and published.size == signed.size
         samples.append(time.perf_counter() - began)
     cpu, witnesses_cpu = time.process_time() - cpu, sum(map(cpu_seconds, pids)) - witnesses_cpu
     return samples, cpu / rounds, witnesses_cpu / rounds
@@ -152,8 +158,7 @@ async def witnessed(
     witnessed_settings = dataclasses.replace(settings, witness_policy=policy)
     out: dict[str, Any] = {}
     # Latency: an app without background checkpoints or a policy and, for the cosigning rounds, a
-    # WitnessingService of this loop's own (the app's background tasks run on another loop of the
-    # test client's: a lock shared with them across loops could hang).
+    # WitnessingService of the bench's own, both run on the app's loop (`in_app`).
     app = create_app(dataclasses.replace(settings, checkpoint_interval=0))
     async with AsyncTestClient(app=app) as client:
         client.app_state = app.state
@@ -169,7 +174,7 @@ async def witnessed(
                 client, app.state.audit, service, rounds, world.agent_token, witnesses
             )
         finally:
-            await service.close()
+            in_app(client, service.close)
     # The gateway's CPU for one witnessing round (the rounds differ only by it), and what it would
     # take from one busy core at this cadence: a model, immune to the machine's other load.
     out["gateway CPU ms per witnessing round"] = 1000 * (cosigning_cpu - signing_cpu)
@@ -182,10 +187,10 @@ async def witnessed(
         on = turn % 2 == 1
         app = create_app(witnessed_settings if on else settings)
         async with AsyncTestClient(app=app) as client:
-            published_before = await published_count(app.state.db)
+            published_before = in_app(client, published_count, app.state.db)
             rate = await allow_rate(client, world, seconds, witnesses)
             if on:
-                rate.published = await published_count(app.state.db) - published_before
+                rate.published = in_app(client, published_count, app.state.db) - published_before
         rates.append(("with 3 witnesses" if on else "without witnesses", rate))
     out["rates"] = rates
     for name, samples in (("sign only", signing), ("sign + 3 witnesses", cosigning)):
