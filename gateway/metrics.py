@@ -8,12 +8,12 @@ app built in a process without that variable (tests, an embedded app) answers fr
 registry. prometheus_client chooses between the two when it is first imported, so the variable
 must be set before this module is imported, as `verdict serve` does.
 
-What the database knows (log sizes, the age of the newest checkpoint, pending approvals) is
-read at scrape time (`read_database_gauges`), so it is the same whichever worker answers and
+What the database knows (log sizes, the age of the newest checkpoint, pending approvals and,
+with a witness policy, how far the witnessed checkpoints lag) is read at scrape time (`read_database_gauges`), so it is the same whichever worker answers and
 costs nothing between scrapes.
 
 Labels are bounded: route templates, never raw paths; decisions, outcomes and the API's stable
-error codes. A tenant label appears only when the operator opts in
+error codes; witnesses by their name in the operator's witness policy. A tenant label appears only when the operator opts in
 (VERDICT_METRICS_TENANT_LABELS=1), since tenants are unbounded.
 """
 
@@ -101,6 +101,40 @@ WEBHOOK_DELIVERIES = Counter(
     "verdict_webhook_deliveries", "Webhook delivery attempts, by result (delivered, failed).", ["result"]
 )
 
+WITNESS_REQUESTS = Counter(
+    "verdict_witness_requests",
+    "Cosignature requests to the witness policy's witnesses, one per checkpoint asked (a 409 size"
+    " correction's second POST included), by witness and outcome"
+    " (ok, refused, unreachable, conflict, bad_cosignature).",
+    ["witness", "outcome"],
+)  # fmt: skip
+WITNESS_DURATION = Histogram(
+    "verdict_witness_request_duration_seconds",
+    "Cosigning round trip to one witness, answered or not (the consistency proof, the POST and"
+    " checking the cosignature), by witness.",
+    ["witness"], buckets=LATENCY_BUCKETS,
+)  # fmt: skip
+WITNESSED_CHECKPOINTS = Counter(
+    "verdict_witnessed_checkpoints",
+    "Witnessing rounds of a signed checkpoint, by result: published (the quorum cosigned it) or"
+    " held (held back: the quorum was not met).",
+    ["result"],
+)  # fmt: skip
+# A witness's failure codes (gateway.services.witnessing) as the outcome label.
+WITNESS_OUTCOMES = {
+    "witness_refused": "refused",
+    "witness_unreachable": "unreachable",
+    "witness_conflict": "conflict",
+    "witness_ahead": "conflict",
+    "witness_bad_cosignature": "bad_cosignature",
+}
+
+
+def count_witness_request(witness: str, code: str | None, seconds: float) -> None:
+    """One cosigning attempt: `code` None when it cosigned, else its `WitnessFailed` code."""
+    WITNESS_REQUESTS.labels(witness, "ok" if code is None else WITNESS_OUTCOMES.get(code, "refused")).inc()
+    WITNESS_DURATION.labels(witness).observe(seconds)
+
 
 def is_multiprocess() -> bool:
     return bool(os.environ.get(MULTIPROCESS_ENV))
@@ -175,6 +209,11 @@ class DatabaseGauges:
     unintegrated: dict[str, int] = field(default_factory=dict)  # tenant -> entries past its checkpoint
     checkpoint_age: dict[str, float] = field(default_factory=dict)  # tenant -> seconds, when behind
     pending_approvals: dict[str, int] = field(default_factory=dict)
+    witnessing: bool = False  # a witness policy is configured: the two below are read
+    unwitnessed: dict[str, int] = field(
+        default_factory=dict
+    )  # tenant -> entries past its witnessed checkpoint
+    witnessed_age: dict[str, float] = field(default_factory=dict)  # tenant -> seconds, when behind
 
 
 _HEADS = (
@@ -184,17 +223,32 @@ _HEADS = (
     " FROM audit_heads h LEFT JOIN audit_tree_heads t ON t.tenant_id = h.tenant_id"
 )
 _PENDING = "SELECT tenant_id, COUNT(*) AS n FROM actions WHERE status = ? GROUP BY tenant_id"
+# Per log: its size, the newest checkpoint published under the witness quorum, and (for a log with
+# none yet) when its first checkpoint was signed. Index lookups on (tenant_id, size) only.
+_WITNESSED = (
+    "SELECT h.tenant_id, h.size,"
+    " (SELECT w.size FROM audit_witnessed w WHERE w.tenant_id = h.tenant_id ORDER BY w.size DESC LIMIT 1) AS witnessed,"
+    " (SELECT w.created_at FROM audit_witnessed w WHERE w.tenant_id = h.tenant_id"
+    "  ORDER BY w.size DESC LIMIT 1) AS last_witnessed,"
+    " (SELECT c.created_at FROM audit_checkpoints c WHERE c.tenant_id = h.tenant_id"
+    "  ORDER BY c.size LIMIT 1) AS first_checkpoint"
+    " FROM audit_heads h"
+)
 
 
-async def read_database_gauges(db: Any, pending_status: str, now: float) -> DatabaseGauges:
-    """Read the log heads, checkpoints and pending approvals. Raises what the database raises
-    (gateway.errors.Unavailable for an outage)."""
+async def read_database_gauges(
+    db: Any, pending_status: str, now: float, *, witnessing: bool = False
+) -> DatabaseGauges:
+    """Read the log heads, checkpoints and pending approvals (and, with `witnessing`, the
+    witnessed checkpoints). Raises what the database raises (gateway.errors.Unavailable for an
+    outage)."""
     from gateway.clock import parse_rfc3339
 
-    gauges = DatabaseGauges()
+    gauges = DatabaseGauges(witnessing=witnessing)
     async with db.read() as conn:
         heads = await conn.fetch(_HEADS)
         pending = await conn.fetch(_PENDING, pending_status)
+        witnessed = await conn.fetch(_WITNESSED) if witnessing else []
     gauges.tenants = len(heads)
     for row in heads:
         tenant, size, checkpointed = row["tenant_id"], int(row["size"]), int(row["checkpointed"])
@@ -203,6 +257,12 @@ async def read_database_gauges(db: Any, pending_status: str, now: float) -> Data
         if size > checkpointed and row["last_checkpoint"] is not None:
             gauges.checkpoint_age[tenant] = max(0.0, now - parse_rfc3339(row["last_checkpoint"]).timestamp())
     gauges.pending_approvals = {row["tenant_id"]: int(row["n"]) for row in pending}
+    for row in witnessed:
+        tenant, behind = row["tenant_id"], int(row["size"]) - int(row["witnessed"] or 0)
+        gauges.unwitnessed[tenant] = max(0, behind)
+        since = row["last_witnessed"] or row["first_checkpoint"]  # none witnessed yet: waiting since
+        if behind > 0 and since is not None:
+            gauges.witnessed_age[tenant] = max(0.0, now - parse_rfc3339(since).timestamp())
     return gauges
 
 
@@ -233,6 +293,18 @@ class _DatabaseCollector:
         yield self._family(
             "verdict_approvals_pending", "Escalated actions waiting for approvals.", g.pending_approvals, sum
         )
+        if not g.witnessing:
+            return
+        yield self._family(
+            "verdict_audit_unwitnessed_entries",
+            "Entries not yet covered by a checkpoint published under the witness quorum.", g.unwitnessed, sum,
+        )  # fmt: skip
+        yield self._family(
+            "verdict_audit_witnessed_checkpoint_age_seconds",
+            "Age of the newest checkpoint published under the witness quorum (or, before any, of the first"
+            " signed one) of a log with entries it does not cover (0: none behind).",
+            g.witnessed_age, lambda values: max(values, default=0.0),
+        )  # fmt: skip
 
     def _family(self, name: str, documentation: str, values: dict[str, Any], combine) -> Metric:
         if not self.per_tenant:

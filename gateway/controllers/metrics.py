@@ -28,7 +28,8 @@ class MetricsController(Controller):
         an outage is when the metrics matter most."""
         metrics.sample_pool(getattr(state.db, "pool", None))
         try:
-            gauges = await metrics.read_database_gauges(state.db, PENDING, time.time())
+            witnessing = getattr(state, "witnessing", None) is not None
+            gauges = await metrics.read_database_gauges(state.db, PENDING, time.time(), witnessing=witnessing)
         except (AppError, OSError):
             log_failure(log, "metrics: could not read the database gauges")
             gauges = metrics.DatabaseGauges(up=False)

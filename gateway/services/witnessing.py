@@ -7,12 +7,15 @@ quorum of witnesses cosigned it. One round, for one tenant:
 1. take the latest signed checkpoint; stop if it is already published;
 2. ask every witness not in back-off, concurrently: `POST <url>/add-checkpoint` with the size that
    witness last cosigned (learnt from its 409 `text/x.tlog.size` answers, 0 at first) and the
-   consistency proof from that size;
+   consistency proof from that size (read once per round and size, however many witnesses share it);
 3. keep each cosignature that verifies under the witness's key in the policy;
 4. if the cosigners meet the quorum, store the checkpoint with the cosignatures appended.
 
 A witness that is down or refuses is retried with exponential back-off and named in `/health`
-while the quorum is not met; appending entries never waits for witnesses (only publishing does).
+while the quorum is not met; appending entries never waits for witnesses (only publishing does):
+rounds run in a background task (`run`) that holds neither the chain writer nor the log's
+integration lock while it waits for witnesses. Each attempt and round is counted in
+`gateway.metrics` (by witness and outcome; published or held).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from audit.cosignature import verify_cosignatures
 from audit.errors import AuditError
 from audit.note import open_note
 from audit.witness_policy import WitnessEntry, WitnessPolicy
+from gateway import metrics
 from gateway.clock import rfc3339, utc_now
 from gateway.health import HealthProblem
 from gateway.services.audit import AuditService, StoredCheckpoint
@@ -39,6 +43,11 @@ TIMEOUT_SECONDS = 5.0
 FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
 SIZE_TYPE = "text/x.tlog.size"
+# Logs whose latest signed checkpoint (the tree head's size) is beyond their newest witnessed one.
+_BEHIND = (
+    "SELECT t.tenant_id FROM audit_tree_heads t WHERE t.size > COALESCE("
+    "(SELECT w.size FROM audit_witnessed w WHERE w.tenant_id = t.tenant_id ORDER BY w.size DESC LIMIT 1), -1)"
+)
 
 
 @dataclass(slots=True)
@@ -99,11 +108,13 @@ class WitnessingService:
             # (2)-(3) every witness out of back-off, concurrently
             now = time.monotonic()
             asked = [w for name, w in self.policy.witnesses.items() if self._due(name, now)]
-            lines = await asyncio.gather(*(self._cosign(tenant, w, signed) for w in asked))
+            proofs: dict[int, asyncio.Task[list[bytes]]] = {}  # old size -> its proof, this round
+            lines = await asyncio.gather(*(self._cosign(tenant, w, signed, proofs) for w in asked))
             gathered = {w.name: line for w, line in zip(asked, lines, strict=True) if line}
             # (4) publish under the quorum
             if not self.policy.satisfied_by(set(gathered)):
                 self.waiting[tenant] = signed.size
+                metrics.WITNESSED_CHECKPOINTS.labels("held").inc()
                 return published
             note = signed.note + "".join(gathered[name] for name in sorted(gathered))
             async with self.db.transaction() as conn:
@@ -117,17 +128,22 @@ class WitnessingService:
                     rfc3339(utc_now()),
                 )
             self.waiting.pop(tenant, None)
+            metrics.WITNESSED_CHECKPOINTS.labels("published").inc()
             return await self.published(tenant)
 
     def _due(self, name: str, now: float) -> bool:
         trouble = self.trouble.get(name)
         return trouble is None or trouble.retry_at <= now
 
-    async def _cosign(self, tenant: str, witness: WitnessEntry, signed: StoredCheckpoint) -> str | None:
+    async def _cosign(
+        self, tenant: str, witness: WitnessEntry, signed: StoredCheckpoint, proofs: dict[int, asyncio.Task]
+    ) -> str | None:
         """The witness's verified cosignature line(s) on `signed`, or None (its trouble recorded)."""
+        began = time.perf_counter()
         try:
-            line = await self._ask(tenant, witness, signed)
+            line = await self._ask(tenant, witness, signed, proofs)
         except WitnessFailed as failed:
+            metrics.count_witness_request(witness.name, failed.code, time.perf_counter() - began)
             previous = self.trouble.get(witness.name)
             failures = previous.failures + 1 if previous else 1
             delay = min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2 ** (failures - 1))
@@ -137,13 +153,17 @@ class WitnessingService:
             if failures == 1:
                 log.warning("witness %s: %s (%s); retrying with back-off", witness.name, failed, failed.code)
             return None
+        metrics.count_witness_request(witness.name, None, time.perf_counter() - began)
         if self.trouble.pop(witness.name, None) is not None:
             log.info("witness %s cosigns again", witness.name)
         self.cosignatures += 1
         return line
 
-    async def _ask(self, tenant: str, witness: WitnessEntry, signed: StoredCheckpoint) -> str:
-        """Raises `WitnessFailed` when the witness is unreachable, refuses, or answers nonsense."""
+    async def _ask(
+        self, tenant: str, witness: WitnessEntry, signed: StoredCheckpoint, proofs: dict[int, asyncio.Task]
+    ) -> str:
+        """Raises `WitnessFailed` when the witness is unreachable, refuses, or answers nonsense;
+        what reading the proof raises (NotFound, `LogIntegrityError`, Unavailable)."""
         key = (tenant, witness.name)
         for _ in range(2):  # a 409 names the size it holds: ask once more from there (§add-checkpoint)
             old = self._sizes.get(key, 0)
@@ -151,7 +171,7 @@ class WitnessingService:
                 raise WitnessFailed(
                     "witness_ahead", f"it cosigned size {old}, beyond the log's {signed.size}"
                 )
-            proof = await self.audit.consistency_proof(tenant, old, signed.size) if old else []
+            proof = await self._proof(tenant, old, signed.size, proofs) if old else []
             body = f"old {old}\n" + "".join(base64.b64encode(h).decode() + "\n" for h in proof)
             try:
                 r = await self._http.post(
@@ -172,6 +192,15 @@ class WitnessingService:
             return self._verified(witness, signed, r.text, key)
         raise WitnessFailed("witness_conflict", "its size changed twice while asking")
 
+    async def _proof(self, tenant: str, old: int, size: int, proofs: dict[int, asyncio.Task]) -> list[bytes]:
+        """The consistency proof from `old` to `size`, read once for the round's witnesses that
+        last cosigned `old` (a task they share, so the first to ask reads it and the others wait)."""
+        task = proofs.get(old)
+        if task is None:
+            task = proofs[old] = asyncio.ensure_future(self.audit.consistency_proof(tenant, old, size))
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved
+        return await asyncio.shield(task)
+
     def _verified(
         self, witness: WitnessEntry, signed: StoredCheckpoint, answer: str, key: tuple[str, str]
     ) -> str:
@@ -188,19 +217,24 @@ class WitnessingService:
         return "".join(line for line in lines if line.startswith(prefix))
 
     async def run(self, interval: float) -> None:
-        """Witness every tenant whose latest signed checkpoint is not published, every `interval`."""
+        """Witness every tenant whose latest signed checkpoint is not published, every `interval`.
+
+        The tenants are read from the tree heads (one row per log, the size of its latest signed
+        checkpoint) against the newest witnessed size: index lookups, however long the logs' history
+        of checkpoints. One tenant's failure never holds up the others'."""
         while True:
             await asyncio.sleep(interval)
             try:
                 async with self.db.read() as conn:
-                    rows = await conn.fetch(
-                        "SELECT c.tenant_id FROM audit_checkpoints c GROUP BY c.tenant_id HAVING MAX(c.size) >"
-                        " COALESCE((SELECT MAX(w.size) FROM audit_witnessed w WHERE w.tenant_id = c.tenant_id), -1)"
-                    )
-                for row in rows:
-                    await self.witness(row["tenant_id"])
-            except Exception:  # an outage or a broken log: logged where raised; try next round
+                    rows = await conn.fetch(_BEHIND)
+            except Exception:  # an outage: logged by the storage layer; try next round
                 log.debug("witnessing round failed", exc_info=True)
+                continue
+            for row in rows:
+                try:
+                    await self.witness(row["tenant_id"])
+                except Exception:  # an outage or a broken log: logged where raised; try next round
+                    log.debug("witnessing %s failed", row["tenant_id"], exc_info=True)
 
     async def health(self) -> HealthProblem | None:
         """A problem while a tenant's checkpoint waits for a quorum: which witnesses fail, and why."""

@@ -6,6 +6,7 @@ implementation), never with string matching of our own.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -329,3 +330,85 @@ async def test_metrics_are_served_during_a_database_outage_with_the_metrics_toke
             proxy.restore()
     finally:
         proxy.close()
+
+
+async def test_witness_metrics_count_real_cosigning_by_witness_and_outcome(backend, tmp_path):
+    """Three `verdict witness serve` processes, quorum 2: every cosignature asked is counted by
+    witness and outcome, every round as published or held, and the scrape reads how far the
+    witnessed checkpoints lag behind the log."""
+    from litestar.testing import AsyncTestClient
+
+    from gateway.app import create_app
+    from tests.integration.witnesses import WitnessProcess, policy_text
+
+    trio = [WitnessProcess(tmp_path / name, f"witness.test/{name}") for name in ("alice", "bob", "carol")]
+    policy = tmp_path / "policy"
+    policy.write_text(policy_text(trio, 2))
+    settings = backend.settings(witness_policy=policy, checkpoint_interval=0)
+    try:
+        for witness in trio:
+            witness.start()
+        app = create_app(settings)
+        async with AsyncTestClient(app=app) as client:
+            client.app_state = app.state
+            world = await make_world(client)
+            for witness in trio:
+                witness.watch(app.state.audit.vkey(world.tenant))
+
+            async def prove() -> int:
+                r = await client.post(
+                    f"/v1/agents/{world.agent}/propose", json=pay("3.00"), headers=bearer(world.agent_token)
+                )
+                proof = await client.get(
+                    f"/v1/actions/{r.json()['action_id']}/proof", headers=bearer(world.auditor)
+                )
+                return proof.status_code
+
+            before = await scrape(client, world.admin_token)
+            assert value(before, "verdict_audit_unwitnessed_entries") > 0  # nothing witnessed yet
+            assert value(before, "verdict_audit_witnessed_checkpoint_age_seconds") == 0  # nor signed
+            assert await prove() == 200  # one signed checkpoint, one round: all three cosign
+            after = await scrape(client, world.admin_token)
+            for name in ("alice", "bob", "carol"):
+                ok = ("verdict_witness_requests_total", name, "ok")
+                assert delta(before, after, *ok) == 1
+                duration = ("verdict_witness_request_duration_seconds_count", name)
+                assert delta(before, after, *duration) == 1
+            assert delta(before, after, "verdict_witnessed_checkpoints_total", "published") == 1
+            assert delta(before, after, "verdict_witnessed_checkpoints_total", "held") == 0
+            assert value(after, "verdict_audit_unwitnessed_entries") == 0
+            assert value(after, "verdict_audit_witnessed_checkpoint_age_seconds") == 0
+
+            # bob down, carol no longer watching the log (404): alice alone is no quorum
+            trio[1].stop()
+            trio[2].logs_file.write_text("# watching nothing\n")
+            assert await prove() == 503
+            held = await scrape(client, world.admin_token)
+            assert delta(after, held, "verdict_witnessed_checkpoints_total", "held") >= 1
+            assert delta(after, held, "verdict_witnessed_checkpoints_total", "published") == 0
+            assert delta(after, held, "verdict_witness_requests_total", "alice", "ok") >= 1
+            assert delta(after, held, "verdict_witness_requests_total", "bob", "unreachable") >= 1
+            assert delta(after, held, "verdict_witness_requests_total", "carol", "refused") >= 1
+            assert value(held, "verdict_audit_unwitnessed_entries") == 2  # action.proposed, verdict.issued
+            assert ("verdict_audit_witnessed_checkpoint_age_seconds", ()) in held
+            witness_series = [labels for name, labels in held if "witness" in name]
+            assert witness_series and not any(dict(labels).get("tenant") for labels in witness_series)
+
+            # per-tenant gauges when the operator opts in (VERDICT_METRICS_TENANT_LABELS=1)
+            app.state.settings = dataclasses.replace(settings, metrics_tenant_labels=True)
+            tenanted = await scrape(client, world.admin_token)
+            assert value(tenanted, "verdict_audit_unwitnessed_entries", tenant=world.tenant) == 2
+    finally:
+        for witness in trio:
+            witness.stop()
+
+
+def delta(before: dict, after: dict, name: str, witness_or_result: str, outcome: str | None = None) -> float:
+    """How much a witness counter grew between two scrapes."""
+    if name == "verdict_witnessed_checkpoints_total":
+        labels = {"result": witness_or_result}
+    elif outcome is None:
+        labels = {"witness": witness_or_result}
+    else:
+        labels = {"witness": witness_or_result, "outcome": outcome}
+    return value(after, name, **labels) - value(before, name, **labels)

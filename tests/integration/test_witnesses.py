@@ -250,3 +250,31 @@ async def test_a_rotated_witness_key_counts_only_once_the_policy_names_it(backen
     finally:
         alice.stop()
         bob.stop()
+
+
+async def test_a_round_reads_one_consistency_proof_for_the_witnesses_at_one_size(
+    backend, trio, tmp_path
+) -> None:
+    """Witnesses that last cosigned the same size share one proof per round (it was read once per
+    witness); each still gets it, and verifies it."""
+    policy_file = tmp_path / "policy"
+    policy_file.write_text(policy_text(trio, 3))
+    async with gateway(backend, policy_file) as client:
+        world = await make_world(client)
+        audit = client.app_state.audit
+        for witness in trio:
+            witness.watch(audit.vkey("acme"))
+        assert (await propose_and_prove(client, world))[0] == 200  # from size 0: no proof to read
+        asked: list[tuple[int, int]] = []
+        read_proof = audit.consistency_proof
+
+        async def counted(tenant: str, old: int, new: int) -> list[bytes]:
+            asked.append((old, new))
+            return await read_proof(tenant, old, new)
+
+        audit.consistency_proof = counted
+        status, note = await propose_and_prove(client, world)
+        assert status == 200, note
+        policy = parse_policy(f"log {audit.vkey('acme')}\n" + policy_file.read_text())
+        assert set(verify_witnessed(note, policy).cosigned) == {"alice", "bob", "carol"}
+        assert len(asked) == 1 and asked[0][1] == size_of(note)

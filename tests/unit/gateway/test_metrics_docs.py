@@ -18,7 +18,7 @@ SUFFIXES = ("_total", "_bucket", "_sum", "_count")
 def exposed() -> set[str]:
     """Every metric family the gateway defines: its workers' and the scrape-time gauges."""
     families = {family.name for family in REGISTRY.collect() if family.name.startswith("verdict_")}
-    collector = metrics._DatabaseCollector(metrics.DatabaseGauges(), per_tenant=False)
+    collector = metrics._DatabaseCollector(metrics.DatabaseGauges(witnessing=True), per_tenant=False)
     return families | {family.name for family in collector.collect()}
 
 
