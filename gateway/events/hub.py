@@ -23,9 +23,9 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import msgspec
 
@@ -85,6 +85,9 @@ class Delivery(NamedTuple):
     frame: bytes
 
 
+_Found = TypeVar("_Found", bytes, list[Delivery])
+
+
 def delivery(event: Event) -> Delivery:
     raw = _encode(event)
     return Delivery(event, raw, b"id: %d\ndata: %s\n\n" % (event.seq, raw))
@@ -106,6 +109,9 @@ class Tail:
         self.woken_at = 0.0
         self._scheduled: asyncio.TimerHandle | None = None
         self.fetching: asyncio.Task[None] | None = None
+        # the Server-Sent Events bytes of the whole entries after a seq, up to `last`: subscribers
+        # at one position (most of them, under load) share one join (cleared when `last` moves)
+        self._chunks: dict[int, tuple[bytes, int]] = {}
 
     def start_at(self, size: int) -> None:
         """Begin following the log from its size `size` (entries before it are read from the
@@ -128,11 +134,31 @@ class Tail:
         newer.reverse()
         return newer
 
+    def frames_after(self, seq: int) -> tuple[bytes, int] | None:
+        """The SSE frames of the whole events after `seq` (at most MAX_LIMIT) and the seq of the
+        last one, built once for every subscriber at `seq`; None when memory does not reach back
+        to seq + 1; empty bytes when nothing follows it yet."""
+        found = self._chunks.get(seq)
+        if found is not None:
+            return found
+        viewed = self.after(seq)
+        if viewed is None:
+            return None
+        if not viewed:
+            return b"", seq
+        chosen = viewed[:MAX_LIMIT]
+        found = self._chunks[seq] = (
+            b"".join(item.view(False).frame for item in chosen),
+            chosen[-1].entry.seq,
+        )
+        return found
+
     def extend(self, entries: list[StoredEntry]) -> None:
         for entry in entries:
             if entry.seq == self.last + 1:
                 self.entries.append(Viewed(entry))
                 self.last = entry.seq
+                self._chunks.clear()
         self.wake_soon()
 
     def wake_soon(self) -> None:
@@ -276,23 +302,39 @@ class Subscription:
         Raises HubClosed when the process shuts down; NotFound (`tenant_not_found`) and
         DatabaseUnavailable from the database.
         """
+        return await self._wait(timeout, lambda: self._read(limit))
+
+    async def next_frames(self, timeout: float) -> bytes:
+        """As `next`, the events' Server-Sent Events frames joined (empty: none in time)."""
+        return await self._wait(timeout, self._read_frames)
+
+    async def _wait(self, timeout: float, read: Callable[[], Awaitable[_Found]]) -> _Found:
         deadline = time.monotonic() + timeout
         while True:
             if self.hub.closed:
                 raise HubClosed
             changed = self.tail.changed  # taken before reading, so no wake-up is lost
             before = self.position
-            found = await self._read(limit)
+            found = await read()
             if found:
                 return found
             if before < self.position < self.head - 1 and self.tail.after(self.position) is None:
                 continue  # the database has more than one scan read
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return []
+                return found
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await changed.wait()
+
+    async def _read_frames(self) -> bytes:
+        if self._everything:
+            shared = self.tail.frames_after(self.position)
+            if shared is not None:
+                frames, self.position = shared
+                self.head = max(self.head, self.tail.last + 1)
+                return frames
+        return b"".join(item.frame for item in await self._read(MAX_LIMIT))
 
     async def _read(self, limit: int) -> list[Delivery]:
         viewed = self.tail.after(self.position)
