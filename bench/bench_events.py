@@ -228,8 +228,39 @@ def propose_paced(url: str, token: str, rate: float, seconds: float, connections
 # ---- the runs -------------------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) used so far by process `pid` and its children
+    (the gateway's workers), from /proc (Linux)."""
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def drive_measured(server, propose: tuple, warmup: float) -> dict:
+    """bench/load.py's closed loop, with the gateway's CPU time per ALLOW (warm-up included, at
+    the measured rate): less sensitive to other work on a shared machine than throughput."""
+    from load import drive
+
+    before = cpu_seconds(server.proc.pid)
+    result = drive(*propose)
+    used = cpu_seconds(server.proc.pid) - before
+    result["cpu_ms_per_allow"] = used * 1000 / max(1.0, result["rps"] * (propose[5] + warmup))
+    return result
+
+
 def run(args: argparse.Namespace) -> dict:
-    from load import PG_URL, drive, seed
+    from load import PG_URL, seed
 
     from tests.integration.process import GatewayProcess
 
@@ -259,9 +290,9 @@ def run(args: argparse.Namespace) -> dict:
                 2,
             )
             for _ in range(args.rounds):
-                without = drive(*propose)
+                without = drive_measured(server, propose, 2)
                 subscribers = start_subscribers(server.url, "bench", tenant_admin, args.subscribers)
-                with_subscribers = drive(*propose)
+                with_subscribers = drive_measured(server, propose, 2)
                 fanned = collect(subscribers)
                 rounds.append({"without": without, "with": with_subscribers, "delivered": fanned})
         finally:
@@ -311,20 +342,26 @@ def main() -> None:
         f" · p99.9 {percentile(h, 0.999):.1f} ms · max {percentile(h, 1.0):.1f} ms (target p99 <= 100 ms)\n"
     )
     print(
-        f"{'round':>5} | {'ALLOW/s without':>15} {'p99 ms':>7} | {'ALLOW/s with':>12} {'p99 ms':>7} | {'events out':>12}"
+        f"{'round':>5} | {'ALLOW/s without':>15} {'p99 ms':>7} {'CPU ms':>6} |"
+        f" {'ALLOW/s with':>12} {'p99 ms':>7} {'CPU ms':>6} | {'events out':>12}"
     )
-    costs = []
+    costs, cpu_costs = [], []
     for i, r in enumerate(result["rounds"], 1):
         w, s = r["without"], r["with"]
         costs.append(1 - s["rps"] / w["rps"])
+        cpu_costs.append(s["cpu_ms_per_allow"] / w["cpu_ms_per_allow"] - 1)
         print(
-            f"{i:>5} | {w['rps']:>15.0f} {w['p99_ms']:>7.1f} | {s['rps']:>12.0f} {s['p99_ms']:>7.1f} |"
-            f" {r['delivered']['events']:>12}"
+            f"{i:>5} | {w['rps']:>15.0f} {w['p99_ms']:>7.1f} {w['cpu_ms_per_allow']:>6.2f} |"
+            f" {s['rps']:>12.0f} {s['p99_ms']:>7.1f} {s['cpu_ms_per_allow']:>6.2f} | {r['delivered']['events']:>12}"
         )
     if costs:
         print(
             f"cost to ALLOW throughput: median {statistics.median(costs) * 100:.1f} %"
             f" (rounds: {', '.join(f'{c * 100:.1f} %' for c in costs)}; target <= 10 %)"
+        )
+        print(
+            f"gateway CPU per ALLOW (its workers, every thread): median +{statistics.median(cpu_costs) * 100:.1f} %"
+            f" with the subscribers (rounds: {', '.join(f'{c * 100:+.1f} %' for c in cpu_costs)})"
         )
     if args.json:
         for part in [delivery, *(r["delivered"] for r in result["rounds"])]:

@@ -51,7 +51,7 @@ BUFFER_ENTRIES = 4096  # the recent entries each watched tenant's tail keeps in 
 FETCH_CHUNK = 1000
 POLL_SECONDS = 1.0
 IDLE_SECONDS = 60.0  # a tail nobody subscribed to for this long is dropped
-WAKE_SECONDS = 0.01  # subscribers of a tenant are woken at most this often
+WAKE_SECONDS = 0.025  # subscribers of a tenant are woken at most this often
 _encode = msgspec.json.Encoder().encode
 
 
