@@ -105,7 +105,8 @@ class Tail:
         self.known = 0
         self.subscribers = 0
         self.idle_since = time.monotonic()
-        self.changed = asyncio.Event()
+        self.generation = 0  # how many times the subscribers were woken
+        self.waiters: set[asyncio.Future[None]] = set()
         self.woken_at = 0.0
         self._scheduled: asyncio.TimerHandle | None = None
         self.fetching: asyncio.Task[None] | None = None
@@ -177,8 +178,11 @@ class Tail:
             self._scheduled.cancel()
             self._scheduled = None
         self.woken_at = time.monotonic()
-        changed, self.changed = self.changed, asyncio.Event()
-        changed.set()
+        self.generation += 1
+        waiters, self.waiters = self.waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class EventHub:
@@ -279,9 +283,11 @@ class EventHub:
         if tail is None:
             tail = self.tails[tenant] = Tail(tenant)
         tail.subscribers += 1
+        subscription = Subscription(self, tail, reader, wanted, after)
         try:
-            yield Subscription(self, tail, reader, wanted, after)
+            yield subscription
         finally:
+            subscription.end()
             tail.subscribers -= 1
             tail.idle_since = time.monotonic()
 
@@ -294,6 +300,9 @@ class Subscription:
         self.position = after
         self.head = 0  # the log size last seen
         self._everything = reader.agent_id is None and wanted == EventFilter()
+        self._waiter: asyncio.Future[None] | None = None
+        self._alarm: asyncio.TimerHandle | None = None
+        self._alarm_at = 0.0  # when the wait in progress ends (the loop's clock)
 
     async def next(self, timeout: float, limit: int = MAX_LIMIT) -> list[Delivery]:
         """The next events after `position` (at most `limit`), encoded; waits up to
@@ -313,7 +322,7 @@ class Subscription:
         while True:
             if self.hub.closed:
                 raise HubClosed
-            changed = self.tail.changed  # taken before reading, so no wake-up is lost
+            generation = self.tail.generation  # taken before reading, so no wake-up is lost
             before = self.position
             found = await read()
             if found:
@@ -323,9 +332,41 @@ class Subscription:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return found
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await changed.wait()
+            if generation == self.tail.generation:
+                await self._sleep(remaining)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Until the tail wakes its subscribers or `seconds` pass. One timer serves many waits: it
+        is re-armed when it rings early, not replaced by each wait (a wake-up costs no timer)."""
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        self._alarm_at = loop.time() + seconds
+        if self._alarm is None or self._alarm.when() > self._alarm_at:
+            if self._alarm is not None:
+                self._alarm.cancel()
+            self._alarm = loop.call_at(self._alarm_at, self._ring)
+        self.tail.waiters.add(waiter)
+        try:
+            await waiter
+        finally:
+            self.tail.waiters.discard(waiter)
+            self._waiter = None
+
+    def _ring(self) -> None:
+        self._alarm = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._alarm_at:
+            waiter.set_result(None)
+        else:  # a later wait than the one the alarm was set for
+            self._alarm = loop.call_at(self._alarm_at, self._ring)
+
+    def end(self) -> None:
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
 
     async def _read_frames(self) -> bytes:
         if self._everything:
