@@ -6,12 +6,16 @@ Concurrency and delivery guarantees:
   from the tail in memory when the tail reaches back that far, from the database otherwise, so
   resuming from any seq loses and repeats nothing (DESIGN invariant 11). Entries become visible
   in seq order (the chain head row serializes commits), so "after seq" never skips one.
-- Wake-ups are hints. A commit in this process reaches the hub at once (`Ledger.on_commit`);
-  a commit in another process arrives by PostgreSQL NOTIFY (`gateway.events.notify`); and every
+- Wake-ups are hints. A commit in this process reaches the hub at once (`Ledger.on_commit`,
+  with the entries as stored: a tail that reaches up to them takes them without a read); a
+  commit in another process arrives by PostgreSQL NOTIFY (`gateway.events.notify`); and every
   `poll_interval` the hub reads the log sizes of the tenants it watches, so a lost notification,
   a listener reconnecting or a writer that notifies nobody (the operator's CLI) only delays.
 - One fetch per tenant at a time reads new entries (a single query for many), however many
-  subscribers wait; their events, and the bytes sent for them, are built once per view.
+  subscribers wait; their events, and the bytes sent for them, are built once per view, and
+  subscribers of the whole log at one position share one joined chunk of frames. Subscribers
+  are woken at most every WAKE_SECONDS, so that under a stream of commits each sends fewer,
+  larger chunks.
 Safe for the tasks of one event loop; not thread-safe.
 """
 
@@ -36,6 +40,7 @@ from gateway.events.view import (
     EventFilter,
     Reader,
     StoredEntry,
+    decode_entry,
     event_of,
     needs_owners,
     read_entries,
@@ -215,8 +220,16 @@ class EventHub:
 
     # ---- wake-ups
 
-    def committed(self, tenant: str, size: int) -> None:
-        """A commit in this process moved the tenant's log to `size` entries (`Ledger.on_commit`)."""
+    def committed(self, tenant: str, size: int, entries: list[bytes] | None = None) -> None:
+        """A commit in this process moved the tenant's log to `size` entries, the last of them
+        `entries` as stored (`Ledger.on_commit`): a tail that reaches up to them takes them
+        without reading the database; otherwise it reads what it lacks."""
+        tail = self.tails.get(tenant)
+        if entries and tail is not None and tail.started and tail.last + 1 == size - len(entries):
+            decoded = [decode_entry(raw) for raw in entries]
+            self.owners.learn(decoded)
+            tail.extend(decoded)
+            tail.known = max(tail.known, tail.last + 1)
         self.heard(tenant, size)
         if self.publish is not None:
             self.publish(tenant, size)
