@@ -49,7 +49,7 @@ BUCKETS = 100_000  # up to 10 s
 
 
 async def _follow(
-    host: str, port: int, path: str, token: str, stop, ready, histogram: list[int], stats: dict
+    host: str, port: int, path: str, token: str, ready, histogram: list[int], stats: dict
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(
@@ -62,11 +62,8 @@ async def _follow(
     last = None
     buffer = b""
     try:
-        while not stop.is_set():
-            try:
-                chunk = await asyncio.wait_for(reader.read(1 << 20), 0.5)
-            except TimeoutError:
-                continue
+        while True:  # until cancelled (`_subscribers`): no timer per read
+            chunk = await reader.read(1 << 20)
             if not chunk:
                 return
             received = time.time()
@@ -105,9 +102,17 @@ def _subscribers(host: str, port: int, path: str, token: str, connections: int, 
     stats = {"events": 0, "gaps": 0}
 
     async def run() -> None:
-        await asyncio.gather(
-            *(_follow(host, port, path, token, stop, ready, histogram, stats) for _ in range(connections))
-        )
+        tasks = [
+            asyncio.ensure_future(_follow(host, port, path, token, ready, histogram, stats))
+            for _ in range(connections)
+        ]
+        while not stop.is_set() and not all(task.done() for task in tasks):
+            await asyncio.sleep(0.2)
+        for task in tasks:
+            task.cancel()
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                raise outcome
 
     asyncio.run(run())
     results.put({"histogram": histogram, **stats})
