@@ -48,6 +48,7 @@ from gateway.ratelimit import (
 )
 from gateway.storage import Conn, Database, Insert
 
+OnCommit = Callable[[str, int, list[bytes]], None]  # (tenant, new log size, entries as stored)
 log = logging.getLogger("verdict.ledger")
 
 Statement = tuple[str, tuple[Any, ...]]
@@ -578,13 +579,13 @@ class ChainWriter:
         self,
         db: Database,
         tenant: str,
-        on_commit: Callable[[str, int], None] | None = None,
+        on_commit: OnCommit | None = None,
         group: CommitGroup | None = None,
     ) -> None:
         self.db = db
         self.tenant = tenant
         self._group = group or CommitGroup(db)  # the process's, shared by its writers
-        self._on_commit = on_commit  # told (tenant, new log size) after each batch commits
+        self._on_commit = on_commit  # told after each batch commits (see `Ledger.on_commit`)
         self._head: Head | None = None  # as this writer last wrote it; None: read it under lock
         self.batches = {"fast": 0, "locked": 0}  # committed batches per path, for tests and metrics
         # agent -> the window in which the database refused it for its rate limit. Proposals
@@ -703,7 +704,7 @@ class ChainWriter:
                 self._head = chained.head
                 self.batches["fast"] += 1
                 metrics.AUDIT_ENTRIES.inc(chained.head.size - head.size)
-                self._committed(head.size, chained.head.size)
+                self._committed(head.size, chained.head.size, [raw for _, _, raw in chained.entry_rows])
                 for unit, seqs in zip(batch, chained.seqs, strict=True):
                     _settle(unit, seqs)
                 return True
@@ -744,11 +745,12 @@ class ChainWriter:
                 self.rate_limited[result.agent_id] = result.window
             _settle(unit, result)
 
-    def _committed(self, before: int | None, size: int) -> None:
-        """Tell the listener (gateway.events) that the log grew to `size` entries."""
+    def _committed(self, before: int | None, size: int, entries: list[bytes] | None = None) -> None:
+        """Tell the listener (gateway.events) that the log grew to `size` entries, the last of
+        them `entries` as stored (when at hand)."""
         if self._on_commit is not None and size != before:
             try:
-                self._on_commit(self.tenant, size)
+                self._on_commit(self.tenant, size, entries or [])
             except Exception:  # a wake-up is a hint: never let it fail a committed batch
                 log.warning("commit listener failed for tenant %s", self.tenant, exc_info=True)
 
@@ -770,8 +772,10 @@ class Ledger:
         self.db = db
         self._writers: dict[str, ChainWriter] = {}
         self.group = CommitGroup(db)  # one transaction for several tenants' fast-path batches
-        # Called (tenant, new log size) after each committed batch: the events hub's wake-up.
-        self.on_commit: Callable[[str, int], None] | None = None
+        # Called after each committed batch with the tenant, the new log size and the batch's
+        # entries as stored (the last of the log, in seq order; empty when not at hand): the
+        # events hub's wake-up. It must not raise or wait.
+        self.on_commit: OnCommit | None = None
 
     async def append(self, tenant: str, unit: Unit) -> list[int]:
         """The unit's seqs once committed; raises the error that refused it. Never refuses for a

@@ -26,7 +26,7 @@ from litestar.response import Stream
 from gateway.auth import Principal
 from gateway.authz import authorize_websocket, principal_of, websocket_authorization
 from gateway.errors import AppError, InvalidRequest, Unavailable
-from gateway.events.hub import Delivery, EventHub, HubClosed, Subscription
+from gateway.events.hub import EventHub, HubClosed, Subscription
 from gateway.events.view import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -81,10 +81,6 @@ class Credential:
             self.checked = time.monotonic()
 
 
-def _frames(batch: list[Delivery]) -> bytes:
-    return b"".join(item.frame for item in batch)
-
-
 def _error_frame(error: AppError) -> bytes:
     body = {"code": error.code, "detail": error.detail, "status": error.status}
     return b"event: error\ndata: %s\n\n" % _encode(body)
@@ -105,10 +101,10 @@ async def _sse(
     try:
         async with hub.subscribe(tenant, reader, wanted, after) as subscription:
             while True:
-                batch = await subscription.next(heartbeat)
-                if batch:
+                frames = await subscription.next_frames(heartbeat)
+                if frames:
                     sent = subscription.position
-                    yield _frames(batch)
+                    yield frames
                 elif subscription.position > sent:  # entries filtered out: move the client's Last-Event-ID on
                     sent = subscription.position
                     yield b": heartbeat\nid: %d\n\n" % sent

@@ -6,12 +6,16 @@ Concurrency and delivery guarantees:
   from the tail in memory when the tail reaches back that far, from the database otherwise, so
   resuming from any seq loses and repeats nothing (DESIGN invariant 11). Entries become visible
   in seq order (the chain head row serializes commits), so "after seq" never skips one.
-- Wake-ups are hints. A commit in this process reaches the hub at once (`Ledger.on_commit`);
-  a commit in another process arrives by PostgreSQL NOTIFY (`gateway.events.notify`); and every
+- Wake-ups are hints. A commit in this process reaches the hub at once (`Ledger.on_commit`,
+  with the entries as stored: a tail that reaches up to them takes them without a read); a
+  commit in another process arrives by PostgreSQL NOTIFY (`gateway.events.notify`); and every
   `poll_interval` the hub reads the log sizes of the tenants it watches, so a lost notification,
   a listener reconnecting or a writer that notifies nobody (the operator's CLI) only delays.
 - One fetch per tenant at a time reads new entries (a single query for many), however many
-  subscribers wait; their events, and the bytes sent for them, are built once per view.
+  subscribers wait; their events, and the bytes sent for them, are built once per view, and
+  subscribers of the whole log at one position share one joined chunk of frames. Subscribers
+  are woken at most every WAKE_SECONDS, so that under a stream of commits each sends fewer,
+  larger chunks.
 Safe for the tasks of one event loop; not thread-safe.
 """
 
@@ -23,9 +27,9 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import msgspec
 
@@ -36,6 +40,7 @@ from gateway.events.view import (
     EventFilter,
     Reader,
     StoredEntry,
+    decode_entry,
     event_of,
     needs_owners,
     read_entries,
@@ -51,7 +56,7 @@ BUFFER_ENTRIES = 4096  # the recent entries each watched tenant's tail keeps in 
 FETCH_CHUNK = 1000
 POLL_SECONDS = 1.0
 IDLE_SECONDS = 60.0  # a tail nobody subscribed to for this long is dropped
-WAKE_SECONDS = 0.01  # subscribers of a tenant are woken at most this often
+WAKE_SECONDS = 0.025  # subscribers of a tenant are woken at most this often
 _encode = msgspec.json.Encoder().encode
 
 
@@ -85,6 +90,9 @@ class Delivery(NamedTuple):
     frame: bytes
 
 
+_Found = TypeVar("_Found", bytes, list[Delivery])
+
+
 def delivery(event: Event) -> Delivery:
     raw = _encode(event)
     return Delivery(event, raw, b"id: %d\ndata: %s\n\n" % (event.seq, raw))
@@ -102,10 +110,14 @@ class Tail:
         self.known = 0
         self.subscribers = 0
         self.idle_since = time.monotonic()
-        self.changed = asyncio.Event()
+        self.generation = 0  # how many times the subscribers were woken
+        self.waiters: set[asyncio.Future[None]] = set()
         self.woken_at = 0.0
         self._scheduled: asyncio.TimerHandle | None = None
         self.fetching: asyncio.Task[None] | None = None
+        # the Server-Sent Events bytes of the whole entries after a seq, up to `last`: subscribers
+        # at one position (most of them, under load) share one join (cleared when `last` moves)
+        self._chunks: dict[int, tuple[bytes, int]] = {}
 
     def start_at(self, size: int) -> None:
         """Begin following the log from its size `size` (entries before it are read from the
@@ -128,11 +140,31 @@ class Tail:
         newer.reverse()
         return newer
 
+    def frames_after(self, seq: int) -> tuple[bytes, int] | None:
+        """The SSE frames of the whole events after `seq` (at most MAX_LIMIT) and the seq of the
+        last one, built once for every subscriber at `seq`; None when memory does not reach back
+        to seq + 1; empty bytes when nothing follows it yet."""
+        found = self._chunks.get(seq)
+        if found is not None:
+            return found
+        viewed = self.after(seq)
+        if viewed is None:
+            return None
+        if not viewed:
+            return b"", seq
+        chosen = viewed[:MAX_LIMIT]
+        found = self._chunks[seq] = (
+            b"".join(item.view(False).frame for item in chosen),
+            chosen[-1].entry.seq,
+        )
+        return found
+
     def extend(self, entries: list[StoredEntry]) -> None:
         for entry in entries:
             if entry.seq == self.last + 1:
                 self.entries.append(Viewed(entry))
                 self.last = entry.seq
+                self._chunks.clear()
         self.wake_soon()
 
     def wake_soon(self) -> None:
@@ -151,8 +183,11 @@ class Tail:
             self._scheduled.cancel()
             self._scheduled = None
         self.woken_at = time.monotonic()
-        changed, self.changed = self.changed, asyncio.Event()
-        changed.set()
+        self.generation += 1
+        waiters, self.waiters = self.waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class EventHub:
@@ -185,8 +220,16 @@ class EventHub:
 
     # ---- wake-ups
 
-    def committed(self, tenant: str, size: int) -> None:
-        """A commit in this process moved the tenant's log to `size` entries (`Ledger.on_commit`)."""
+    def committed(self, tenant: str, size: int, entries: list[bytes] | None = None) -> None:
+        """A commit in this process moved the tenant's log to `size` entries, the last of them
+        `entries` as stored (`Ledger.on_commit`): a tail that reaches up to them takes them
+        without reading the database; otherwise it reads what it lacks."""
+        tail = self.tails.get(tenant)
+        if entries and tail is not None and tail.started and tail.last + 1 == size - len(entries):
+            decoded = [decode_entry(raw) for raw in entries]
+            self.owners.learn(decoded)
+            tail.extend(decoded)
+            tail.known = max(tail.known, tail.last + 1)
         self.heard(tenant, size)
         if self.publish is not None:
             self.publish(tenant, size)
@@ -253,9 +296,11 @@ class EventHub:
         if tail is None:
             tail = self.tails[tenant] = Tail(tenant)
         tail.subscribers += 1
+        subscription = Subscription(self, tail, reader, wanted, after)
         try:
-            yield Subscription(self, tail, reader, wanted, after)
+            yield subscription
         finally:
+            subscription.end()
             tail.subscribers -= 1
             tail.idle_since = time.monotonic()
 
@@ -268,6 +313,9 @@ class Subscription:
         self.position = after
         self.head = 0  # the log size last seen
         self._everything = reader.agent_id is None and wanted == EventFilter()
+        self._waiter: asyncio.Future[None] | None = None
+        self._alarm: asyncio.TimerHandle | None = None
+        self._alarm_at = 0.0  # when the wait in progress ends (the loop's clock)
 
     async def next(self, timeout: float, limit: int = MAX_LIMIT) -> list[Delivery]:
         """The next events after `position` (at most `limit`), encoded; waits up to
@@ -276,23 +324,71 @@ class Subscription:
         Raises HubClosed when the process shuts down; NotFound (`tenant_not_found`) and
         DatabaseUnavailable from the database.
         """
+        return await self._wait(timeout, lambda: self._read(limit))
+
+    async def next_frames(self, timeout: float) -> bytes:
+        """As `next`, the events' Server-Sent Events frames joined (empty: none in time)."""
+        return await self._wait(timeout, self._read_frames)
+
+    async def _wait(self, timeout: float, read: Callable[[], Awaitable[_Found]]) -> _Found:
         deadline = time.monotonic() + timeout
         while True:
             if self.hub.closed:
                 raise HubClosed
-            changed = self.tail.changed  # taken before reading, so no wake-up is lost
+            generation = self.tail.generation  # taken before reading, so no wake-up is lost
             before = self.position
-            found = await self._read(limit)
+            found = await read()
             if found:
                 return found
             if before < self.position < self.head - 1 and self.tail.after(self.position) is None:
                 continue  # the database has more than one scan read
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return []
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await changed.wait()
+                return found
+            if generation == self.tail.generation:
+                await self._sleep(remaining)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Until the tail wakes its subscribers or `seconds` pass. One timer serves many waits: it
+        is re-armed when it rings early, not replaced by each wait (a wake-up costs no timer)."""
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        self._alarm_at = loop.time() + seconds
+        if self._alarm is None or self._alarm.when() > self._alarm_at:
+            if self._alarm is not None:
+                self._alarm.cancel()
+            self._alarm = loop.call_at(self._alarm_at, self._ring)
+        self.tail.waiters.add(waiter)
+        try:
+            await waiter
+        finally:
+            self.tail.waiters.discard(waiter)
+            self._waiter = None
+
+    def _ring(self) -> None:
+        self._alarm = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._alarm_at:
+            waiter.set_result(None)
+        else:  # a later wait than the one the alarm was set for
+            self._alarm = loop.call_at(self._alarm_at, self._ring)
+
+    def end(self) -> None:
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
+
+    async def _read_frames(self) -> bytes:
+        if self._everything:
+            shared = self.tail.frames_after(self.position)
+            if shared is not None:
+                frames, self.position = shared
+                self.head = max(self.head, self.tail.last + 1)
+                return frames
+        return b"".join(item.frame for item in await self._read(MAX_LIMIT))
 
     async def _read(self, limit: int) -> list[Delivery]:
         viewed = self.tail.after(self.position)

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.events import hub as hub_module
 from gateway.events.hub import EventHub, HubClosed
-from gateway.events.view import EventFilter, Reader
+from gateway.events.view import EventFilter, Reader, read_page
 from gateway.ledger import EntryDraft, Ledger, Unit
 from gateway.storage import Database, open_database
 from tests.integration.helpers import make_world
@@ -75,6 +75,55 @@ async def test_a_subscriber_behind_the_tails_memory_reads_the_database(
             while len(again) < len(seqs):
                 again += [item.event.seq for item in await late.next(5)]
         assert again == seqs == list(range(len(seqs)))
+    finally:
+        await ledger.close()
+        await hub.close()
+
+
+async def test_the_entries_a_commit_hands_over_are_the_ones_the_database_holds(database: Database) -> None:
+    hub = EventHub(database, poll_interval=3600)  # no poll: only the commits move the tail
+    hub.start()
+    ledger, other = Ledger(database), Ledger(database)  # `other` commits as another process would, silently
+    ledger.on_commit = hub.committed
+    try:
+        async with hub.subscribe("acme", Reader("acme"), EventFilter(), 10**9) as subscription:
+            assert await subscription.next(0.01) == []
+            start = subscription.position = subscription.head - 1
+            await note(ledger, 1)  # a new writer's first batch: under lock, read back by the hub
+            tail = hub.tails["acme"]
+            fetch = tail.fetching
+            await note(ledger, 2)
+            if database.supports_fast_append:  # PostgreSQL's fast path hands its entries over
+                assert tail.fetching is fetch
+            await note(other, 3)  # a gap the next handed-over entries must not jump
+            last = await note(ledger, 4)
+            seen = []
+            while subscription.position < last:
+                seen += [item.event for item in await subscription.next(10)]
+        stored = await read_page(database, "acme", Reader("acme"), EventFilter(), start, 100, hub.owners)
+        assert [event.data for event in seen] == [{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}]
+        assert seen == stored.events
+    finally:
+        await ledger.close()
+        await other.close()
+        await hub.close()
+
+
+async def test_a_shorter_wait_after_a_longer_one_ends_at_its_own_deadline(database: Database) -> None:
+    hub = EventHub(database, poll_interval=3600)
+    hub.start()
+    ledger = Ledger(database)
+    ledger.on_commit = hub.committed
+    try:
+        async with hub.subscribe("acme", Reader("acme"), EventFilter(), 10**9) as subscription:
+            assert await subscription.next(0.01) == []
+            subscription.position = subscription.head - 1
+            waiting = asyncio.ensure_future(subscription.next(3600))  # its alarm is an hour away
+            await asyncio.sleep(0.1)
+            seq = await note(ledger, 1)
+            assert [item.event.seq for item in await asyncio.wait_for(waiting, 30)] == [seq]
+            assert await asyncio.wait_for(subscription.next(0.2), 30) == []  # not an hour
+            assert await asyncio.wait_for(subscription.next_frames(0.2), 30) == b""
     finally:
         await ledger.close()
         await hub.close()
