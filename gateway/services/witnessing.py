@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import random
 import time
 from dataclasses import dataclass
 
@@ -221,7 +222,13 @@ class WitnessingService:
 
         The tenants are read from the tree heads (one row per log, the size of its latest signed
         checkpoint) against the newest witnessed size: index lookups, however long the logs' history
-        of checkpoints. One tenant's failure never holds up the others'."""
+        of checkpoints. One tenant's failure never holds up the others'.
+
+        Every worker process runs rounds; each starts at a random point of the interval, so the
+        workers' rounds fall at different moments and a round finds the checkpoint another worker
+        just published (step 1) instead of asking the witnesses again (two rounds that overlap
+        still both ask: a witness answers the second with 409, and nothing is published twice)."""
+        await asyncio.sleep(random.uniform(0, interval))
         while True:
             await asyncio.sleep(interval)
             try:
