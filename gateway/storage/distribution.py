@@ -190,7 +190,9 @@ _LIMIT_CLAIMS = """CREATE TABLE {name} (
 # Lookups that cannot know the tenant (a wallet's approval names only the action) find an
 # action by its id alone; single-database deployments keep that an index lookup.
 _ACTIONS_BY_ID = "CREATE INDEX actions_id ON actions (id)"
-_DELIVERIES_BY_WEBHOOK = "CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (tenant_id, webhook_id, id)"
+_DELIVERIES_BY_WEBHOOK = (
+    "CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (tenant_id, webhook_id, id)"
+)
 
 # Migration 23: tenant_id into every key of the tenant tables; no foreign key from a reference
 # table to a distributed one (Citus refuses it). Existing rows are kept.

@@ -23,7 +23,9 @@ class Table:
 
 async def sqlite_catalog(conn: Conn) -> dict[str, Table]:
     tables: dict[str, Table] = {}
-    names = await conn.fetch("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+    names = await conn.fetch(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    )
     for name in (row["name"] for row in names):
         table = tables[name] = Table()
         columns = await conn.fetch(f"PRAGMA table_info({name})")
@@ -39,7 +41,9 @@ async def sqlite_catalog(conn: Conn) -> dict[str, Table]:
     return tables
 
 
-_PG_TABLES = "SELECT relname FROM pg_class WHERE relkind = 'r' AND relnamespace = current_schema()::regnamespace"
+_PG_TABLES = (
+    "SELECT relname FROM pg_class WHERE relkind = 'r' AND relnamespace = current_schema()::regnamespace"
+)
 _PG_UNIQUE = (
     "SELECT t.relname AS table_name, i.relname AS index_name, x.indisprimary AS is_primary,"
     " array(SELECT a.attname::text FROM unnest(x.indkey) WITH ORDINALITY AS k(attnum, n)"
@@ -124,7 +128,15 @@ async def test_the_scaling_guide_distributes_every_table(backend):
 
 
 MIGRATION = 23
-REKEYED = ("actions", "approvals", "api_keys", "webhooks", "webhook_deliveries", "console_sessions", "limit_claims")
+REKEYED = (
+    "actions",
+    "approvals",
+    "api_keys",
+    "webhooks",
+    "webhook_deliveries",
+    "console_sessions",
+    "limit_claims",
+)
 
 
 async def column_types(conn: Conn, table: str) -> dict[str, str]:
@@ -169,7 +181,8 @@ async def test_migration_23_keeps_every_row_of_the_tables_it_rekeys(backend, mon
                         values["tenant_id"] = None  # an operator key; a session before it picks a tenant
                     columns = ", ".join(values)
                     await conn.execute(
-                        f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(values))})", *values.values()
+                        f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(values))})",
+                        *values.values(),
                     )
                 before[table] = sorted(await conn.fetch(f"SELECT * FROM {table}"), key=repr)
     finally:
