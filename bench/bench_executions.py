@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
+import re
 import secrets
 import statistics
 import subprocess
@@ -28,6 +30,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,48 +114,105 @@ async def run_config(bank_url: str, workers: int, rate: int, duration: float) ->
                     f"  ({count} allowed actions proposed in {time.perf_counter() - proposing:.1f} s)",
                     flush=True,
                 )
-                sent: dict[str, float] = {}
-
-                async def execute(action_id: str) -> None:
-                    started = time.time()
-                    r = await http.post(
-                        f"/v1/actions/{action_id}/execute", json={}, headers=bearer(world.agent_token)
+                host, port = server.url.removeprefix("http://").split(":")
+                cpu_before = gateway_cpu_seconds(server.proc.pid)
+                ctx = multiprocessing.get_context("spawn")
+                with ctx.Pool(1) as pool:  # the generator in its own process: not this one's CPU
+                    sent, refused = pool.apply(
+                        _offer, ((host, int(port), world.agent_token, action_ids, rate),)
                     )
-                    assert r.status_code == 202, r.text
-                    sent[r.json()["execution_id"]] = started
-
-                tasks = []
-                begin = time.perf_counter()
-                for n, action_id in enumerate(
-                    action_ids
-                ):  # open loop: offered at `rate`, whatever the answers
-                    delay = begin + n / rate - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    tasks.append(asyncio.create_task(execute(action_id)))
-                await asyncio.gather(*tasks)
-                finished: dict[str, float] = {}
-                accepted: dict[str, float] = {}
-                deadline = time.monotonic() + 120
-                while len(finished) < len(sent) and time.monotonic() < deadline:
-                    for execution_id in [e for e in sent if e not in finished]:
-                        body = (
-                            await http.get(f"/v1/executions/{execution_id}", headers=bearer(world.auditor))
-                        ).json()
-                        if body["status"] == "succeeded":
-                            finished[execution_id] = _unix(body["finished_at"])
-                            accepted[execution_id] = _unix(body["created_at"])
-                    await asyncio.sleep(0.2)
+            finished = await _wait_finished(schema, set(sent))
+            cpu = gateway_cpu_seconds(server.proc.pid) - cpu_before
         finally:
             server.stop()
-    latencies = [finished[e] - sent[e] for e in finished]
-    queued = [accepted[e] - sent[e] for e in finished]
-    print(f"  request → committed p50 {1000 * percentile(queued, 0.5):.1f} ms, p99 {1000 * percentile(queued, 0.99):.1f} ms",
-          flush=True)  # fmt: skip
-    span = max(finished.values()) - min(sent.values()) if finished else float("nan")
-    return {"workers": workers, "offered": rate, "executions": len(sent), "succeeded": len(finished),
-            "per_second": len(finished) / span, "p50_ms": 1000 * percentile(latencies, 0.5),
+    done = {e: row for e, row in finished.items() if row[2] == "succeeded"}
+    latencies = [row[1] - sent[e] for e, row in done.items()]
+    queued = [row[0] - sent[e] for e, row in done.items()]
+    print(f"  request → committed p50 {1000 * percentile(queued, 0.5):.1f} ms, p99 {1000 * percentile(queued, 0.99):.1f} ms;"
+          f" refused {refused}; gateway CPU {1000 * cpu / max(1, len(sent)):.2f} ms per execution", flush=True)  # fmt: skip
+    span = max(row[1] for row in done.values()) - min(sent.values()) if done else float("nan")
+    return {"workers": workers, "offered": rate, "executions": len(sent), "succeeded": len(done),
+            "per_second": len(done) / span, "p50_ms": 1000 * percentile(latencies, 0.5),
             "p99_ms": 1000 * percentile(latencies, 0.99), "max_ms": 1000 * max(latencies, default=float("nan"))}  # fmt: skip
+
+
+def gateway_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of the gateway's processes: the server and its workers. Per
+    execution, it tells what a change costs even on a machine busy with other work."""
+    total = 0.0
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = path.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if path.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+async def _wait_finished(schema: str, ids: set[str]) -> dict[str, tuple[float, float, str]]:
+    """Each execution's (created, finished, status) from the database once all have ended:
+    one query per poll, so that watching does not load the gateway being measured."""
+    conn = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            rows = await conn.fetch("SELECT id, status, created_at, finished_at FROM executions")
+            ended = {r["id"]: r for r in rows if r["id"] in ids and r["finished_at"] is not None}
+            if len(ended) == len(ids) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        return {e: (_unix(r["created_at"]), _unix(r["finished_at"]), r["status"]) for e, r in ended.items()}
+    finally:
+        await conn.close()
+
+
+_EXECUTION_ID = re.compile(rb'"execution_id":"(exe_[^"]+)"')
+
+
+def _offer(args: tuple) -> tuple[dict[str, float], int]:
+    """Open loop, in a spawned process: execute requests at `rate` per second over a pool of
+    keep-alive raw-socket connections; each request's time is when it was due to be sent, so
+    waiting for a free connection counts. Returns {execution_id: due (unix time)} and the
+    number of requests not answered 202."""
+    host, port, token, action_ids, rate = args
+
+    async def run() -> tuple[dict[str, float], int]:
+        free: asyncio.Queue = asyncio.Queue()
+        for _ in range(128):
+            free.put_nowait(await asyncio.open_connection(host, port))
+        sent: dict[str, float] = {}
+        refused = 0
+
+        async def one(action_id: str, due: float) -> None:
+            nonlocal refused
+            reader, writer = await free.get()
+            writer.write(f"POST /v1/actions/{action_id}/execute HTTP/1.1\r\nHost: {host}\r\n"
+                         f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+                         "Content-Length: 2\r\n\r\n{}".encode())  # fmt: skip
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line[15:]) for line in head.split(b"\r\n") if line[:15].lower() == b"content-length:"
+            )
+            body = await reader.readexactly(length)
+            free.put_nowait((reader, writer))
+            found = _EXECUTION_ID.search(body)
+            if head[9:12] == b"202" and found:
+                sent[found.group(1).decode()] = due
+            else:
+                refused += 1
+
+        tasks = []
+        begin, wall = time.perf_counter(), time.time()
+        for n, action_id in enumerate(action_ids):
+            delay = begin + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(action_id, wall + n / rate)))
+        await asyncio.gather(*tasks)
+        return sent, refused
+
+    return asyncio.run(run())
 
 
 def _unix(text: str) -> float:

@@ -35,7 +35,7 @@ AGENT = "agent"
 METRICS = "metrics"
 ROLES = (ADMIN, TENANT_ADMIN, AUDITOR, AGENT)
 
-# Routes that opt in (the propose path) reuse an authentication for this long. That is safe
+# Routes that opt in (propose, execute) reuse an authentication for this long. That is safe
 # because the chain writer re-checks the key of every unit at commit (ledger.Unit.credential).
 AUTH_CACHE_SECONDS = 5.0
 USAGE_INTERVAL_SECONDS = 60.0

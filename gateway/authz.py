@@ -122,7 +122,8 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/v1/tenants/{tenant_id}/events/ws"): _rule(TENANT, *READERS, AGENT),
     ("GET", "/v1/actions/{action_id}/verdict"): _rule(OWNER, *READERS, AGENT),
     # Executions and rails (gateway.services.executions, gateway.services.rails)
-    ("POST", "/v1/actions/{action_id}/execute"): _rule(OWNER, AGENT, TENANT_ADMIN),
+    # cached as propose is: the execution's unit re-checks the key at commit
+    ("POST", "/v1/actions/{action_id}/execute"): _rule(OWNER, AGENT, TENANT_ADMIN, cached=True),
     ("GET", "/v1/executions/{execution_id}"): _rule(OWNER, *READERS, AGENT),
     ("GET", "/v1/executions/{execution_id}/result"): _rule(OWNER, *READERS, AGENT),
     ("POST", "/v1/executions/{execution_id}/rollback"): _rule(OWNER, TENANT_ADMIN),

@@ -8,7 +8,8 @@ sent for anything that is not durable (DESIGN invariants 2 and 3).
 
 Two ways to write a batch, both atomic:
 - the locked path (`write_units`): lock the tenant's chain head row, read it, build the
-  entries, write, commit. Any unit may run reads first (`prepare`).
+  entries, write, commit. Any unit may run reads first (`prepare`), or name a read that the
+  batch makes for all such units in one query (`lookup`).
 - the PostgreSQL fast path (`Database.append_batch`): for batches of plain inserts, one
   statement (several tenants' in one transaction: `CommitGroup`) that moves the head from the value this writer last wrote (compare-and-set)
   and inserts entries and rows only if that succeeded. When another process moved the
@@ -87,6 +88,25 @@ class EntryDraft:
     action_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A read a unit needs under the chain lock, made for all such units of a batch at once.
+
+    `read(conn, tenant, keys)` returns {key: row} for the keys it finds (one query for any
+    number of keys); `check(row or None)` then runs for the unit: it may raise an `AppError` to
+    refuse it, and keeps what the unit's `statements` need. `subject` names what the unit
+    writes (its action): the batch reads ahead only for units whose subject no other unit of the
+    batch shares, and writes their statements grouped by SQL (one `executemany` each), so no
+    read misses an earlier unit's write and no reordered write meets another unit's row. A
+    unit that shares its subject is read alone, in order, as a `prepare` would be.
+    """
+
+    read: Callable[[Conn, str, list[Any]], Awaitable[dict[Any, dict[str, Any]]]]
+    key: Any
+    check: Callable[[dict[str, Any] | None], None]
+    subject: str
+
+
 @dataclass(slots=True, eq=False)
 class Unit:
     """One state change and its audit entries.
@@ -101,6 +121,7 @@ class Unit:
     statements: Callable[[list[int]], list[Statement]] | None = None
     inserts: Callable[[list[int]], list[Insert]] | None = None
     prepare: Callable[[Conn], Awaitable[None]] | None = None
+    lookup: Lookup | None = None  # instead of `prepare`: a read the batch can make for many units
     # A decision made under a policy version commits only if that version is still the
     # active one (DESIGN invariant 6): checked under the chain head lock, so no race.
     expects_policy: bool = False
@@ -133,6 +154,7 @@ class Unit:
     def plain(self) -> bool:
         return (
             self.prepare is None
+            and self.lookup is None
             and self.statements is None
             and self.activates_policy is None
             and not self.bumps_config
@@ -207,6 +229,74 @@ def chain_units(tenant: str, units: list[Unit], start: Head, time: str) -> Chain
     return Chained(entry_rows, inserts, all_seqs, Head(size, prev))
 
 
+class _Writes:
+    """The statements of a batch, sent with as few round trips as their order allows: runs of
+    one SQL text in order (`add`), and the writes of read-ahead units grouped by SQL text
+    (`add_grouped`, see `Lookup`), all sent by `flush`."""
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+        self.runs: list[tuple[str, list[tuple[Any, ...]]]] = []
+        self.grouped: dict[str, list[tuple[Any, ...]]] = {}
+
+    def add(self, sql: str, args: tuple[Any, ...]) -> None:
+        if self.runs and self.runs[-1][0] == sql:
+            self.runs[-1][1].append(args)
+        else:
+            self.runs.append((sql, [args]))
+
+    def add_grouped(self, sql: str, args: tuple[Any, ...]) -> None:
+        self.grouped.setdefault(sql, []).append(args)
+
+    async def flush(self) -> None:
+        pending, self.runs = [*self.runs, *self.grouped.items()], []
+        self.grouped = {}
+        for sql, rows in pending:
+            if len(rows) == 1:
+                await self.conn.execute(sql, *rows[0])
+            else:
+                await self.conn.executemany(sql, rows)
+
+
+async def read_ahead(conn: Conn, tenant: str, units: list[Unit]) -> dict[int, dict[str, Any] | None]:
+    """The rows of the units' lookups, one query per kind, for the units whose subject no other
+    unit of the batch shares (see `Lookup`): id(unit) -> its row (None when absent)."""
+    subjects = Counter(
+        subject
+        for unit in units
+        for subject in (
+            {unit.lookup.subject} if unit.lookup is not None else {e.action_id for e in unit.entries}
+        )
+        if subject is not None
+    )
+    kinds: dict[Any, list[Unit]] = {}
+    for unit in units:
+        if unit.lookup is not None and subjects[unit.lookup.subject] == 1:
+            kinds.setdefault(unit.lookup.read, []).append(unit)
+    found: dict[int, dict[str, Any] | None] = {}
+    for read, members in kinds.items():
+        rows = await read(conn, tenant, [unit.lookup.key for unit in members if unit.lookup is not None])
+        for unit in members:
+            if unit.lookup is not None:
+                found[id(unit)] = rows.get(unit.lookup.key)
+    return found
+
+
+async def _check_unit(conn: Conn, tenant: str, unit: Unit, ahead: dict[int, Any], writes: _Writes) -> None:
+    """Run the unit's read and check (`lookup`, else `prepare`); raises the AppError refusing it."""
+    lookup = unit.lookup
+    if lookup is not None:
+        if id(unit) in ahead:
+            row = ahead[id(unit)]
+        else:
+            await writes.flush()  # read alone, after what earlier units wrote
+            row = (await lookup.read(conn, tenant, [lookup.key])).get(lookup.key)
+        lookup.check(row)
+    elif unit.prepare is not None:
+        await writes.flush()  # a prepare may read what earlier units wrote
+        await unit.prepare(conn)
+
+
 async def write_units(
     conn: Conn, tenant: str, units: list[Unit], *, lock: str
 ) -> tuple[list[list[int] | AppError], Head]:
@@ -232,20 +322,10 @@ async def write_units(
     dead = await dead_credentials(conn, units, time)
     budgets = await rate_budgets(conn, tenant, units, window)
     claimed, stale = await idempotency_records(conn, tenant, units, unix_time)
+    ahead = await read_ahead(conn, tenant, units)
     entry_rows: list[tuple[str, int, bytes]] = []
     results: list[list[int] | AppError] = []
-    pending_sql: str | None = None
-    pending_rows: list[tuple[Any, ...]] = []
-
-    async def flush() -> None:
-        nonlocal pending_sql, pending_rows
-        if pending_sql is not None:
-            if len(pending_rows) == 1:
-                await conn.execute(pending_sql, *pending_rows[0])
-            else:
-                await conn.executemany(pending_sql, pending_rows)
-        pending_sql, pending_rows = None, []
-
+    writes = _Writes(conn)
     for unit in units:
         if unit.credential is not None and unit.credential in dead:
             results.append(credential_error(dead[unit.credential]))
@@ -259,13 +339,11 @@ async def write_units(
                 unit.replay = response
                 results.append([])
             continue
-        if unit.prepare is not None:
-            await flush()  # a prepare may read what earlier units wrote
-            try:
-                await unit.prepare(conn)
-            except AppError as exc:
-                results.append(exc)
-                continue
+        try:
+            await _check_unit(conn, tenant, unit, ahead, writes)
+        except AppError as exc:
+            results.append(exc)
+            continue
         if unit.expects_policy and unit.policy_version != active_policy:
             results.append(PolicyVersionChanged(active_policy))
             continue
@@ -286,21 +364,18 @@ async def write_units(
         chained = chain_units(tenant, [unit], current, time)
         current = chained.head
         entry_rows.extend(chained.entry_rows)
-        writes = []
+        add = writes.add_grouped if id(unit) in ahead else writes.add
         if claim is not None:
             claimed[(claim.agent_id, claim.key)] = (claim.request_hash, claim.response or "")
             if (claim.agent_id, claim.key) in stale:  # an expired record: the key is new again
-                writes.append((_DELETE_IDEMPOTENCY, (tenant, claim.agent_id, claim.key)))
-        writes.extend(insert.statement() for insert in chained.inserts)
-        if unit.statements is not None:
-            writes.extend(unit.statements(chained.seqs[0]))
-        for sql, args in writes:
-            if sql != pending_sql:
-                await flush()
-                pending_sql = sql
-            pending_rows.append(args)
+                add(_DELETE_IDEMPOTENCY, (tenant, claim.agent_id, claim.key))
+        for sql, args in (
+            *(insert.statement() for insert in chained.inserts),
+            *(unit.statements(chained.seqs[0]) if unit.statements is not None else ()),
+        ):
+            add(sql, args)
         results.append(chained.seqs[0])
-    await flush()
+    await writes.flush()
     spent = [(tenant, agent, window, used) for agent, (_, used, start) in budgets.items() if used > start]
     if spent:
         await conn.executemany(_UPSERT_RATE_WINDOW, spent)

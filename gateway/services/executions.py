@@ -26,6 +26,7 @@ same for the action's execution (409 `not_executed` when it has none that has no
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -41,7 +42,7 @@ from gateway import execution_schemas as wire
 from gateway.auth import AGENT, Principal
 from gateway.clock import new_id, rfc3339, rfc3339_seconds, utc_now
 from gateway.errors import Conflict, NotFound, Unprocessable
-from gateway.ledger import EntryDraft, IdempotencyClaim, Ledger, Statement, Unit
+from gateway.ledger import EntryDraft, IdempotencyClaim, Ledger, Lookup, Statement, Unit
 from gateway.rails.base import Payment, RailRefused
 from gateway.services.policies import PolicyService
 from gateway.services.rails import RailService, fetch_rails
@@ -64,7 +65,8 @@ COLUMNS = (
 )
 _INSERT_COLUMNS = (
     "tenant_id", "id", "action_id", "rail", "rail_kind", "status", "live", "requested_by", "verdict_digest",
-    "verdict_expires_at", "attempts", "due_at", "audit_event_ids", "created_at", "updated_at",
+    "verdict_expires_at", "attempts", "due_at", "audit_event_ids", "created_at", "updated_at", "lease_owner",
+    "lease_until",
 )  # fmt: skip
 RESULT_COLUMNS = ("tenant_id", "execution_id", "content_type", "body", "created_at")
 _IDEMPOTENCY_COLUMNS = (
@@ -81,6 +83,15 @@ _ACTION_LIVE_SQL = (
     " WHERE a.tenant_id = ? AND a.id = ?"
 )
 _accepted = msgspec.json.Decoder(wire.ExecutionAccepted)
+
+
+async def read_live_actions(conn: Conn, tenant_id: str, action_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The actions (with their live execution, if any) by id, in one query (`Lookup.read`)."""
+    rows = await conn.fetch(
+        _ACTION_LIVE_SQL.replace("a.id = ?", f"a.id IN ({', '.join('?' * len(action_ids))})"),
+        tenant_id, *action_ids,
+    )  # fmt: skip
+    return {row["id"]: row for row in rows}
 
 
 class ExecutionNotFound(NotFound):
@@ -150,7 +161,12 @@ class Verdict:
 
 def verdict_of(row: dict[str, Any]) -> Verdict:
     """The EIP-712 digest and expiry of the action's stored verdict (signed by this gateway)."""
-    signed = json.loads(row["signed_verdict"])
+    return _verdict_of_text(row["signed_verdict"])
+
+
+@functools.lru_cache(maxsize=4096)
+def _verdict_of_text(text: str) -> Verdict:  # the request and its commit both ask: parse once
+    signed = json.loads(text)
     domain, message = parse_verdict_typed_data(signed["typed_data"])
     return Verdict("0x" + hash_verdict(domain, message).hex(), message.expires_at)
 
@@ -232,6 +248,13 @@ class ExecutionService:
         self.policies = policies
         self.rails = rails
         self.on_request: Callable[[], None] = lambda: None  # the executor's wake-up
+        # This process's executor, which runs an execution accepted here at once (no claim):
+        # `reserve` gives a lease to insert the row with, or None (all its slots are taken: the
+        # row is left due, for any process's claim); `adopt` starts it after the commit, with
+        # the action and rail rows read for the request; `unreserve` when nothing committed.
+        self.reserve: Callable[[], tuple[str, str] | None] = lambda: None
+        self.adopt: Callable[[dict[str, Any], dict[str, Any]], None] = lambda row, found: None
+        self.unreserve: Callable[[], None] = lambda: None
 
     async def _choose_rail(self, conn: Conn, row: dict[str, Any], wanted: str | None) -> dict[str, Any]:
         """The rail row to execute on. Raises Unprocessable (see the module docstring)."""
@@ -288,10 +311,19 @@ class ExecutionService:
             except RailRefused as exc:
                 raise Unprocessable(exc.message, code=exc.code) from None
         answer = wire.ExecutionAccepted(execution_id, PENDING, rail["name"] if rail else "", action_id)
-        replay = await self._commit(principal, row, rail, answer, claim)
+        lease = self.reserve() if rail is not None else None
+        try:
+            replay = await self._commit(principal, row, rail, answer, claim, lease)
+        except BaseException:
+            if lease is not None:
+                self.unreserve()
+            raise
         if replay is not None:
+            if lease is not None:
+                self.unreserve()
             return _accepted.decode(replay), True
-        self.on_request()
+        if lease is None:
+            self.on_request()
         return answer, False
 
     async def _commit(
@@ -301,16 +333,20 @@ class ExecutionService:
         rail: dict[str, Any] | None,
         answer: wire.ExecutionAccepted,
         claim: IdempotencyClaim | None,
+        lease: tuple[str, str] | None,
     ) -> str | None:
         """Commit the execution and its `execution.requested` entry; the stored answer when the
-        idempotency key replays."""
+        idempotency key replays. With a `lease` (this process's executor, see `reserve`) the row
+        is inserted claimed by it (attempt 1: the claim commits before the rail is called, as a
+        claim does) and handed to it after the commit."""
         tenant_id, action_id, execution_id = row["tenant_id"], row["id"], answer.execution_id
         state: dict[str, Any] = {}
         if claim is not None:
             claim.response = msgspec.json.encode(answer).decode()
 
-        async def prepare(conn: Conn) -> None:
-            fresh = await conn.fetchrow(_ACTION_LIVE_SQL, tenant_id, action_id)  # one round trip
+        def check(fresh: dict[str, Any] | None) -> None:
+            if fresh is None:
+                raise not_found(action_id)
             now = utc_now()
             verdict = check_executable(fresh, now)
             check_not_executed({"id": fresh["live_id"], "status": fresh["live_status"]})
@@ -332,11 +368,32 @@ class ExecutionService:
 
         def statements(seqs: list[int]) -> list[Statement]:
             now, verdict, fresh = state["now"], state["verdict"], state["fresh"]
+            owner, until = lease or (None, None)
+            values = (
+                tenant_id,
+                execution_id,
+                action_id,
+                rail["name"],
+                rail["kind"],
+                PENDING,
+                1,
+                principal.actor,
+                verdict.digest,
+                rfc3339_seconds(verdict.expires_at),
+                1 if lease else 0,
+                until or now,
+                json.dumps(seqs),
+                now,
+                now,
+                owner,
+                until,
+            )
+            state["row"] = {
+                **dict.fromkeys(c.strip() for c in COLUMNS.split(",")),
+                **dict(zip(_INSERT_COLUMNS, values, strict=True)),
+            }
             out = [
-                Insert("executions", _INSERT_COLUMNS, (
-                    tenant_id, execution_id, action_id, rail["name"], rail["kind"], PENDING, 1, principal.actor,
-                    verdict.digest, rfc3339_seconds(verdict.expires_at), 0, now, json.dumps(seqs), now, now,
-                )).statement(),
+                Insert("executions", _INSERT_COLUMNS, values).statement(),
                 ("UPDATE actions SET audit_event_ids = ? WHERE tenant_id = ? AND id = ?",
                  (json.dumps(json.loads(fresh["audit_event_ids"]) + seqs), tenant_id, action_id)),
             ]  # fmt: skip
@@ -346,10 +403,14 @@ class ExecutionService:
                 )).statement())  # fmt: skip
             return out
 
+        lookup = Lookup(read_live_actions, action_id, check, action_id)
         unit = Unit(
-            [], statements=statements, prepare=prepare, credential=principal.credential, idempotency=claim
+            [], statements=statements, lookup=lookup, credential=principal.credential, idempotency=claim
         )
         await self.ledger.append(tenant_id, unit)
+        if lease is not None and unit.replay is None:
+            action = {name: row[name] for name in ("action", "action_hash", "signed_verdict")}
+            self.adopt(state["row"], {**action, **rail})
         return unit.replay
 
     async def _row(self, principal: Principal, execution_id: str) -> dict[str, Any]:

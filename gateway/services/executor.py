@@ -39,7 +39,7 @@ from gateway import metrics, telemetry
 from gateway.clock import rfc3339, utc_now
 from gateway.errors import AppError, Conflict
 from gateway.health import log_failure
-from gateway.ledger import EntryDraft, Ledger, Statement, Unit
+from gateway.ledger import EntryDraft, Ledger, Lookup, Statement, Unit
 from gateway.rails.base import (
     ABSENT,
     FAILED,
@@ -105,10 +105,17 @@ _STEP_SQL = (
     " FROM actions a LEFT JOIN rails r ON r.tenant_id = a.tenant_id AND r.name = ? WHERE a.tenant_id = ? AND a.id = ?"
 )
 _FRESH_SQL = (
-    "SELECT e.status, e.rollback_status, e.lease_owner, e.audit_event_ids, a.audit_event_ids AS action_event_ids"
-    " FROM executions e JOIN actions a ON a.tenant_id = e.tenant_id AND a.id = e.action_id"
-    " WHERE e.tenant_id = ? AND e.id = ?"
+    "SELECT e.id, e.status, e.rollback_status, e.lease_owner, e.audit_event_ids,"
+    " a.audit_event_ids AS action_event_ids FROM executions e"
+    " JOIN actions a ON a.tenant_id = e.tenant_id AND a.id = e.action_id"
+    " WHERE e.tenant_id = ? AND e.id IN ({})"
 )
+
+
+async def read_fresh(conn: Conn, tenant_id: str, execution_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The executions as they are now, with their actions' entry lists (`Lookup.read`)."""
+    sql = _FRESH_SQL.format(", ".join("?" * len(execution_ids)))
+    return {row["id"]: row for row in await conn.fetch(sql, tenant_id, *execution_ids)}
 
 
 def _claim_sql(lock: str) -> str:
@@ -133,17 +140,43 @@ class Executor:
         self.owner = f"exr_{secrets.token_hex(8)}"
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reserved = 0  # slots promised to executions being accepted in this process
         lock = " FOR UPDATE SKIP LOCKED" if db.dialect == "postgresql" else ""
         self._claim = _claim_sql(lock)
 
     def wake(self) -> None:
         self._wake.set()
 
+    def reserve(self) -> tuple[str, str] | None:
+        """A slot for an execution this process is accepting: the (owner, lease end) to insert it
+        with, claimed by this executor (so no other process takes it while the lease lasts, and
+        a crash leaves it due again when it ends), or None when every slot is taken."""
+        if len(self._tasks) + self._reserved >= self.config.concurrency:
+            return None
+        self._reserved += 1
+        return self.owner, rfc3339(utc_now() + timedelta(seconds=self.config.lease_seconds))
+
+    def unreserve(self) -> None:
+        """The execution a slot was reserved for did not commit (refused, or a replay)."""
+        self._reserved -= 1
+        self._wake.set()
+
+    def adopt(self, row: dict[str, Any], found: dict[str, Any]) -> None:
+        """Run a committed execution inserted under this executor's lease (`reserve`), with the
+        action and rail rows its request read: no claim, no read, before the request answers."""
+        self._reserved -= 1
+        self._start(row, found)
+
+    def _start(self, row: dict[str, Any], found: dict[str, Any] | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(self.step(row, found), name=f"execution:{row['id']}")
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
     async def run(self) -> None:
         """Claim and process due executions until cancelled (best effort: errors are logged)."""
         try:
             while True:
-                free = self.config.concurrency - len(self._tasks)
+                free = self.config.concurrency - len(self._tasks) - self._reserved
                 claimed: list[dict[str, Any]] = []
                 if free > 0:
                     self._wake.clear()
@@ -153,11 +186,7 @@ class Executor:
                         log_failure(log, "could not claim executions")
                         await asyncio.sleep(CLAIM_RETRY_SECONDS)
                 for row in claimed:
-                    task = asyncio.get_running_loop().create_task(
-                        self.step(row), name=f"execution:{row['id']}"
-                    )
-                    self._tasks.add(task)
-                    task.add_done_callback(self._done)
+                    self._start(row)
                 if len(claimed) < free or free <= 0:
                     try:
                         await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
@@ -204,11 +233,13 @@ class Executor:
 
     # ---- one step of one execution
 
-    async def step(self, row: dict[str, Any]) -> None:
-        """Move a claimed execution one step: submit, ask, or reverse, then record what happened."""
+    async def step(self, row: dict[str, Any], found: dict[str, Any] | None = None) -> None:
+        """Move a claimed execution one step: submit, ask, or reverse, then record what happened.
+        `found`: its action and rail rows, when the caller has them."""
         try:
-            async with self.db.read() as conn:  # the action and its rail, in one round trip
-                found = await conn.fetchrow(_STEP_SQL, row["rail"], row["tenant_id"], row["action_id"])
+            if found is None:
+                async with self.db.read() as conn:  # the action and its rail, in one round trip
+                    found = await conn.fetchrow(_STEP_SQL, row["rail"], row["tenant_id"], row["action_id"])
             if found["name"] is None:
                 raise RailNotFound(f"rail {row['rail']!r} not found")
             adapter = self.rails.adapter_of(found)
@@ -352,8 +383,7 @@ class Executor:
         tenant_id, execution_id = row["tenant_id"], row["id"]
         state: dict[str, Any] = {}
 
-        async def prepare(conn: Conn) -> None:
-            fresh = await conn.fetchrow(_FRESH_SQL, tenant_id, execution_id)
+        def check(fresh: dict[str, Any] | None) -> None:
             if (
                 fresh is None
                 or fresh["lease_owner"] != self.owner
@@ -380,7 +410,8 @@ class Executor:
                 *transition.statements,
             ]  # fmt: skip
 
-        await self.ledger.append(tenant_id, Unit(transition.entries, statements=statements, prepare=prepare))
+        lookup = Lookup(read_fresh, execution_id, check, row["action_id"])
+        await self.ledger.append(tenant_id, Unit(transition.entries, statements=statements, lookup=lookup))
 
     async def park(self, row: dict[str, Any]) -> None:
         async with self.db.transaction() as conn:

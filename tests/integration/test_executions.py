@@ -12,6 +12,7 @@ import time
 import pytest
 
 from audit.bundle import verify_bundle
+from gateway.storage import open_database
 from tests.bank import ReferenceBank
 from tests.integration.execution_helpers import (
     allowed_action,
@@ -255,3 +256,28 @@ async def test_proof_bundle_of_an_executed_action_verifies_offline(client, bank,
                          capture_output=True, text=True, env=env, check=False)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("OK  7 entries")
+
+
+async def test_a_key_revoked_by_another_process_cannot_execute_on_a_cached_authentication(
+    client, bank, backend
+):
+    """Execute reuses a recent authentication, as propose does; the commit re-checks the key, so
+    a revocation this process never heard of (another worker's) still refuses, and writes nothing."""
+    world = await make_world(client)
+    await configure_bank_rail(client, world, bank)
+    first, second = await allowed_action(client, world), await allowed_action(client, world)
+    assert (await execute(client, world, first)).status_code == 202  # authenticated, and cached
+    other = open_database(backend.url, data_dir=backend.data_dir, schema=backend.schema)
+    await other.open()  # as another process would: this one's cache does not hear of it
+    try:
+        async with other.transaction() as conn:
+            await conn.execute(
+                "UPDATE api_keys SET revoked_at = '2026-01-01T00:00:00Z' WHERE agent_id = ? AND revoked_at IS NULL",
+                world.agent,
+            )
+        r = await execute(client, world, second)
+        assert (r.status_code, r.json()["code"]) == (401, "invalid_token")
+        async with other.read() as conn:
+            assert await conn.fetch("SELECT id FROM executions WHERE action_id = ?", second) == []
+    finally:
+        await other.close()

@@ -8,7 +8,8 @@ import pytest
 
 from audit import GENESIS_PREV, verify_chain
 from gateway.auth import Principal
-from gateway.ledger import ChainWriter, EntryDraft, Head, Unit, chain_units, write_units
+from gateway.errors import NotFound
+from gateway.ledger import ChainWriter, EntryDraft, Head, Lookup, Unit, chain_units, write_units
 from gateway.schemas import CreateTenant
 from gateway.services.tenants import TenantService
 from gateway.storage import Insert, open_database
@@ -163,3 +164,50 @@ async def test_a_revocation_refuses_later_units_of_the_same_batch(db):
         results, _ = await write_units(conn, "acme", [before, revoking, after], lock=db.for_update())
     assert results[0] == [1] and results[1] == [2]
     assert getattr(results[2], "code", None) == "invalid_token"
+
+
+async def test_lookups_are_read_for_the_batch_at_once_unless_units_share_a_subject(db):
+    """Units with a `Lookup` are read in one query per batch; two units about one subject are
+    read one after the other, the second seeing the first's write; a failed check refuses its
+    unit only."""
+    async with db.transaction() as conn:
+        for n in (1, 2, 3):
+            await conn.execute("INSERT INTO agents (tenant_id, id, name, created_at) VALUES ('acme', ?, ?, 't')",
+                               f"a{n}", f"agent {n}")  # fmt: skip
+    reads: list[list[str]] = []
+
+    async def read(conn, tenant: str, keys: list[str]) -> dict[str, dict]:
+        reads.append(sorted(keys))
+        sql = f"SELECT id, name FROM agents WHERE tenant_id = ? AND id IN ({', '.join('?' * len(keys))})"
+        return {row["id"]: row for row in await conn.fetch(sql, tenant, *keys)}
+
+    def renaming(agent: str, subject: str, mark: str) -> Unit:
+        seen: dict = {}
+
+        def check(row) -> None:
+            if row is None:
+                raise NotFound(f"no agent {agent}")
+            seen["name"] = row["name"]
+
+        return Unit(
+            [EntryDraft("agent.renamed", "test", {"id": agent})],
+            statements=lambda seqs: [
+                (
+                    "UPDATE agents SET name = ? WHERE tenant_id = 'acme' AND id = ?",
+                    (f"{seen['name']}+{mark}", agent),
+                )
+            ],
+            lookup=Lookup(read, agent, check, subject),
+        )
+
+    units = [renaming("a1", "s1", "A"), renaming("a2", "s2", "C"), renaming("a1", "s1", "B"),
+             renaming("a3", "s3", "D"), renaming("a9", "s9", "X")]  # fmt: skip
+    async with db.transaction() as conn:
+        results, _ = await write_units(conn, "acme", units, lock=db.for_update())
+    assert results[:4] == [[1], [2], [3], [4]]
+    assert getattr(results[4], "code", None) == "not_found"
+    assert reads == [["a2", "a3", "a9"], ["a1"], ["a1"]]  # ahead for the lone subjects, then alone
+    _, agents = await stored(db)
+    assert {row["id"]: row["name"] for row in agents} == {
+        "a1": "agent 1+A+B", "a2": "agent 2+C", "a3": "agent 3+D"
+    }  # fmt: skip
