@@ -155,7 +155,7 @@ class DeliveryWorker:
         """Take the lease of up to `limit` enabled webhooks that are due and behind the log."""
         now_ms = _now_ms()
         due = (
-            "SELECT id FROM webhooks w WHERE enabled = 1 AND due_ms <= ? AND lease_until_ms <= ?"
+            "SELECT tenant_id, id FROM webhooks w WHERE enabled = 1 AND due_ms <= ? AND lease_until_ms <= ?"
             " AND delivered_through < (SELECT size FROM audit_heads h WHERE h.tenant_id = w.tenant_id) - 1"
             " ORDER BY due_ms LIMIT ?"
         )
@@ -165,7 +165,7 @@ class DeliveryWorker:
         lock = " FOR UPDATE SKIP LOCKED" if self.db.dialect == "postgresql" else ""
         async with self.db.transaction() as conn:
             return await conn.fetch(
-                f"UPDATE webhooks SET lease_owner = ?, lease_until_ms = ? WHERE id IN ({due}{lock})"
+                f"UPDATE webhooks SET lease_owner = ?, lease_until_ms = ? WHERE (tenant_id, id) IN ({due}{lock})"
                 f" RETURNING {_HOOK_COLUMNS}",
                 self.owner,
                 now_ms + int(self.config.lease_seconds * 1000),
@@ -260,10 +260,11 @@ class DeliveryWorker:
         async with self.db.transaction() as conn:
             moved = await conn.fetchrow(
                 "UPDATE webhooks SET delivered_through = ?, attempts = 0, due_ms = 0, failing_since = NULL,"
-                " lease_until_ms = ? WHERE id = ? AND lease_owner = ? AND delivered_through = ? AND enabled = 1"
-                " RETURNING id",
+                " lease_until_ms = ? WHERE tenant_id = ? AND id = ? AND lease_owner = ? AND delivered_through = ?"
+                " AND enabled = 1 RETURNING id",
                 seq,
                 _now_ms() + int(self.config.lease_seconds * 1000),
+                claim.row["tenant_id"],
                 claim.row["id"],
                 self.owner,
                 claim.position,
@@ -294,10 +295,11 @@ class DeliveryWorker:
             updated = await conn.fetchrow(
                 "UPDATE webhooks SET attempts = ?, due_ms = ?, failing_since = COALESCE(failing_since, ?),"
                 " lease_owner = NULL, lease_until_ms = 0"
-                " WHERE id = ? AND lease_owner = ? AND delivered_through = ? RETURNING id",
+                " WHERE tenant_id = ? AND id = ? AND lease_owner = ? AND delivered_through = ? RETURNING id",
                 failures,
                 _now_ms() + int(delay * 1000),
                 now,
+                row["tenant_id"],
                 row["id"],
                 self.owner,
                 claim.position,
@@ -317,7 +319,9 @@ class DeliveryWorker:
 
         async def still_ours(conn: Conn) -> None:
             current = await conn.fetchrow(
-                "SELECT lease_owner, delivered_through FROM webhooks WHERE id = ?", row["id"]
+                "SELECT lease_owner, delivered_through FROM webhooks WHERE tenant_id = ? AND id = ?",
+                row["tenant_id"],
+                row["id"],
             )
             if (
                 current is None
@@ -331,7 +335,7 @@ class DeliveryWorker:
             lambda seqs: [
                 ("UPDATE webhooks SET enabled = 0, disabled_reason = ?, attempts = ?, due_ms = 0,"
                  " failing_since = COALESCE(failing_since, ?), lease_owner = NULL, lease_until_ms = 0, updated_at = ?"
-                 " WHERE id = ?", (reason, failures, now, now, row["id"])),
+                 " WHERE tenant_id = ? AND id = ?", (reason, failures, now, now, row["tenant_id"], row["id"])),
                 delivery,
             ],
             prepare=still_ours,
@@ -357,7 +361,9 @@ class DeliveryWorker:
         """The webhook's row as it is now. Raises LeaseLost when it is no longer this worker's."""
         async with self.db.read() as conn:
             row = await conn.fetchrow(
-                f"SELECT {_HOOK_COLUMNS} FROM webhooks WHERE id = ? AND lease_owner = ? AND enabled = 1",
+                f"SELECT {_HOOK_COLUMNS} FROM webhooks WHERE tenant_id = ? AND id = ? AND lease_owner = ?"
+                " AND enabled = 1",
+                claim.row["tenant_id"],
                 claim.row["id"],
                 self.owner,
             )
@@ -368,7 +374,9 @@ class DeliveryWorker:
     async def _release(self, claim: Claim) -> None:
         async with self.db.transaction() as conn:
             await conn.execute(
-                "UPDATE webhooks SET lease_owner = NULL, lease_until_ms = 0 WHERE id = ? AND lease_owner = ?",
+                "UPDATE webhooks SET lease_owner = NULL, lease_until_ms = 0"
+                " WHERE tenant_id = ? AND id = ? AND lease_owner = ?",
+                claim.row["tenant_id"],
                 claim.row["id"],
                 self.owner,
             )

@@ -278,7 +278,10 @@ class WebhookService:
         unit = Unit(
             [EntryDraft("webhook.deleted", principal.actor, {"id": webhook_id})],
             lambda seqs: [
-                ("DELETE FROM webhook_deliveries WHERE webhook_id = ?", (webhook_id,)),
+                (
+                    "DELETE FROM webhook_deliveries WHERE tenant_id = ? AND webhook_id = ?",
+                    (tenant_id, webhook_id),
+                ),
                 ("DELETE FROM webhooks WHERE tenant_id = ? AND id = ?", (tenant_id, webhook_id)),
             ],
             prepare=exists,
@@ -293,10 +296,14 @@ class WebhookService:
         async with self.db.read() as conn:
             await self._row(conn, tenant_id, webhook_id)
             rows = await conn.fetch(
-                f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = ?"
+                f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE tenant_id = ? AND webhook_id = ?"
                 + (" AND id < ?" if before else "")
                 + " ORDER BY id DESC LIMIT ?",
-                *((webhook_id, before, limit + 1) if before else (webhook_id, limit + 1)),
+                *(
+                    (tenant_id, webhook_id, before, limit + 1)
+                    if before
+                    else (tenant_id, webhook_id, limit + 1)
+                ),
             )
         more = len(rows) > limit
         rows = rows[:limit]
@@ -340,7 +347,10 @@ class WebhookService:
         secret = new_secret()
 
         async def refuse_repeat(conn: Conn) -> None:
-            if await conn.fetchrow("SELECT 1 AS x FROM webhooks WHERE id = ?", webhook_id) is not None:
+            found = await conn.fetchrow(
+                "SELECT 1 AS x FROM webhooks WHERE tenant_id = ? AND id = ?", tenant_id, webhook_id
+            )
+            if found is not None:
                 raise _AlreadyRegistered("already registered")
 
         row = {"id": webhook_id, "tenant_id": tenant_id, "kind": CALLBACK, "url": url, "types": None,

@@ -674,12 +674,19 @@ class ActionService:
 
         async def fetch() -> dict[str, Any]:
             async with self.db.read() as conn:
-                row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM actions WHERE id = ?", action_id)
+                # the caller's own tenant only: another tenant's action is not found anyway
+                row = await conn.fetchrow(
+                    f"SELECT {_COLUMNS} FROM actions WHERE tenant_id = ? AND id = ?",
+                    principal.tenant_id,
+                    action_id,
+                )
                 if row is None:
                     raise NotFound(f"action {action_id!r} not found", code="action_not_found")
                 self.check_can_read(principal, row)
                 answers = (
-                    await conn.fetch(lifecycle.ANSWERS_SQL, action_id) if row["approvals_required"] else []
+                    await conn.fetch(lifecycle.ANSWERS_SQL, row["tenant_id"], action_id)
+                    if row["approvals_required"]
+                    else []
                 )
                 executions = await executions_of(conn, row["tenant_id"], action_id)
             return {**row, "approvals": answers, "executions": executions}
@@ -761,7 +768,9 @@ class ActionService:
             if escalated:
                 found = await conn.fetch(
                     "SELECT action_id, signer, role, approve, kind, comment, signed_at FROM approvals"
-                    f" WHERE action_id IN ({', '.join('?' * len(escalated))}) ORDER BY signed_at, signer",
+                    f" WHERE tenant_id = ? AND action_id IN ({', '.join('?' * len(escalated))})"
+                    " ORDER BY signed_at, signer",
+                    tenant_id,
                     *escalated,
                 )
                 for answer in found:

@@ -101,12 +101,15 @@ def approval_message(row: dict[str, Any], role: str, approve: bool) -> ApprovalM
     )
 
 
-async def current_row(db: Database, ledger: Ledger, action_id: str) -> dict[str, Any]:
-    """The action as it is now (expired first if its window passed). Raises NotFound."""
+async def current_row(
+    db: Database, ledger: Ledger, action_id: str, tenant_id: str | None = None
+) -> dict[str, Any]:
+    """The action as it is now (expired first if its window passed), of `tenant_id` when the
+    caller knows it (None: whichever tenant's it is). Raises NotFound."""
 
     async def fetch() -> dict[str, Any]:
         async with db.read() as conn:
-            row = await lifecycle.fetch_action(conn, action_id)
+            row = await lifecycle.fetch_action(conn, action_id, tenant_id)
         if row is None:
             raise NotFound(f"action {action_id!r} not found", code="action_not_found")
         return row
@@ -176,8 +179,8 @@ class ApprovalService:
 
     # ---- reading
 
-    async def _row(self, action_id: str) -> dict[str, Any]:
-        return await current_row(self.db, self.ledger, action_id)
+    async def _row(self, action_id: str, tenant_id: str | None = None) -> dict[str, Any]:
+        return await current_row(self.db, self.ledger, action_id, tenant_id)
 
     async def approval_request(self, action_id: str, role: str, approve: bool) -> dict[str, Any]:
         """The exact `eth_signTypedData_v4` document to sign for this action, role and answer."""
@@ -240,7 +243,7 @@ class ApprovalService:
 
         async def decide(conn: Conn, fresh: dict[str, Any], now: datetime) -> lifecycle.Finish:
             check_pending(fresh)
-            answers = await conn.fetch(lifecycle.ANSWERS_SQL, fresh["id"])
+            answers = await conn.fetch(lifecycle.ANSWERS_SQL, fresh["tenant_id"], fresh["id"])
             check_not_answered(answers, signed.signer, fresh["id"])
             signed_at = rfc3339(now)
             mine = {"signer": signed.signer, "role": role, "approve": approve, "kind": signed.kind,
@@ -351,7 +354,7 @@ class ApprovalService:
             raise InvalidRequest(f"give 1 to {MAX_BULK_ITEMS} distinct action ids", code="invalid_items")
         rows = []
         for action_id in body.action_ids:
-            row = await self._row(action_id)
+            row = await self._row(action_id, tenant_id)
             if row["tenant_id"] != tenant_id:
                 raise NotFound(f"action {action_id!r} not found", code="action_not_found")
             check_open(row, body.approver_role)
@@ -446,7 +449,7 @@ class ApprovalService:
         context: RequestContext | None,
     ) -> schemas.BulkItemResult:
         try:
-            row = await self._row(item.action_id)
+            row = await self._row(item.action_id, tenant_id)
             if row["tenant_id"] != tenant_id:
                 raise NotFound(f"action {item.action_id!r} not found", code="action_not_found")
             if row["action_hash"] != item.action_hash:
@@ -467,7 +470,9 @@ class ApprovalService:
 
     async def cancel(self, principal: Principal, action_id: str) -> schemas.ActionRecord:
         """Cancel a pending action: its agent or a tenant admin. Raises NotFound, Conflict."""
-        row = await self._row(action_id)
+        if principal.tenant_id is None:
+            raise NotFound(f"action {action_id!r} not found", code="action_not_found")
+        row = await self._row(action_id, principal.tenant_id)
         ActionService.check_can_read(principal, row)
 
         async def decide(conn: Conn, fresh: dict[str, Any], now: datetime) -> lifecycle.Finish:

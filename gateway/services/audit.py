@@ -495,7 +495,9 @@ class AuditService:
         may not read."""
         async with self.db.read() as conn:
             row = await conn.fetchrow(
-                "SELECT id, tenant_id, agent_id, audit_event_ids FROM actions WHERE id = ?", action_id
+                "SELECT id, tenant_id, agent_id, audit_event_ids FROM actions WHERE tenant_id = ? AND id = ?",
+                principal.tenant_id,
+                action_id,
             )
         if row is None:
             raise NotFound(f"action {action_id!r} not found", code="action_not_found")

@@ -74,12 +74,13 @@ _IDEMPOTENCY_COLUMNS = (
 )  # fmt: skip
 _ACTION_SQL = (
     "SELECT a.id, a.tenant_id, a.agent_id, a.type, a.action, a.action_hash, a.status, a.policy_version,"
-    " a.signed_verdict, a.audit_event_ids FROM actions a WHERE a.id = ?"
+    " a.signed_verdict, a.audit_event_ids FROM actions a WHERE a.tenant_id = ? AND a.id = ?"
 )
 _ACTION_LIVE_SQL = (
     "SELECT a.id, a.tenant_id, a.agent_id, a.type, a.action, a.action_hash, a.status, a.policy_version,"
     " a.signed_verdict, a.audit_event_ids, e.id AS live_id, e.status AS live_status FROM actions a"
-    " LEFT JOIN executions e ON e.tenant_id = ? AND e.action_id = a.id AND e.live = 1 WHERE a.id = ?"
+    " LEFT JOIN executions e ON e.tenant_id = a.tenant_id AND e.action_id = a.id AND e.live = 1"
+    " WHERE a.tenant_id = ? AND a.id = ?"
 )
 _accepted = msgspec.json.Decoder(wire.ExecutionAccepted)
 
@@ -87,8 +88,8 @@ _accepted = msgspec.json.Decoder(wire.ExecutionAccepted)
 async def read_live_actions(conn: Conn, tenant_id: str, action_ids: list[str]) -> dict[str, dict[str, Any]]:
     """The actions (with their live execution, if any) by id, in one query (`Lookup.read`)."""
     rows = await conn.fetch(
-        _ACTION_LIVE_SQL.replace("a.id = ?", f"a.tenant_id = ? AND a.id IN ({', '.join('?' * len(action_ids))})"),
-        tenant_id, tenant_id, *action_ids,
+        _ACTION_LIVE_SQL.replace("a.id = ?", f"a.id IN ({', '.join('?' * len(action_ids))})"),
+        tenant_id, *action_ids,
     )  # fmt: skip
     return {row["id"]: row for row in rows}
 
@@ -289,7 +290,7 @@ class ExecutionService:
 
         tenant_id = principal.tenant_id
         async with self.db.read() as conn:
-            row = await conn.fetchrow(_ACTION_SQL, action_id)
+            row = await conn.fetchrow(_ACTION_SQL, tenant_id, action_id)
             if row is None or row["tenant_id"] != tenant_id:
                 raise not_found(action_id)
             if principal.role == AGENT and principal.agent_id != row["agent_id"]:
@@ -393,8 +394,8 @@ class ExecutionService:
             }
             out = [
                 Insert("executions", _INSERT_COLUMNS, values).statement(),
-                ("UPDATE actions SET audit_event_ids = ? WHERE id = ?",
-                 (json.dumps(json.loads(fresh["audit_event_ids"]) + seqs), action_id)),
+                ("UPDATE actions SET audit_event_ids = ? WHERE tenant_id = ? AND id = ?",
+                 (json.dumps(json.loads(fresh["audit_event_ids"]) + seqs), tenant_id, action_id)),
             ]  # fmt: skip
             if claim is not None:
                 out.append(Insert("idempotency_keys", _IDEMPOTENCY_COLUMNS, (
@@ -416,7 +417,7 @@ class ExecutionService:
         async with self.db.read() as conn:
             row = await conn.fetchrow(
                 f"SELECT {', '.join('e.' + c.strip() for c in COLUMNS.split(','))}, a.agent_id FROM executions e"
-                " JOIN actions a ON a.id = e.action_id WHERE e.tenant_id = ? AND e.id = ?",
+                " JOIN actions a ON a.tenant_id = e.tenant_id AND a.id = e.action_id WHERE e.tenant_id = ? AND e.id = ?",
                 principal.tenant_id,
                 execution_id,
             )
@@ -463,7 +464,9 @@ class ExecutionService:
             )
             check_rollback(fresh)
             action = await conn.fetchrow(
-                "SELECT audit_event_ids FROM actions WHERE id = ?", fresh["action_id"]
+                "SELECT audit_event_ids FROM actions WHERE tenant_id = ? AND id = ?",
+                tenant_id,
+                fresh["action_id"],
             )
             state.update(fresh=fresh, action=action, now=rfc3339(utc_now()))
 
@@ -474,8 +477,8 @@ class ExecutionService:
                  " updated_at = ?, audit_event_ids = ? WHERE tenant_id = ? AND id = ?",
                  (REQUESTED, reason, principal.actor, now, now,
                   json.dumps(json.loads(fresh["audit_event_ids"]) + seqs), tenant_id, execution_id)),
-                ("UPDATE actions SET audit_event_ids = ? WHERE id = ?",
-                 (json.dumps(json.loads(state["action"]["audit_event_ids"]) + seqs), fresh["action_id"])),
+                ("UPDATE actions SET audit_event_ids = ? WHERE tenant_id = ? AND id = ?",
+                 (json.dumps(json.loads(state["action"]["audit_event_ids"]) + seqs), tenant_id, fresh["action_id"])),
             ]  # fmt: skip
 
         entry = EntryDraft("execution.rollback_requested", principal.actor,

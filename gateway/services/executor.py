@@ -102,11 +102,12 @@ class Transition:
 
 _STEP_SQL = (
     "SELECT a.action, a.action_hash, a.signed_verdict, r.tenant_id, r.name, r.kind, r.config, r.secrets, r.updated_at"
-    " FROM actions a LEFT JOIN rails r ON r.tenant_id = ? AND r.name = ? WHERE a.id = ?"
+    " FROM actions a LEFT JOIN rails r ON r.tenant_id = a.tenant_id AND r.name = ? WHERE a.tenant_id = ? AND a.id = ?"
 )
 _FRESH_SQL = (
     "SELECT e.id, e.status, e.rollback_status, e.lease_owner, e.audit_event_ids,"
-    " a.audit_event_ids AS action_event_ids FROM executions e JOIN actions a ON a.id = e.action_id"
+    " a.audit_event_ids AS action_event_ids FROM executions e"
+    " JOIN actions a ON a.tenant_id = e.tenant_id AND a.id = e.action_id"
     " WHERE e.tenant_id = ? AND e.id IN ({})"
 )
 
@@ -238,7 +239,7 @@ class Executor:
         try:
             if found is None:
                 async with self.db.read() as conn:  # the action and its rail, in one round trip
-                    found = await conn.fetchrow(_STEP_SQL, row["tenant_id"], row["rail"], row["action_id"])
+                    found = await conn.fetchrow(_STEP_SQL, row["rail"], row["tenant_id"], row["action_id"])
             if found["name"] is None:
                 raise RailNotFound(f"rail {row['rail']!r} not found")
             adapter = self.rails.adapter_of(found)
@@ -404,8 +405,8 @@ class Executor:
             return [
                 (f"UPDATE executions SET {sets} WHERE tenant_id = ? AND id = ?",
                  (*columns.values(), tenant_id, execution_id)),
-                ("UPDATE actions SET audit_event_ids = ? WHERE id = ?",
-                 (json.dumps(json.loads(state["action"]["audit_event_ids"]) + seqs), row["action_id"])),
+                ("UPDATE actions SET audit_event_ids = ? WHERE tenant_id = ? AND id = ?",
+                 (json.dumps(json.loads(state["action"]["audit_event_ids"]) + seqs), tenant_id, row["action_id"])),
                 *transition.statements,
             ]  # fmt: skip
 

@@ -45,9 +45,12 @@ ACTION_SQL = (
     " a.signed_verdict, a.audit_event_ids, t.chain_id, t.verifying_contract, t.rpc_url"
     " FROM actions a JOIN tenants t ON t.id = a.tenant_id WHERE a.id = ?"
 )
+# With the tenant known, the lookup stays on the tenant's shard (docs/scaling.md).
+TENANT_ACTION_SQL = ACTION_SQL + " AND a.tenant_id = ?"
 
+# Arguments: tenant id, action id.
 ANSWERS_SQL = (
-    "SELECT signer, role, approve, kind, comment, signed_at FROM approvals WHERE action_id = ?"
+    "SELECT signer, role, approve, kind, comment, signed_at FROM approvals WHERE tenant_id = ? AND action_id = ?"
     " ORDER BY signed_at, signer"
 )
 
@@ -88,8 +91,12 @@ def is_overdue(row: dict[str, Any], now: datetime) -> bool:
     return row["status"] == PENDING and expires is not None and parse_rfc3339(expires) <= now
 
 
-async def fetch_action(conn: Conn, action_id: str) -> dict[str, Any] | None:
-    return await conn.fetchrow(ACTION_SQL, action_id)
+async def fetch_action(conn: Conn, action_id: str, tenant_id: str | None = None) -> dict[str, Any] | None:
+    """The action with its tenant's domain; by its id alone only where the tenant is unknown
+    (a wallet's approval names just the action: that lookup crosses shards on Citus)."""
+    if tenant_id is None:
+        return await conn.fetchrow(ACTION_SQL, action_id)
+    return await conn.fetchrow(TENANT_ACTION_SQL, action_id, tenant_id)
 
 
 @dataclass(slots=True)
@@ -112,13 +119,16 @@ def finish_statements(row: dict[str, Any], finish: Finish, seqs: list[int], now:
     event_ids = json.loads(row["audit_event_ids"]) + seqs
     if finish.status == PENDING:
         statements.append(
-            ("UPDATE actions SET audit_event_ids = ? WHERE id = ?", (json.dumps(event_ids), row["id"]))
+            (
+                "UPDATE actions SET audit_event_ids = ? WHERE tenant_id = ? AND id = ?",
+                (json.dumps(event_ids), row["tenant_id"], row["id"]),
+            )
         )
         return statements
     statements.append(
         (
             "UPDATE actions SET status = ?, decision = ?, reason = ?, signed_verdict = ?, decided_at = ?,"
-            " audit_event_ids = ? WHERE id = ?",
+            " audit_event_ids = ? WHERE tenant_id = ? AND id = ?",
             (
                 finish.status,
                 finish.decision,
@@ -126,14 +136,15 @@ def finish_statements(row: dict[str, Any], finish: Finish, seqs: list[int], now:
                 finish.signed_verdict if finish.signed_verdict is not None else row["signed_verdict"],
                 rfc3339(now),
                 json.dumps(event_ids),
+                row["tenant_id"],
                 row["id"],
             ),
         )
     )
     if finish.status in (REJECTED, EXPIRED, CANCELLED):  # no longer counts against limits
         statements.append(
-            ("UPDATE limit_claims SET released_at = ? WHERE action_id = ? AND released_at IS NULL",
-             (rfc3339(now), row["id"]))
+            ("UPDATE limit_claims SET released_at = ? WHERE tenant_id = ? AND action_id = ? AND released_at IS NULL",
+             (rfc3339(now), row["tenant_id"], row["id"]))
         )  # fmt: skip
     return statements
 
@@ -168,7 +179,7 @@ async def transition(
 
     async def prepare(conn: Conn) -> None:
         outcome.clear()
-        row = await fetch_action(conn, action_id)
+        row = await fetch_action(conn, action_id, tenant_id)
         if row is None:
             raise NotFound(f"action {action_id!r} not found", code="action_not_found")
         now = utc_now()

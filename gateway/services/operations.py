@@ -168,7 +168,7 @@ class OperationService:
         operations: list[schemas.Operation] = []
         if address is not None:
             async with self.db.read() as conn:
-                answers = await conn.fetch(lifecycle.ANSWERS_SQL, action_id)
+                answers = await conn.fetch(lifecycle.ANSWERS_SQL, row["tenant_id"], action_id)
                 approver = await conn.fetchrow(_APPROVER_SQL, row["tenant_id"], address)
             operations = signer_operations(row, answers, address, approver)
         return schemas.ActionOperations(action_id, row["status"], operations)

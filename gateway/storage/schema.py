@@ -1,6 +1,7 @@
 """Schema migrations, written once for both backends.
 
-`{blob}` becomes BLOB (SQLite) or BYTEA (PostgreSQL). Migrations are numbered, applied
+`{blob}` becomes BLOB (SQLite) or BYTEA (PostgreSQL); a step SQLite cannot take (changing a
+primary key) is written for each backend (`PerDialect`). Migrations are numbered, applied
 in order inside one transaction each, and recorded in `schema_migrations`, so starting
 the gateway twice (or several processes at once, on PostgreSQL) applies each exactly once.
 """
@@ -10,10 +11,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from gateway.storage.distribution import TENANT_KEYS, PerDialect
+
 if TYPE_CHECKING:
     from gateway.storage.base import Conn
 
-MIGRATIONS: list[tuple[int, list[str]]] = [
+MIGRATIONS: list[tuple[int, list[str] | PerDialect]] = [
     (
         1,
         [
@@ -475,6 +478,13 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         22,
         ["ALTER TABLE actions ADD COLUMN require_approval INTEGER"],
     ),
+    (
+        # Distributable by tenant (issue 16, gateway/storage/distribution.py): `tenant_id` in the
+        # primary key of actions, approvals, webhooks, webhook deliveries and limit claims; no
+        # foreign key from the credential directories (api_keys, console_sessions) to tenants.
+        23,
+        TENANT_KEYS,
+    ),
 ]
 
 
@@ -504,6 +514,8 @@ async def apply_migrations(conn: Conn, *, blob: str) -> list[int]:
     for version, statements in MIGRATIONS:
         if version in done:
             continue
+        if isinstance(statements, PerDialect):
+            statements = statements.sqlite if conn.dialect == "sqlite" else statements.postgresql
         for statement in statements:
             await conn.execute(statement.format(blob=blob))
         await conn.execute(
