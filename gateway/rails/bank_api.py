@@ -21,10 +21,11 @@ The request body is built from the action the verdict signs, through field paths
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, ClassVar
 
-import httpx
+import aiohttp
 
 from gateway.rails.base import (
     ABSENT,
@@ -156,12 +157,18 @@ class BankApiRail:
         self.reversible = bool(config.get("reversible", True))
         self.base_url = config["base_url"]
         self.fields = config["fields"]
-        self._http = httpx.AsyncClient(
-            timeout=config["timeout_seconds"],
-            headers={"Authorization": f"Bearer {secrets['api_key']}"},
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
-            follow_redirects=False,
-        )
+        self._timeout = aiohttp.ClientTimeout(total=config["timeout_seconds"])
+        self._headers = {"Authorization": f"Bearer {secrets['api_key']}"}
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        """The connection pool, made on first use (on the event loop that uses it). aiohttp, not
+        httpx: a bank call is on every execution's path, and httpx spent several times the CPU."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, headers=self._headers, connector=aiohttp.TCPConnector(limit=64)
+            )
+        return self._session
 
     def check(self, payment: Payment) -> None:
         """Raises RailRefused (`payment_unmappable`) when the action cannot be a payment."""
@@ -172,25 +179,24 @@ class BankApiRail:
         target = await pin(self.base_url + path)
         headers = {**kwargs.pop("headers", {}), **target.headers}
         try:
-            request = self._http.build_request(
-                method, target.url, headers=headers, extensions=target.extensions, **kwargs
-            )
-            response = await self._http.send(request)
-        except httpx.HTTPError as exc:  # timeouts, refused connections, broken streams
+            async with self._http().request(
+                method, target.url, headers=headers, allow_redirects=False,
+                server_hostname=target.extensions.get("sni_hostname"), **kwargs,
+            ) as response:  # fmt: skip
+                status, raw = response.status, await response.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:  # timeouts, refused, broken
             raise RailUnavailable(f"bank request failed: {type(exc).__name__}") from None
-        if response.status_code >= 500 or response.status_code in (408, 425, 429):
-            raise RailUnavailable(f"bank answered {response.status_code}")
+        if status >= 500 or status in (408, 425, 429):
+            raise RailUnavailable(f"bank answered {status}")
         try:
-            document = response.json()
+            document = json.loads(raw)
         except ValueError:
-            raise RailUnavailable(f"bank answered {response.status_code} without JSON") from None
-        if response.status_code >= 400:
+            raise RailUnavailable(f"bank answered {status} without JSON") from None
+        if status >= 400:
             code = document.get("code") if isinstance(document, dict) else None
             raise RailRefused(
-                f"bank refused with {response.status_code}",
-                code=code
-                if isinstance(code, str) and _CODE.fullmatch(code)
-                else f"bank_http_{response.status_code}",
+                f"bank refused with {status}",
+                code=code if isinstance(code, str) and _CODE.fullmatch(code) else f"bank_http_{status}",
             )
         return document
 
@@ -218,7 +224,8 @@ class BankApiRail:
         return _outcome(document)
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 BANK_API = RailKind(KIND, ("api_key",), check_config, BankApiRail)
