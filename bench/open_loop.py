@@ -187,6 +187,9 @@ class OpenLoop:
                             length = int(line[15:])
                     body = await reader.readexactly(length)
                     outcome = outcome_of(head, body)
+                    if b"\r\nconnection: close" in head.lower():  # the server will close it: reopen
+                        writer.close()
+                        reader, writer = await asyncio.open_connection(host, port)
                 except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
                     writer.close()
                     reader, writer = await asyncio.open_connection(host, port)
