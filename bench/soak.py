@@ -267,12 +267,14 @@ def summarize(result: dict, peak: float | None, rate: float, args: Any) -> None:
     )
     warm = rows[0]["rss"]
     for n, pid in enumerate(result["pids"]):
-        start, after_warmup, end = result["before"]["rss"][n], warm[n], rows[-1]["rss"][n]
+        fresh, start = result["fresh"][n], result["before"]["rss"][n]
+        after_warmup, end = warm[n], rows[-1]["rss"][n]
         grew = growth(after_warmup, end)
         verdict = "met" if grew <= MEMORY_GROWTH_TARGET else "missed"
         print(
-            f"  worker {pid} RSS: {start:.1f} MiB before load, {after_warmup:.1f} after warm-up (window 1),"
-            f" {end:.1f} at the end: {grew:+.1%} after warm-up (target ≤ +10 %: {verdict})"
+            f"  worker {pid} RSS: {fresh:.1f} MiB started, {start:.1f} before the soak,"
+            f" {after_warmup:.1f} after warm-up (window 1), {end:.1f} at the end: {grew:+.1%} after"
+            f" warm-up (target ≤ +10 %: {verdict})"
         )
     if result["pids_after"] != result["pids"]:
         print(f"  WORKERS CHANGED during the run: {result['pids']} → {result['pids_after']}")
@@ -315,6 +317,7 @@ def main() -> None:
         server = GatewayProcess(env).start(timeout=60)
         try:
             tenant_admin, agent = seed_soak(server.url, Path(tmp))
+            fresh = [resident_mib(pid) for pid in worker_pids(server.proc.pid)]
             peak = None
             if args.rate is None:
                 peak = drive(server.url, "POST", PROPOSE, agent, args.peak_connections, 10, 2)["rps"]
@@ -340,7 +343,7 @@ def main() -> None:
                 "connections": args.connections,
                 "window": args.window,
             }
-            result = asyncio.run(soak(server, schema, tenant_admin, spec, args))
+            result = asyncio.run(soak(server, schema, tenant_admin, spec, args)) | {"fresh": fresh}
         finally:
             server.stop()
             drop_schema(schema)
