@@ -167,7 +167,9 @@ def drive(
 # ---- one configuration ---------------------------------------------------------------------
 
 
-def seed(url: str, admin: str) -> tuple[str, str]:
+def seed(url: str, admin: str, policy: str = EXAMPLE_POLICY) -> tuple[str, str]:
+    """Tenant `bench` with `policy`, agent `bot` and a limit no benchmark reaches; returns the
+    tenant admin's token and the agent's."""
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}) as http:
         http.post("/v1/tenants", json={"id": "bench", "name": "Bench"}).raise_for_status()
         tenant_admin = http.post("/v1/tenants/bench/api-keys", json={"role": "tenant_admin"}).json()["token"]
@@ -175,7 +177,7 @@ def seed(url: str, admin: str) -> tuple[str, str]:
         agent = http.post("/v1/tenants/bench/agents", json={"id": "bot"}, headers=auth).json()["token"]
         http.post(
             "/v1/tenants/bench/policies",
-            content=EXAMPLE_POLICY.encode(),
+            content=policy.encode(),
             headers={**auth, "Content-Type": "application/yaml"},
         ).raise_for_status()
         # the benchmark measures throughput, not the default limit of 100 proposals per minute
