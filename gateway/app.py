@@ -176,7 +176,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         token_hash = metrics_token_hash(settings.metrics_token_file)  # refuses before anything opens
-        db = open_database(settings.database_url, data_dir=settings.data_dir, schema=settings.database_schema)
+        db = open_database(settings.database_url, data_dir=settings.data_dir, schema=settings.database_schema,
+                           pool_size=settings.database_pool_size)  # fmt: skip
         await db.open()
         db = telemetry.traced_database(db)  # storage spans, when traces are on
         ledger = Ledger(db)

@@ -24,6 +24,7 @@ class Settings:
     data_dir: Path = Path(".verdict")
     database_url: str | None = None  # None: SQLite file in data_dir
     database_schema: str | None = None  # PostgreSQL schema (tests use one per run)
+    database_pool_size: int = 10  # PostgreSQL connections per worker process, at most
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -65,6 +66,7 @@ class Settings:
             data_dir=Path(env.get("VERDICT_DATA_DIR", str(base.data_dir))),
             database_url=env.get("VERDICT_DATABASE_URL") or None,
             database_schema=env.get("VERDICT_DATABASE_SCHEMA") or None,
+            database_pool_size=int(env.get("VERDICT_DATABASE_POOL_SIZE", base.database_pool_size)),
             host=env.get("VERDICT_HOST", base.host),
             port=int(env.get("VERDICT_PORT", base.port)),
             workers=int(env.get("VERDICT_WORKERS", base.workers)),
@@ -117,6 +119,7 @@ class Settings:
             "VERDICT_MAX_QUEUED": str(self.max_queued),
             "VERDICT_QUEUE_WAIT": str(self.queue_wait),
             "VERDICT_MAX_BATCHES_IN_FLIGHT": str(self.max_batches_in_flight),
+            "VERDICT_DATABASE_POOL_SIZE": str(self.database_pool_size),
         }
         if self.metrics_token_file is not None:
             env["VERDICT_METRICS_TOKEN_FILE"] = str(self.metrics_token_file)

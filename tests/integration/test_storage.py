@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from gateway.storage import open_database
 from gateway.storage.schema import MIGRATIONS, apply_migrations
 
@@ -55,4 +57,33 @@ async def test_a_read_sees_what_committed_before_it_while_other_reads_run(backen
     finally:
         stop.set()
         await asyncio.gather(*readers)
+        await db.close()
+
+
+async def test_the_postgresql_pool_holds_at_most_the_configured_connections(backend):
+    """VERDICT_DATABASE_POOL_SIZE reaches the pool: with 3, a fourth concurrent read waits for one."""
+    if not backend.url or not backend.url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer and one reader connection: nothing to size")
+    db = open_database(backend.url, data_dir=backend.data_dir, schema=backend.schema, pool_size=3)
+    await db.open()
+    try:
+        held = asyncio.Event()
+        entered = 0
+
+        async def read() -> None:
+            nonlocal entered
+            async with db.read() as conn:
+                entered += 1
+                await conn.fetchrow("SELECT 1 AS one")
+                await held.wait()
+
+        tasks = [asyncio.create_task(read()) for _ in range(4)]
+        while entered < 3:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        assert entered == 3  # the fourth waits for a connection
+        held.set()
+        await asyncio.gather(*tasks)
+        assert entered == 4
+    finally:
         await db.close()

@@ -13,8 +13,10 @@ def test_slow_client_settings_come_from_the_environment_and_go_back_to_it():
         "VERDICT_KEEPALIVE_TIMEOUT": "0",
         "VERDICT_MAX_CONNECTIONS": "100",
         "VERDICT_REUSE_PORT": "1",
+        "VERDICT_DATABASE_POOL_SIZE": "24",
     }
     settings = Settings.from_env(env)
+    assert settings.database_pool_size == 24 and Settings().database_pool_size == 10
     assert (settings.header_timeout, settings.body_timeout, settings.keepalive_timeout) == (7.5, 20.0, 0.0)
     assert settings.max_connections == 100 and settings.reuse_port
     assert Settings.from_env(settings.to_env()) == settings
