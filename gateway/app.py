@@ -222,10 +222,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             state.executions = ExecutionService(db, ledger, policies, state.rails)
             state.operations = OperationService(db, state.actions, state.rails)
             state.executor = Executor(db, ledger, state.rails, ExecutorConfig.from_env())
-            state.executions.on_request = state.executor.wake
-            state.executions.reserve = state.executor.reserve
-            state.executions.adopt = state.executor.adopt
-            state.executions.unreserve = state.executor.unreserve
+            state.executions.executor = state.executor
             background.append(asyncio.get_running_loop().create_task(state.executor.run(), name="executor"))
             if settings.checkpoint_interval > 0:
                 background.append(

@@ -29,10 +29,9 @@ import base64
 import functools
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -80,18 +79,41 @@ _ACTION_LIVE_SQL = (
     "SELECT a.id, a.tenant_id, a.agent_id, a.type, a.action, a.action_hash, a.status, a.policy_version,"
     " a.signed_verdict, a.audit_event_ids, e.id AS live_id, e.status AS live_status FROM actions a"
     " LEFT JOIN executions e ON e.tenant_id = a.tenant_id AND e.action_id = a.id AND e.live = 1"
-    " WHERE a.tenant_id = ? AND a.id = ?"
+    " WHERE a.tenant_id = ? AND a.id IN ({})"
 )
 _accepted = msgspec.json.Decoder(wire.ExecutionAccepted)
 
 
 async def read_live_actions(conn: Conn, tenant_id: str, action_ids: list[str]) -> dict[str, dict[str, Any]]:
     """The actions (with their live execution, if any) by id, in one query (`Lookup.read`)."""
-    rows = await conn.fetch(
-        _ACTION_LIVE_SQL.replace("a.id = ?", f"a.id IN ({', '.join('?' * len(action_ids))})"),
-        tenant_id, *action_ids,
-    )  # fmt: skip
-    return {row["id"]: row for row in rows}
+    sql = _ACTION_LIVE_SQL.format(", ".join("?" * len(action_ids)))
+    return {row["id"]: row for row in await conn.fetch(sql, tenant_id, *action_ids)}
+
+
+class Runner(Protocol):
+    """This process's executor, as the request side sees it (`gateway.services.executor`)."""
+
+    def wake(self) -> None: ...  # a row became due: look for work now
+
+    def reserve(self) -> tuple[str, str] | None: ...  # a slot: (owner, lease end), or None (all taken)
+
+    def unreserve(self) -> None: ...  # the reserved execution did not commit
+
+    def adopt(self, row: dict[str, Any], found: dict[str, Any]) -> None: ...  # run it now
+
+
+class _NoRunner:
+    def wake(self) -> None:
+        pass
+
+    def reserve(self) -> tuple[str, str] | None:
+        return None
+
+    def unreserve(self) -> None:
+        pass
+
+    def adopt(self, row: dict[str, Any], found: dict[str, Any]) -> None:
+        pass
 
 
 class ExecutionNotFound(NotFound):
@@ -247,14 +269,11 @@ class ExecutionService:
         self.ledger = ledger
         self.policies = policies
         self.rails = rails
-        self.on_request: Callable[[], None] = lambda: None  # the executor's wake-up
-        # This process's executor, which runs an execution accepted here at once (no claim):
-        # `reserve` gives a lease to insert the row with, or None (all its slots are taken: the
-        # row is left due, for any process's claim); `adopt` starts it after the commit, with
-        # the action and rail rows read for the request; `unreserve` when nothing committed.
-        self.reserve: Callable[[], tuple[str, str] | None] = lambda: None
-        self.adopt: Callable[[dict[str, Any], dict[str, Any]], None] = lambda row, found: None
-        self.unreserve: Callable[[], None] = lambda: None
+        # This process's executor (set by the app), which runs an execution accepted here at once,
+        # without a claim: `reserve` gives a lease to insert the row with, or None (all its slots
+        # are taken: the row is left due, for any process's claim); `adopt` starts it after the
+        # commit, with the action and rail rows read for the request.
+        self.executor: Runner = _NoRunner()
 
     async def _choose_rail(self, conn: Conn, row: dict[str, Any], wanted: str | None) -> dict[str, Any]:
         """The rail row to execute on. Raises Unprocessable (see the module docstring)."""
@@ -311,19 +330,19 @@ class ExecutionService:
             except RailRefused as exc:
                 raise Unprocessable(exc.message, code=exc.code) from None
         answer = wire.ExecutionAccepted(execution_id, PENDING, rail["name"] if rail else "", action_id)
-        lease = self.reserve() if rail is not None else None
+        lease = self.executor.reserve() if rail is not None else None
         try:
             replay = await self._commit(principal, row, rail, answer, claim, lease)
         except BaseException:
             if lease is not None:
-                self.unreserve()
+                self.executor.unreserve()
             raise
         if replay is not None:
             if lease is not None:
-                self.unreserve()
+                self.executor.unreserve()
             return _accepted.decode(replay), True
         if lease is None:
-            self.on_request()
+            self.executor.wake()
         return answer, False
 
     async def _commit(
@@ -410,7 +429,7 @@ class ExecutionService:
         await self.ledger.append(tenant_id, unit)
         if lease is not None and unit.replay is None:
             action = {name: row[name] for name in ("action", "action_hash", "signed_verdict")}
-            self.adopt(state["row"], {**action, **rail})
+            self.executor.adopt(state["row"], {**action, **rail})
         return unit.replay
 
     async def _row(self, principal: Principal, execution_id: str) -> dict[str, Any]:
@@ -487,7 +506,7 @@ class ExecutionService:
         await self.ledger.append(
             tenant_id, Unit([entry], statements=statements, prepare=prepare, credential=principal.credential)
         )
-        self.on_request()
+        self.executor.wake()
         return await self.get(principal, execution_id)
 
     async def rollback_action(
@@ -498,7 +517,7 @@ class ExecutionService:
         action has no such execution) and what `rollback` raises."""
         check_reason(body)
         async with self.db.read() as conn:
-            row = await conn.fetchrow(_ACTION_LIVE_SQL, principal.tenant_id, action_id)
+            row = (await read_live_actions(conn, principal.tenant_id, [action_id])).get(action_id)
         if row is None or row["tenant_id"] != principal.tenant_id:
             raise not_found(action_id)
         if principal.role == AGENT and principal.agent_id != row["agent_id"]:
