@@ -36,7 +36,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.load import PG_URL, machine_facts  # noqa: E402
+from bench.load import PG_URL, machine_facts, read_response  # noqa: E402
 from tests.bank import API_KEY  # noqa: E402
 from tests.integration.helpers import bearer, pay  # noqa: E402
 from tests.integration.process import GatewayProcess  # noqa: E402
@@ -190,11 +190,7 @@ def _offer(args: tuple) -> tuple[dict[str, float], int]:
             writer.write(f"POST /v1/actions/{action_id}/execute HTTP/1.1\r\nHost: {host}\r\n"
                          f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
                          "Content-Length: 2\r\n\r\n{}".encode())  # fmt: skip
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                int(line[15:]) for line in head.split(b"\r\n") if line[:15].lower() == b"content-length:"
-            )
-            body = await reader.readexactly(length)
+            head, body = await read_response(reader)
             free.put_nowait((reader, writer))
             found = _EXECUTION_ID.search(body)
             if head[9:12] == b"202" and found:

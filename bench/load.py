@@ -58,6 +58,17 @@ def machine_facts() -> dict[str, str]:
 # ---- load generator (runs in its own process) -------------------------------------------
 
 
+async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 answer on a keep-alive connection: its head (status line and headers) and
+    its body (Content-Length framed, as the gateway answers)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    return head, await reader.readexactly(length)
+
+
 async def _connection(
     host: str,
     port: int,
@@ -75,12 +86,7 @@ async def _connection(
             i += 1
             started = time.perf_counter()
             writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            body = await reader.readexactly(length)
+            head, body = await read_response(reader)
             elapsed = time.perf_counter() - started
             if started < warm_until:
                 continue

@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load import PG_URL, machine_facts, seed
+from load import PG_URL, machine_facts, read_response, seed
 
 from tests.integration.process import GatewayProcess
 
@@ -180,12 +180,7 @@ class OpenLoop:
                 due, request = item
                 try:
                     writer.write(request)
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    length = 0
-                    for line in head.split(b"\r\n"):
-                        if line[:15].lower() == b"content-length:":
-                            length = int(line[15:])
-                    body = await reader.readexactly(length)
+                    head, body = await read_response(reader)
                     outcome = outcome_of(head, body)
                     if b"\r\nconnection: close" in head.lower():  # the server will close it: reopen
                         writer.close()
