@@ -340,6 +340,16 @@ async def test_export_check_and_verify_from_the_command_line(client, backend, tm
     assert run.returncode == 0, run.stderr
     run = verdict_cli(backend, "export", "--tenant", "acme", "--from", "3", "--to", str(size + 1))
     assert run.returncode != 0 and "--to" in run.stderr
+    # the same entries as c2sp.org/tlog-proof text, one proof per entry, which verify reads too
+    proofs = tmp_path / "acme.tlog-proof"
+    run = verdict_cli(backend, "export-proof", "--tenant", "acme", "--from", "2", "-o", str(proofs))
+    assert run.returncode == 0, run.stderr
+    text = proofs.read_text()
+    assert text.count("c2sp.org/tlog-proof@v1") == size - 2
+    run = verdict_cli(backend, "verify", str(proofs), "--vkey", vkey)
+    assert run.returncode == 0, run.stderr
+    proofs.write_text(text.replace("\nindex 2\n", "\nindex 3\n", 1))  # a proof for another entry
+    assert verdict_cli(backend, "verify", str(proofs), "--vkey", vkey).returncode != 0
 
     # the operator drops the last entry and rewinds the chain head: the checkpoints give it away
     async with database(backend) as db, db.transaction() as conn:
