@@ -208,6 +208,107 @@ def _append_statement(
     return _append_sql(tuple(groups), policy_version is not None), args
 
 
+@lru_cache(maxsize=64)
+def _append_many_sql(groups: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
+    """The one-statement append of several tenants' batches (`PostgresDatabase.append_batches`):
+    each tenant's compare-and-set and conditions as in `_append_sql`, with one row per tenant
+    in `v` instead of scalar parameters, and each row inserted only if its tenant's head moved.
+
+    The statement's text depends on which tables the batches insert into, not on how many
+    tenants it carries, so one prepared statement serves every group. The heads are locked in
+    one order (`COLLATE "C"`: byte order, the same in every process) before any is updated, so
+    two such statements never wait on each other's heads."""
+    limit = (
+        "COALESCE((SELECT l.propose_per_minute FROM rate_limits l WHERE l.tenant_id = r.tenant"
+        " AND l.agent_id = r.agent), (SELECT l.propose_per_minute FROM rate_limits l"
+        f" WHERE l.tenant_id = r.tenant AND l.agent_id = '{TENANT_DEFAULT}'), {int(DEFAULT_PROPOSALS_PER_MINUTE)})"
+    )
+    conditions = (
+        " AND (NOT v.check_policy OR (SELECT t.active_policy_version FROM tenants t WHERE t.id = v.tenant)"
+        " IS NOT DISTINCT FROM v.policy_version)"
+        " AND (v.config_version IS NULL"
+        " OR (SELECT t.config_version FROM tenants t WHERE t.id = v.tenant) = v.config_version)"
+        " AND NOT EXISTS (SELECT 1 FROM unnest($14::text[], $15::text[]) AS c(tenant, id)"
+        " JOIN api_keys k ON k.id = c.id WHERE c.tenant = v.tenant"
+        " AND (k.revoked_at IS NOT NULL OR k.expires_at <= v.now))"
+        " AND NOT EXISTS (SELECT 1 FROM r LEFT JOIN rate_windows w ON w.tenant_id = r.tenant"
+        " AND w.agent_id = r.agent AND w.window_start >= v.rate_window"
+        f" WHERE r.tenant = v.tenant AND COALESCE(w.proposals, 0) + r.n > {limit})"
+        " AND NOT EXISTS (SELECT 1 FROM unnest($19::text[], $20::text[], $21::text[]) AS k(tenant, agent, key)"
+        " JOIN idempotency_keys i ON i.tenant_id = k.tenant AND i.agent_id = k.agent"
+        " AND i.idempotency_key = k.key WHERE k.tenant = v.tenant)"
+    )
+    parts = [
+        "WITH v AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[],"
+        " $6::boolean[], $7::bigint[], $8::bigint[], $9::text[], $10::bigint[]) AS v(tenant, new_size,"
+        " new_head, old_size, old_head, check_policy, policy_version, config_version, now, rate_window))",
+        "locked AS (SELECT tenant_id FROM audit_heads WHERE tenant_id = ANY($1::text[])"
+        ' ORDER BY tenant_id COLLATE "C" FOR UPDATE)',
+        "r AS (SELECT * FROM unnest($16::text[], $17::text[], $18::bigint[]) AS r(tenant, agent, n))",
+        "head AS (UPDATE audit_heads h SET size = v.new_size, head = v.new_head FROM v, locked"
+        " WHERE locked.tenant_id = v.tenant AND h.tenant_id = v.tenant AND h.size = v.old_size"
+        f" AND h.head = v.old_head{conditions} RETURNING h.tenant_id)",
+        "entries AS (INSERT INTO audit_entries (tenant_id, seq, entry) SELECT t, s, e"
+        " FROM unnest($11::text[], $12::bigint[], $13::bytea[]) AS x(t, s, e)"
+        " WHERE x.t IN (SELECT tenant_id FROM head))",
+        "rate AS (INSERT INTO rate_windows AS w (tenant_id, agent_id, window_start, proposals)"
+        " SELECT r.tenant, r.agent, v.rate_window, r.n FROM r JOIN v ON v.tenant = r.tenant"
+        " WHERE r.tenant IN (SELECT tenant_id FROM head) ON CONFLICT (tenant_id, agent_id) DO UPDATE SET"
+        " proposals = CASE WHEN w.window_start >= excluded.window_start"
+        " THEN w.proposals + excluded.proposals ELSE excluded.proposals END,"
+        " window_start = GREATEST(w.window_start, excluded.window_start))",
+    ]
+    n = 22
+    for index, (table, columns) in enumerate(groups):
+        arrays = [
+            f"${n + i}::{COLUMN_TYPES.get((table, column), 'text')}[]" for i, column in enumerate(columns)
+        ]
+        n += len(columns)
+        names = ", ".join(columns)
+        parts.append(
+            f"rows{index} AS (INSERT INTO {table} ({names}) SELECT * FROM unnest({', '.join(arrays)})"
+            f" AS t({names}) WHERE t.tenant_id IN (SELECT tenant_id FROM head))"
+        )
+    return ", ".join(parts) + " SELECT tenant_id FROM head"
+
+
+def _append_many_statement(batches: list[tuple[str, dict[str, Any]]]) -> tuple[str, list[Any]] | None:
+    """The SQL and arguments of `_append_many_sql` for `batches` (arguments as `append_batch`
+    takes them), or None when it cannot carry them: a tenant twice, or a row without a
+    `tenant_id` column to tell whose it is."""
+    tenants = [tenant for tenant, _ in batches]
+    if len(set(tenants)) != len(tenants):
+        return None
+    heads: list[list[Any]] = [[] for _ in range(10)]
+    rows: list[list[Any]] = [[] for _ in range(11)]  # entries (3), credentials (2), rate (3), keys (3)
+    groups: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
+    for tenant, arguments in batches:
+        policy = arguments["policy_version"]
+        ids, now = arguments["credentials"]
+        window, agents, counts = arguments.get("rate", (0, [], []))
+        key_agents, keys = arguments.get("idempotency", ([], []))
+        values = (
+            tenant, *arguments["new_head"], *arguments["expected_head"], policy is not None,
+            policy[0] if policy else None, arguments.get("config_version"), now, window,
+        )  # fmt: skip
+        for column, value in zip(heads, values, strict=True):
+            column.append(value)
+        for _, seq, entry in arguments["entry_rows"]:
+            rows[0].append(tenant), rows[1].append(seq), rows[2].append(entry)
+        rows[3].extend([tenant] * len(ids)), rows[4].extend(ids)
+        rows[5].extend([tenant] * len(agents)), rows[6].extend(agents), rows[7].extend(counts)
+        rows[8].extend([tenant] * len(keys)), rows[9].extend(key_agents), rows[10].extend(keys)
+        for insert in arguments["inserts"]:
+            if "tenant_id" not in insert.columns:
+                return None
+            groups.setdefault((insert.table, insert.columns), []).append(insert.values)
+    shapes = tuple(sorted(groups))
+    args: list[Any] = [*heads, *rows]
+    for shape in shapes:
+        args.extend(list(column) for column in zip(*groups[shape], strict=True))
+    return _append_many_sql(shapes), args
+
+
 class PostgresDatabase:
     dialect = "postgresql"
     supports_fast_append = True
@@ -288,6 +389,12 @@ class PostgresDatabase:
         if len(batches) == 1:  # autocommit: one round trip
             tenant, arguments = batches[0]
             return [await self.append_batch(tenant, **arguments)]
+        together = _append_many_statement(batches)
+        if together is not None:  # one statement, one round trip, for all of them
+            sql, args = together
+            async with self._connection(writes=True) as conn:
+                applied = {row[0] for row in await conn.fetch(sql, *args)}
+            return [tenant in applied for tenant, _ in batches]
         statements = [_append_statement(tenant, **arguments) for tenant, arguments in batches]
         async with self._connection(writes=True, transaction=True) as conn:
             return [await conn.fetchval(sql, *args) == 1 for sql, args in statements]

@@ -15,6 +15,7 @@ from gateway.ledger import CommitGroup, EntryDraft, Head, Ledger, Unit, chain_un
 from gateway.schemas import CreateTenant
 from gateway.services.tenants import TenantService
 from gateway.storage import Insert, open_database
+from gateway.storage.postgres import _append_many_statement
 
 ADMIN = Principal("test", "admin", None, None)
 TENANTS = ("t1", "t2", "t3")
@@ -55,17 +56,21 @@ async def chain_of(db, tenant: str) -> list[bytes]:
     return entries
 
 
-async def append(group: CommitGroup, tenant: str, expected: Head, n: int) -> bool:
+def arguments(tenant: str, expected: Head, n: int, **conditions) -> dict:
+    """`append_batch`'s arguments for one agent.created entry on `expected`."""
     chained = chain_units(tenant, [agent_unit(tenant, n)], expected, TIME)
-    return await group.append(
-        tenant,
-        expected_head=(expected.size, expected.hash),
-        new_head=(chained.head.size, chained.head.hash),
-        policy_version=None,
-        credentials=([], TIME),
-        entry_rows=chained.entry_rows,
-        inserts=chained.inserts,
-    )
+    return {
+        "expected_head": (expected.size, expected.hash),
+        "new_head": (chained.head.size, chained.head.hash),
+        "policy_version": None,
+        "credentials": ([], TIME),
+        "entry_rows": chained.entry_rows,
+        "inserts": chained.inserts,
+    } | conditions
+
+
+async def append(group: CommitGroup, tenant: str, expected: Head, n: int) -> bool:
+    return await group.append(tenant, **arguments(tenant, expected, n))
 
 
 async def test_batches_of_several_tenants_commit_in_one_transaction_each_on_its_own_head(db):
@@ -114,3 +119,57 @@ async def test_proposals_of_many_tenants_keep_every_chain_whole(db):
             assert len(await chain_of(db, tenant)) == 6
     finally:
         await ledger.close()
+
+
+# Each condition of the compare-and-set, failing for t2 only. The rows these need: a revoked
+# key `k-revoked` and an idempotency record of agent `bot` with key `used` (set up below).
+REFUSALS = {
+    "policy": {"policy_version": (7,)},  # t2 has no active policy
+    "configuration": {"config_version": 99},
+    "revoked key": {"credentials": (["k-revoked"], TIME)},
+    "rate limit": {"rate": (1, ["bot"], [10**6])},
+    "idempotency key": {"idempotency": (["bot"], ["used"])},
+}
+
+
+@pytest.mark.parametrize("refusal", sorted(REFUSALS))
+async def test_each_condition_refuses_its_own_tenant_only_in_a_grouped_statement(db, refusal):
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO api_keys (id, tenant_id, role, token_hash, created_at, revoked_at)"
+            " VALUES ('k-revoked', 't2', 'agent', 'h', ?, ?)",
+            TIME,
+            TIME,
+        )
+        await conn.execute(
+            "INSERT INTO idempotency_keys VALUES ('t2', 'bot', 'used', 'r', 'act', '{}', ?)", TIME
+        )
+    heads = {tenant: await head_of(db, tenant) for tenant in TENANTS}
+    conditions = {"t2": REFUSALS[refusal]}
+    batches = [(t, arguments(t, heads[t], 1, **conditions.get(t, {}))) for t in TENANTS]
+    assert _append_many_statement(batches) is not None  # the one-statement path, not the fallback
+    assert await db.append_batches(batches) == [True, False, True]
+    assert [len(await chain_of(db, tenant)) for tenant in TENANTS] == [2, 1, 2]
+    async with db.read() as conn:
+        agents = await conn.fetch("SELECT tenant_id FROM agents ORDER BY tenant_id")
+        windows = await conn.fetch("SELECT tenant_id FROM rate_windows")
+    assert [row["tenant_id"] for row in agents] == ["t1", "t3"]
+    assert windows == []
+    # the one-tenant statement refuses the same batch, and takes it without the condition
+    assert not await db.append_batch("t2", **batches[1][1])
+    assert await db.append_batch("t2", **arguments("t2", heads["t2"], 1))
+
+
+async def test_a_grouped_statement_counts_proposals_into_each_tenants_window(db):
+    heads = {tenant: await head_of(db, tenant) for tenant in TENANTS}
+    batches = [(t, arguments(t, heads[t], 1, rate=(5, ["bot"], [i + 1]))) for i, t in enumerate(TENANTS)]
+    assert await db.append_batches(batches) == [True, True, True]
+    async with db.read() as conn:
+        rows = await conn.fetch(
+            "SELECT tenant_id, window_start, proposals FROM rate_windows ORDER BY tenant_id"
+        )
+    assert [(r["tenant_id"], r["window_start"], r["proposals"]) for r in rows] == [
+        ("t1", 5, 1),
+        ("t2", 5, 2),
+        ("t3", 5, 3),
+    ]
