@@ -513,18 +513,18 @@ class CommitGroup:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._waiting: list[tuple[str, dict[str, Any], asyncio.Future[bool]]] = []
+        self._waiting: list[tuple[str, dict[str, Any], asyncio.Future[bool | tuple[int, str]]]] = []
         self._leading = False  # a transaction is under way (or about to be)
         self._task: asyncio.Task[None] | None = None
         self.transactions = 0  # committed transactions, for tests and the benchmark
         self.batches = 0  # tenants' batches they carried
 
-    async def append(self, tenant: str, **arguments: Any) -> bool:
+    async def append(self, tenant: str, **arguments: Any) -> bool | tuple[int, str]:
         """`Database.append_batch(tenant, **arguments)`, in the next transaction. With none under
         way, the caller runs it itself (in its own task: its trace has the storage spans);
         batches that arrive meanwhile go together into the next one."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
+        future: asyncio.Future[bool | tuple[int, str]] = loop.create_future()
         self._waiting.append((tenant, arguments, future))
         if not self._leading:
             self._leading = True
@@ -700,7 +700,7 @@ class ChainWriter:
                 )
                 self._head = None
                 return False
-            if applied:
+            if applied is True:
                 self._head = chained.head
                 self.batches["fast"] += 1
                 metrics.AUDIT_ENTRIES.inc(chained.head.size - head.size)
@@ -708,7 +708,8 @@ class ChainWriter:
                 for unit, seqs in zip(batch, chained.seqs, strict=True):
                     _settle(unit, seqs)
                 return True
-            self._head = await self._read_head()
+            # the current head, as the grouped statement saw it, or read now
+            self._head = Head(*applied) if applied else await self._read_head()
             if self._head == head:  # the head did not move: the policy, a key, a rate or a record
                 return False
         return False

@@ -230,7 +230,7 @@ class TracedDatabase:
         ):
             return await self._db.append_batch(tenant, **kwargs)
 
-    async def append_batches(self, batches: list[tuple[str, dict[str, Any]]]) -> list[bool]:
+    async def append_batches(self, batches: list[tuple[str, dict[str, Any]]]) -> list[bool | tuple[int, str]]:
         """Several tenants' appends in one transaction (`gateway.ledger.CommitGroup`)."""
         entries = sum(len(arguments["entry_rows"]) for _, arguments in batches)
         with child_span(

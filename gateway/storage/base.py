@@ -163,10 +163,12 @@ class Database(Protocol):
         nothing, when a condition does not hold. Durable when it returns True."""
         ...
 
-    async def append_batches(self, batches: list[tuple[str, dict[str, Any]]]) -> list[bool]:
+    async def append_batches(self, batches: list[tuple[str, dict[str, Any]]]) -> list[bool | tuple[int, str]]:
         """`append_batch(tenant, **arguments)` for each (tenant, arguments), all in ONE
         transaction (one commit for several tenants' chains), in the order given. Returns each
-        one's answer; raises, having written nothing, when any statement fails."""
+        one's answer: True, or for a batch not applied False or, when known, the tenant's
+        current head (size, hash) (the batch's may have been stale); raises, having written
+        nothing, when any statement fails."""
         ...
 
 

@@ -242,7 +242,7 @@ def _append_many_sql(groups: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
         "WITH v AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[],"
         " $6::boolean[], $7::bigint[], $8::bigint[], $9::text[], $10::bigint[]) AS v(tenant, new_size,"
         " new_head, old_size, old_head, check_policy, policy_version, config_version, now, rate_window))",
-        "locked AS (SELECT tenant_id FROM audit_heads WHERE tenant_id = ANY($1::text[])"
+        "locked AS (SELECT tenant_id, size, head FROM audit_heads WHERE tenant_id = ANY($1::text[])"
         ' ORDER BY tenant_id COLLATE "C" FOR UPDATE)',
         "r AS (SELECT * FROM unnest($16::text[], $17::text[], $18::bigint[]) AS r(tenant, agent, n))",
         "head AS (UPDATE audit_heads h SET size = v.new_size, head = v.new_head FROM v, locked"
@@ -269,7 +269,12 @@ def _append_many_sql(groups: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
             f"rows{index} AS (INSERT INTO {table} ({names}) SELECT * FROM unnest({', '.join(arrays)})"
             f" AS t({names}) WHERE t.tenant_id IN (SELECT tenant_id FROM head))"
         )
-    return ", ".join(parts) + " SELECT tenant_id FROM head"
+    # Each tenant's head as locked (the newest, READ COMMITTED), and whether it moved: a writer
+    # whose head was stale retries on the current one without reading it again.
+    return (
+        ", ".join(parts) + " SELECT l.tenant_id, l.size, l.head, h.tenant_id IS NOT NULL AS applied"
+        " FROM locked l LEFT JOIN head h ON h.tenant_id = l.tenant_id"
+    )
 
 
 def _append_many_statement(batches: list[tuple[str, dict[str, Any]]]) -> tuple[str, list[Any]] | None:
@@ -385,7 +390,7 @@ class PostgresDatabase:
         async with self._connection(writes=True) as conn:
             return await conn.fetchval(sql, *args) == 1
 
-    async def append_batches(self, batches: list[tuple[str, dict[str, Any]]]) -> list[bool]:
+    async def append_batches(self, batches: list[tuple[str, dict[str, Any]]]) -> list[bool | tuple[int, str]]:
         if len(batches) == 1:  # autocommit: one round trip
             tenant, arguments = batches[0]
             return [await self.append_batch(tenant, **arguments)]
@@ -393,8 +398,12 @@ class PostgresDatabase:
         if together is not None:  # one statement, one round trip, for all of them
             sql, args = together
             async with self._connection(writes=True) as conn:
-                applied = {row[0] for row in await conn.fetch(sql, *args)}
-            return [tenant in applied for tenant, _ in batches]
+                rows = {row[0]: row for row in await conn.fetch(sql, *args)}
+            answers: list[bool | tuple[int, str]] = []
+            for tenant, _ in batches:
+                row = rows.get(tenant)
+                answers.append(row is not None and (True if row[3] else (int(row[1]), row[2])))
+            return answers
         statements = [_append_statement(tenant, **arguments) for tenant, arguments in batches]
         async with self._connection(writes=True, transaction=True) as conn:
             return [await conn.fetchval(sql, *args) == 1 for sql, args in statements]

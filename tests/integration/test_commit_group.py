@@ -88,7 +88,8 @@ async def test_batches_of_several_tenants_commit_in_one_transaction_each_on_its_
         append(group, "t2", stale, 2),
         append(group, "t3", fresh["t3"], 2),
     )
-    assert results == [True, False, True]
+    # t2's answer is its current head, on which its writer tries again (without reading it)
+    assert results == [True, (fresh["t2"].size, fresh["t2"].hash), True]
     assert (group.transactions, group.batches) == (2, 6)
     assert [len(await chain_of(db, tenant)) for tenant in TENANTS] == [3, 2, 3]  # tenant.created + appends
 
@@ -148,7 +149,8 @@ async def test_each_condition_refuses_its_own_tenant_only_in_a_grouped_statement
     conditions = {"t2": REFUSALS[refusal]}
     batches = [(t, arguments(t, heads[t], 1, **conditions.get(t, {}))) for t in TENANTS]
     assert _append_many_statement(batches) is not None  # the one-statement path, not the fallback
-    assert await db.append_batches(batches) == [True, False, True]
+    # refused with its head where it was: the writer knows a condition failed, not a stale head
+    assert await db.append_batches(batches) == [True, (heads["t2"].size, heads["t2"].hash), True]
     assert [len(await chain_of(db, tenant)) for tenant in TENANTS] == [2, 1, 2]
     async with db.read() as conn:
         agents = await conn.fetch("SELECT tenant_id FROM agents ORDER BY tenant_id")
