@@ -260,15 +260,14 @@ class AuditService:
         if self.db.dialect != "postgresql":
             yield True
             return
-        key = "SELECT hashtextextended(current_schema() || '/verdict-tree/' || ?, 0) AS k"
+        key = "hashtextextended(current_schema() || '/verdict-tree/' || ?, 0)"
         async with self.db.read() as conn:
-            lock_key = (await conn.fetchrow(key, tenant))["k"]
-            row = await conn.fetchrow("SELECT pg_try_advisory_lock(?) AS ok", lock_key)
+            row = await conn.fetchrow(f"SELECT pg_try_advisory_lock({key}) AS ok", tenant)
             try:
                 yield bool(row["ok"])
             finally:
                 if row["ok"]:
-                    await conn.fetchrow("SELECT pg_advisory_unlock(?) AS ok", lock_key)
+                    await conn.fetchrow(f"SELECT pg_advisory_unlock({key}) AS ok", tenant)
 
     async def _integrate_step(self, tenant: str) -> StoredCheckpoint | None:
         """One step; returns the latest checkpoint once it covers the chain, None to go on.
@@ -280,16 +279,21 @@ class AuditService:
         """
         self.require_intact(tenant)
         async with self.db.read() as conn:
-            head = await conn.fetchrow("SELECT size, root FROM audit_tree_heads WHERE tenant_id = ?", tenant)
-            chain = await conn.fetchrow("SELECT size, head FROM audit_heads WHERE tenant_id = ?", tenant)
+            # the chain's head, the tree's head and the checkpoint that signs the latter: one read
+            chain = await conn.fetchrow(
+                "SELECT c.size, c.head, t.size AS tree_size, t.root, k.note FROM audit_heads c"
+                " LEFT JOIN audit_tree_heads t ON t.tenant_id = c.tenant_id"
+                " LEFT JOIN audit_checkpoints k ON k.tenant_id = c.tenant_id AND k.size = COALESCE(t.size, 0)"
+                " WHERE c.tenant_id = ?",
+                tenant,
+            )
             if chain is None:
                 raise NotFound(f"tenant {tenant!r} not found", code="tenant_not_found")
-            old_size, old_root = (int(head["size"]), bytes(head["root"])) if head else (0, EMPTY_ROOT)
+            tree = chain["tree_size"] is not None
+            old_size, old_root = (int(chain["tree_size"]), bytes(chain["root"])) if tree else (0, EMPTY_ROOT)
             chain_size = int(chain["size"])
-            signed = await conn.fetchrow(
-                "SELECT note FROM audit_checkpoints WHERE tenant_id = ? AND size = ?", tenant, old_size
-            )
-            if head is not None and old_size >= chain_size:
+            signed = chain if chain["note"] is not None else None
+            if tree and old_size >= chain_size:
                 if signed is None:
                     raise self._fail(tenant, f"no checkpoint signs the tree head of size {old_size}")
                 return StoredCheckpoint(old_size, old_root, signed["note"])
