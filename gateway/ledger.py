@@ -504,11 +504,10 @@ class CommitGroup:
     tenants each commit carries few proposals: one transaction (and WAL flush, NOTIFY and
     webhook wake-up) per proposal or two. The writers of one process hand their one-statement
     appends here instead: the batches that arrive while a transaction is under way wait for the
-    next one, which carries them all (`Database.append_batches`). Each tenant's statement is
-    the same compare-and-set as alone, so its chain stays serial and a stale head writes nothing
-    for that tenant only; a statement that fails rolls back the whole transaction, and each
-    writer then takes its locked path (a database outage: 503, as alone). Tenants are written
-    in sorted order in every process, so two transactions never wait on each other's heads.
+    next one, which carries them all in one statement (`Database.append_batches`). Each
+    tenant's compare-and-set is the same as alone, so its chain stays serial and a stale head
+    writes nothing for that tenant only; a statement that fails writes nothing for any of
+    them, and each writer then takes its locked path (a database outage: 503, as alone).
     """
 
     def __init__(self, db: Database) -> None:
@@ -650,45 +649,38 @@ class ChainWriter:
     async def _write_fast(self, batch: list[Unit]) -> bool:
         """One-statement append (PostgreSQL). False when it did not apply: nothing was written.
 
-        When another process moved the head, read the new head (without a lock) and try
-        again, a few times, before leaving the batch to the locked path.
+        When another process moved the head, the statement answers the new one and the batch
+        is chained again on it; the last attempt holds the head's lock meanwhile, so that a
+        writer that keeps losing the race to another process's writer still commits in one
+        statement. Left to the locked path: a batch a condition refuses (a policy, a key, a
+        rate, a record), whose units it must answer one by one.
         """
-        if not self.db.supports_fast_append or not all(unit.plain for unit in batch):
+        arguments = self._fast_arguments(batch)
+        if arguments is None:
             return False
-        expected = {unit.policy_version for unit in batch if unit.expects_policy}
-        if len(expected) > 1:
-            return False
-        policy = (next(iter(expected)),) if expected else None
-        configs = {unit.config_version for unit in batch if unit.config_version is not None}
-        if len(configs) > 1:
-            return False
-        config = next(iter(configs)) if configs else None
-        credentials = sorted({unit.credential for unit in batch if unit.credential is not None})
-        proposals = Counter(unit.rate_agent for unit in batch if unit.rate_agent is not None)
-        rate_agents = sorted(proposals)
-        claims = [(unit.idempotency.agent_id, unit.idempotency.key) for unit in batch if unit.idempotency]
-        if len(set(claims)) < len(claims):  # one key twice in a batch: the locked path answers both
-            return False
-        for _ in range(FAST_ATTEMPTS):
+        for attempt in range(FAST_ATTEMPTS):
             head = self._head
             if head is None:
                 return False
-            moment = utc_now()
-            time = rfc3339(moment)
-            chained = chain_units(self.tenant, batch, head, time)
+            chained: Chained | None = None
+
+            def on(current: Head) -> dict[str, Any]:
+                nonlocal chained
+                chained = chain_units(self.tenant, batch, current, arguments["credentials"][1])
+                return arguments | {
+                    "expected_head": (current.size, current.hash),
+                    "new_head": (chained.head.size, chained.head.hash),
+                    "entry_rows": chained.entry_rows,
+                    "inserts": chained.inserts,
+                }
+
             try:
-                applied = await self._group.append(
-                    self.tenant,
-                    expected_head=(head.size, head.hash),
-                    new_head=(chained.head.size, chained.head.hash),
-                    policy_version=policy,
-                    config_version=config,
-                    credentials=(credentials, time),
-                    rate=(window_of(moment.timestamp()), rate_agents, [proposals[a] for a in rate_agents]),
-                    idempotency=([agent for agent, _ in claims], [key for _, key in claims]),
-                    entry_rows=chained.entry_rows,
-                    inserts=chained.inserts,
-                )
+                if attempt < FAST_ATTEMPTS - 1:
+                    applied = await self._group.append(self.tenant, **on(head))
+                else:
+                    applied = await self.db.append_batch_locked(
+                        self.tenant, lambda size, hash: on(Head(size, hash))
+                    )
             except Unavailable:
                 # The database went away mid-statement: it may have committed. Answer 503 rather
                 # than write the batch again under lock (the client retries, with its idempotency key).
@@ -700,19 +692,48 @@ class ChainWriter:
                 )
                 self._head = None
                 return False
-            if applied is True:
-                self._head = chained.head
-                self.batches["fast"] += 1
-                metrics.AUDIT_ENTRIES.inc(chained.head.size - head.size)
-                self._committed(head.size, chained.head.size, [raw for _, _, raw in chained.entry_rows])
-                for unit, seqs in zip(batch, chained.seqs, strict=True):
-                    _settle(unit, seqs)
+            if applied is True and chained is not None:
+                self._committed_fast(batch, chained)
                 return True
-            # the current head, as the grouped statement saw it, or read now
+            # the current head, as the statement saw it, or read now
             self._head = Head(*applied) if applied else await self._read_head()
             if self._head == head:  # the head did not move: the policy, a key, a rate or a record
                 return False
         return False
+
+    def _fast_arguments(self, batch: list[Unit]) -> dict[str, Any] | None:
+        """The conditions of a one-statement append of `batch` (`Database.append_batch`), or
+        None when only the locked path can write it."""
+        if not self.db.supports_fast_append or not all(unit.plain for unit in batch):
+            return None
+        expected = {unit.policy_version for unit in batch if unit.expects_policy}
+        configs = {unit.config_version for unit in batch if unit.config_version is not None}
+        claims = [(unit.idempotency.agent_id, unit.idempotency.key) for unit in batch if unit.idempotency]
+        if len(expected) > 1 or len(configs) > 1 or len(set(claims)) < len(claims):
+            return None  # (one key twice in a batch: the locked path answers both)
+        moment = utc_now()
+        proposals = Counter(unit.rate_agent for unit in batch if unit.rate_agent is not None)
+        rate_agents = sorted(proposals)
+        return {
+            "policy_version": (next(iter(expected)),) if expected else None,
+            "config_version": next(iter(configs)) if configs else None,
+            "credentials": (
+                sorted({u.credential for u in batch if u.credential is not None}),
+                rfc3339(moment),
+            ),
+            "rate": (window_of(moment.timestamp()), rate_agents, [proposals[a] for a in rate_agents]),
+            "idempotency": ([agent for agent, _ in claims], [key for _, key in claims]),
+        }
+
+    def _committed_fast(self, batch: list[Unit], chained: Chained) -> None:
+        """A one-statement append committed: settle its units."""
+        self._head = chained.head
+        self.batches["fast"] += 1
+        metrics.AUDIT_ENTRIES.inc(len(chained.entry_rows))
+        start = chained.head.size - len(chained.entry_rows)
+        self._committed(start, chained.head.size, [raw for _, _, raw in chained.entry_rows])
+        for unit, seqs in zip(batch, chained.seqs, strict=True):
+            _settle(unit, seqs)
 
     async def _read_head(self) -> Head | None:
         async with self.db.read() as conn:

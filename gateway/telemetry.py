@@ -13,7 +13,7 @@ and the storage is not wrapped at all.
 What is traced (docs/metrics.md lists it): one server span per HTTP request, a child of the
 caller's W3C `traceparent` when one is sent; within it `authenticate`, `evaluate`, `sign`,
 `commit` (waiting for the chain writer), `respond`, `approve`/`reject`, `execute`; the storage's
-`db.read`, `db.transaction`, `db.append_batch` and `db.append_batches` (within those spans only, not for every poll
+`db.read`, `db.transaction`, `db.append_batch`, `db.append_batches` and `db.append_batch_locked` (within those spans only, not for every poll
 of the background loops); and, since one chain-writer batch serves
 many requests, a `chain_writer.batch` span of its own, linked to each request's `commit` span.
 """
@@ -237,6 +237,10 @@ class TracedDatabase:
             "db.append_batches", **{"db.system": self._system, "tenants": len(batches), "entries": entries}
         ):
             return await self._db.append_batches(batches)
+
+    async def append_batch_locked(self, tenant: str, build: Any) -> bool | tuple[int, str]:
+        with child_span("db.append_batch_locked", **{"db.system": self._system}):
+            return await self._db.append_batch_locked(tenant, build)
 
 
 def traced_database(db: Any) -> Any:

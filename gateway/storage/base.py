@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -169,6 +169,13 @@ class Database(Protocol):
         one's answer: True, or for a batch not applied False or, when known, the tenant's
         current head (size, hash) (the batch's may have been stale); raises, having written
         nothing, when any statement fails."""
+        ...
+
+    async def append_batch_locked(
+        self, tenant: str, build: Callable[[int, str], dict[str, Any]]
+    ) -> bool | tuple[int, str]:
+        """In one transaction: lock the tenant's head, then `append_batch(tenant,
+        **build(size, hash))` on it. Answers as `append_batches` does for one batch."""
         ...
 
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
@@ -15,7 +15,7 @@ import asyncpg
 
 from gateway.errors import DatabaseUnavailable, StorageFull
 from gateway.ratelimit import DEFAULT_PROPOSALS_PER_MINUTE, TENANT_DEFAULT
-from gateway.storage.base import Insert, IntegrityError, StorageHealth
+from gateway.storage.base import IntegrityError, StorageHealth
 from gateway.storage.schema import COLUMN_TYPES, apply_migrations
 
 log = logging.getLogger("verdict.storage")
@@ -108,116 +108,23 @@ class PostgresConn:
 
 
 @lru_cache(maxsize=64)
-def _append_sql(groups: tuple[tuple[str, tuple[str, ...]], ...], check_policy: bool) -> str:
-    """The one-statement append: compare-and-set the head, then insert only if it moved.
-
-    Data-modifying CTEs run in one statement, so in autocommit mode it is one atomic,
-    durable transaction and one round trip. A concurrent writer holding the head row makes
-    the UPDATE wait; READ COMMITTED then re-checks `size`/`head` on the new row version
-    and the update (hence every insert) matches nothing.
-    """
-    policy = (
-        " AND (SELECT active_policy_version FROM tenants WHERE id = $1) IS NOT DISTINCT FROM $6::bigint"
-        if check_policy
-        else " AND $6::bigint IS NULL"  # every parameter must appear for PostgreSQL to type it
-    )
-    # Decisions read agent scopes and the time zone: their version must be the one decided under.
-    policy += " AND ($16::bigint IS NULL OR (SELECT config_version FROM tenants WHERE id = $1) = $16::bigint)"
-    # Every unit's credential must still be live (neither revoked nor expired) at commit.
-    credentials = (
-        " AND NOT EXISTS (SELECT 1 FROM api_keys WHERE id = ANY($9::text[])"
-        " AND (revoked_at IS NOT NULL OR expires_at <= $10::text))"
-    )
-    # No agent may go over its proposals per minute ($12 agents spend $13 proposals in window
-    # $11; gateway.ratelimit), and no idempotency key ($14 agents, $15 keys) may have a record.
-    # When either fails, nothing is written and the locked path refuses (or answers) the units.
-    limits = (
-        " AND NOT EXISTS (SELECT 1 FROM unnest($12::text[], $13::bigint[]) AS r(agent, n)"
-        " LEFT JOIN rate_windows w ON w.tenant_id = $1 AND w.agent_id = r.agent AND w.window_start >= $11::bigint"
-        " WHERE COALESCE(w.proposals, 0) + r.n > COALESCE("
-        "(SELECT l.propose_per_minute FROM rate_limits l WHERE l.tenant_id = $1 AND l.agent_id = r.agent),"
-        f" (SELECT l.propose_per_minute FROM rate_limits l WHERE l.tenant_id = $1 AND l.agent_id = '{TENANT_DEFAULT}'),"
-        f" {int(DEFAULT_PROPOSALS_PER_MINUTE)}))"
-        " AND NOT EXISTS (SELECT 1 FROM unnest($14::text[], $15::text[]) AS k(agent, key)"
-        " JOIN idempotency_keys i ON i.tenant_id = $1 AND i.agent_id = k.agent AND i.idempotency_key = k.key)"
-    )
-    parts = [
-        "WITH head AS (UPDATE audit_heads SET size = $2, head = $3"
-        f" WHERE tenant_id = $1 AND size = $4 AND head = $5{policy}{credentials}{limits} RETURNING 1)",
-        "entries AS (INSERT INTO audit_entries (tenant_id, seq, entry) SELECT $1, s, e"
-        " FROM unnest($7::bigint[], $8::bytea[]) AS t(s, e) WHERE EXISTS (SELECT 1 FROM head))",
-        # count the proposals into the agents' windows (a newer window starts again from zero)
-        "rate AS (INSERT INTO rate_windows AS w (tenant_id, agent_id, window_start, proposals)"
-        " SELECT $1, agent, $11::bigint, n FROM unnest($12::text[], $13::bigint[]) AS r(agent, n)"
-        " WHERE EXISTS (SELECT 1 FROM head) ON CONFLICT (tenant_id, agent_id) DO UPDATE SET"
-        " proposals = CASE WHEN w.window_start >= excluded.window_start"
-        " THEN w.proposals + excluded.proposals ELSE excluded.proposals END,"
-        " window_start = GREATEST(w.window_start, excluded.window_start))",
-    ]
-    n = 17
-    for index, (table, columns) in enumerate(groups):
-        arrays = []
-        for column in columns:
-            arrays.append(f"${n}::{COLUMN_TYPES.get((table, column), 'text')}[]")
-            n += 1
-        names = ", ".join(columns)
-        parts.append(
-            f"rows{index} AS (INSERT INTO {table} ({names}) SELECT * FROM unnest({', '.join(arrays)})"
-            f" AS t({names}) WHERE EXISTS (SELECT 1 FROM head))"
-        )
-    return ", ".join(parts) + " SELECT count(*) FROM head"
-
-
-def _append_statement(
-    tenant: str,
-    *,
-    expected_head: tuple[int, str],
-    new_head: tuple[int, str],
-    policy_version: tuple[int | None] | None,
-    credentials: tuple[list[str], str],
-    entry_rows: list[tuple[str, int, bytes]],
-    inserts: list[Insert],
-    rate: tuple[int, list[str], list[int]] = (0, [], []),
-    idempotency: tuple[list[str], list[str]] = ([], []),
-    config_version: int | None = None,
-) -> tuple[str, list[Any]]:
-    """The SQL and arguments of `PostgresDatabase.append_batch` (see `_append_sql`)."""
-    groups: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
-    for insert in inserts:
-        groups.setdefault((insert.table, insert.columns), []).append(insert.values)
-    args: list[Any] = [
-        tenant,
-        new_head[0],
-        new_head[1],
-        expected_head[0],
-        expected_head[1],
-        policy_version[0] if policy_version else None,
-        [row[1] for row in entry_rows],
-        [row[2] for row in entry_rows],
-        credentials[0],
-        credentials[1],
-        rate[0],
-        rate[1],
-        rate[2],
-        idempotency[0],
-        idempotency[1],
-        config_version,
-    ]
-    for rows in groups.values():
-        args.extend(list(column) for column in zip(*rows, strict=True))
-    return _append_sql(tuple(groups), policy_version is not None), args
-
-
-@lru_cache(maxsize=64)
 def _append_many_sql(groups: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
-    """The one-statement append of several tenants' batches (`PostgresDatabase.append_batches`):
-    each tenant's compare-and-set and conditions as in `_append_sql`, with one row per tenant
-    in `v` instead of scalar parameters, and each row inserted only if its tenant's head moved.
+    """The one-statement append of one or several tenants' batches (`append_batches`): for
+    each tenant, compare-and-set its head, and insert its entries and rows only if it moved.
 
-    The statement's text depends on which tables the batches insert into, not on how many
-    tenants it carries, so one prepared statement serves every group. The heads are locked in
-    one order (`COLLATE "C"`: byte order, the same in every process) before any is updated, so
-    two such statements never wait on each other's heads."""
+    Data-modifying CTEs run in one statement, so in autocommit mode it is one atomic, durable
+    transaction and one round trip. Each tenant is a row of `v`; its head moves only if it is
+    still the one its batch was chained on and every condition holds: the active policy and
+    configuration versions decided under, every credential live (neither revoked nor expired)
+    at commit, no agent over its proposals per minute once the batch's are counted, and no
+    idempotency key already recorded. A tenant refused writes nothing; the others commit.
+
+    The heads are locked first, in one order (`COLLATE "C"`: byte order, the same in every
+    process), so two such statements never wait on each other's heads; a head another
+    transaction holds makes it wait, and READ COMMITTED then compares with the new version.
+    The text depends on which tables the batches insert into, not on how many tenants it
+    carries, so one prepared statement serves every group.
+    """
     limit = (
         "COALESCE((SELECT l.propose_per_minute FROM rate_limits l WHERE l.tenant_id = r.tenant"
         " AND l.agent_id = r.agent), (SELECT l.propose_per_minute FROM rate_limits l"
@@ -277,13 +184,13 @@ def _append_many_sql(groups: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
     )
 
 
-def _append_many_statement(batches: list[tuple[str, dict[str, Any]]]) -> tuple[str, list[Any]] | None:
+def _append_many_statement(batches: list[tuple[str, dict[str, Any]]]) -> tuple[str, list[Any]]:
     """The SQL and arguments of `_append_many_sql` for `batches` (arguments as `append_batch`
-    takes them), or None when it cannot carry them: a tenant twice, or a row without a
-    `tenant_id` column to tell whose it is."""
+    takes them). Raises ValueError for a tenant twice, or a row without a `tenant_id` column
+    to tell whose it is (every table with tenant data has one: migration 23)."""
     tenants = [tenant for tenant, _ in batches]
     if len(set(tenants)) != len(tenants):
-        return None
+        raise ValueError("a tenant's batches must be appended one after the other")
     heads: list[list[Any]] = [[] for _ in range(10)]
     rows: list[list[Any]] = [[] for _ in range(11)]  # entries (3), credentials (2), rate (3), keys (3)
     groups: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
@@ -305,13 +212,20 @@ def _append_many_statement(batches: list[tuple[str, dict[str, Any]]]) -> tuple[s
         rows[8].extend([tenant] * len(keys)), rows[9].extend(key_agents), rows[10].extend(keys)
         for insert in arguments["inserts"]:
             if "tenant_id" not in insert.columns:
-                return None
+                raise ValueError(f"a row of {insert.table} without tenant_id cannot be appended")
             groups.setdefault((insert.table, insert.columns), []).append(insert.values)
     shapes = tuple(sorted(groups))
     args: list[Any] = [*heads, *rows]
     for shape in shapes:
         args.extend(list(column) for column in zip(*groups[shape], strict=True))
     return _append_many_sql(shapes), args
+
+
+def _answer(row: Any) -> bool | tuple[int, str]:
+    """One tenant's answer from `_append_many_sql`'s rows (see `append_batches`)."""
+    if row is None:  # no such tenant
+        return False
+    return True if row[3] else (int(row[1]), row[2])
 
 
 class PostgresDatabase:
@@ -361,52 +275,29 @@ class PostgresDatabase:
     def for_update(self) -> str:
         return " FOR UPDATE OF audit_heads"
 
-    async def append_batch(
-        self,
-        tenant: str,
-        *,
-        expected_head: tuple[int, str],
-        new_head: tuple[int, str],
-        policy_version: tuple[int | None] | None,
-        credentials: tuple[list[str], str],
-        entry_rows: list[tuple[str, int, bytes]],
-        inserts: list[Insert],
-        rate: tuple[int, list[str], list[int]] = (0, [], []),
-        idempotency: tuple[list[str], list[str]] = ([], []),
-        config_version: int | None = None,
-    ) -> bool:
-        sql, args = _append_statement(
-            tenant,
-            expected_head=expected_head,
-            new_head=new_head,
-            policy_version=policy_version,
-            credentials=credentials,
-            entry_rows=entry_rows,
-            inserts=inserts,
-            rate=rate,
-            idempotency=idempotency,
-            config_version=config_version,
-        )
-        async with self._connection(writes=True) as conn:
-            return await conn.fetchval(sql, *args) == 1
+    async def append_batch(self, tenant: str, **arguments: Any) -> bool:
+        return (await self.append_batches([(tenant, arguments)]))[0] is True
 
     async def append_batches(self, batches: list[tuple[str, dict[str, Any]]]) -> list[bool | tuple[int, str]]:
-        if len(batches) == 1:  # autocommit: one round trip
-            tenant, arguments = batches[0]
-            return [await self.append_batch(tenant, **arguments)]
-        together = _append_many_statement(batches)
-        if together is not None:  # one statement, one round trip, for all of them
-            sql, args = together
-            async with self._connection(writes=True) as conn:
-                rows = {row[0]: row for row in await conn.fetch(sql, *args)}
-            answers: list[bool | tuple[int, str]] = []
-            for tenant, _ in batches:
-                row = rows.get(tenant)
-                answers.append(row is not None and (True if row[3] else (int(row[1]), row[2])))
-            return answers
-        statements = [_append_statement(tenant, **arguments) for tenant, arguments in batches]
+        sql, args = _append_many_statement(batches)  # one statement: one round trip, one commit
+        async with self._connection(writes=True) as conn:
+            rows = {row[0]: row for row in await conn.fetch(sql, *args)}
+        return [_answer(rows.get(tenant)) for tenant, _ in batches]
+
+    async def append_batch_locked(
+        self, tenant: str, build: Callable[[int, str], dict[str, Any]]
+    ) -> bool | tuple[int, str]:
+        """`append_batch(tenant, **build(size, hash))` on the tenant's current head, read and
+        locked first in the same transaction: a head another process moved cannot refuse it.
+        Answers as `append_batches` does for one batch."""
         async with self._connection(writes=True, transaction=True) as conn:
-            return [await conn.fetchval(sql, *args) == 1 for sql, args in statements]
+            row = await conn.fetchrow(
+                "SELECT size, head FROM audit_heads WHERE tenant_id = $1 FOR UPDATE", tenant
+            )
+            if row is None:
+                return False
+            sql, args = _append_many_statement([(tenant, build(int(row[0]), row[1]))])
+            return _answer((await conn.fetch(sql, *args))[0])
 
     @asynccontextmanager
     async def _connection(

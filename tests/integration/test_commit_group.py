@@ -175,3 +175,40 @@ async def test_a_grouped_statement_counts_proposals_into_each_tenants_window(db)
         ("t2", 5, 2),
         ("t3", 5, 3),
     ]
+
+
+async def test_processes_racing_on_one_chain_never_need_the_locked_path(db):
+    """Four ledgers on one database (as four gateway processes) append to one chain at the
+    same moment, again and again: each round one wins and the others find their heads stale.
+    The statement answers the current head and the losers chain their batches again; the last
+    attempt holds the head's lock, so a batch that no condition refuses always commits in one
+    statement, however often a writer loses the race."""
+    ledgers = [Ledger(db) for _ in range(4)]
+    try:
+        for n, ledger in enumerate(ledgers):  # each writer reads its head (under lock) once
+            assert await ledger.append("t1", agent_unit("t1", 1000 + n)) == [n + 1]
+        writers = [ledger._writer("t1") for ledger in ledgers]
+        locked = [writer.batches["locked"] for writer in writers]
+        for n in range(25):
+            await asyncio.gather(
+                *(ledger.append("t1", agent_unit("t1", 10 * n + i)) for i, ledger in enumerate(ledgers))
+            )
+        assert [writer.batches["locked"] for writer in writers] == locked
+        assert sum(writer.batches["fast"] for writer in writers) == 100
+        assert len(await chain_of(db, "t1")) == 105
+    finally:
+        for ledger in ledgers:
+            await ledger.close()
+
+
+async def test_a_locked_attempt_chains_on_the_current_head_and_answers_a_refusal_with_it(db):
+    stale = await head_of(db, "t1")
+    assert await append(CommitGroup(db), "t1", stale, 1)
+    current = await head_of(db, "t1")
+    assert await db.append_batch_locked("t1", lambda size, hash: arguments("t1", Head(size, hash), 2))
+    assert len(await chain_of(db, "t1")) == 3
+    moved = await head_of(db, "t1")
+    refused = await db.append_batch_locked(
+        "t1", lambda size, hash: arguments("t1", Head(size, hash), 3, config_version=99)
+    )
+    assert refused == (moved.size, moved.hash) and moved != current
