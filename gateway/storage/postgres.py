@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -237,6 +238,7 @@ class PostgresDatabase:
         self.schema = schema
         self._min_size, self._max_size = min_size, max_size
         self._pool: asyncpg.Pool | None = None
+        self._appends: asyncpg.Pool | None = None  # the commit group's (`append_batches`)
         self.health = StorageHealth(log)
 
     async def open(self) -> None:
@@ -252,20 +254,25 @@ class PostgresDatabase:
                 pass  # created concurrently by another process
             finally:
                 await conn.close()
-        self._pool = await asyncpg.create_pool(
+        pool = functools.partial(
+            asyncpg.create_pool,
             self.dsn,
-            min_size=self._min_size,
-            max_size=self._max_size,
-            server_settings=settings,
             reset=_keep_session,
             timeout=5,  # connecting: fail fast (503) instead of hanging requests for a minute
         )
+        self._pool = await pool(min_size=self._min_size, max_size=self._max_size, server_settings=settings)
+        # The commit group has one append under way at a time, on a connection of its own (it
+        # never waits behind reads). Its statement's generic plan serves any number of tenants;
+        # left to choose, PostgreSQL plans it anew for every call, which doubles its cost.
+        generic = settings | {"plan_cache_mode": "force_generic_plan"}
+        self._appends = await pool(min_size=1, max_size=2, server_settings=generic)
         await self._migrate()
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        for pool in (self._appends, self._pool):
+            if pool is not None:
+                await pool.close()
+        self._pool = self._appends = None
 
     @property
     def pool(self) -> asyncpg.Pool | None:
@@ -280,7 +287,7 @@ class PostgresDatabase:
 
     async def append_batches(self, batches: list[tuple[str, dict[str, Any]]]) -> list[bool | tuple[int, str]]:
         sql, args = _append_many_statement(batches)  # one statement: one round trip, one commit
-        async with self._connection(writes=True) as conn:
+        async with self._connection(writes=True, pool=self._appends) as conn:
             rows = {row[0]: row for row in await conn.fetch(sql, *args)}
         return [_answer(rows.get(tenant)) for tenant, _ in batches]
 
@@ -301,14 +308,15 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def _connection(
-        self, *, writes: bool, transaction: bool = False
+        self, *, writes: bool, transaction: bool = False, pool: asyncpg.Pool | None = None
     ) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection. A failure to reach or use the database raises DatabaseUnavailable
         (StorageFull for a full disk), and the connection it broke is terminated, never handed
         out again: asyncpg would otherwise try to reuse it (or roll it back) mid-operation."""
-        assert self._pool is not None, "database is not open"
+        pool = pool or self._pool
+        assert pool is not None, "database is not open"
         try:
-            async with self._pool.acquire() as conn:
+            async with pool.acquire() as conn:
                 try:
                     if transaction:
                         async with conn.transaction():
