@@ -325,6 +325,12 @@ def test_decode_canonical_accepts_exactly_the_rfc8785_bytes(value: object) -> No
     [
         b'{"a":1.5}',  # a float: msgspec and RFC 8785 may print it differently
         b'{"a":9007199254740993}',  # beyond 2**53
+        b'{"a":-9007199254740993}',
+        b'{"a":[1,9007199254740993]}',
+        b'{"a": 9007199254740993}',
+        b"9007199254740993",  # a document that is one number
+        b'{"a":"0x0000000000000000000000000000000000000000"}',  # digits in a string: no number
+        b'{"a":"x,90071992547409930"}',
         b'{"\xef\xac\xb3":1,"\xf0\x9f\x98\x80":2}',  # U+FB33 sorts after U+1F600 in UTF-16
         b'{"a":"\\u0041"}',  # an escape RFC 8785 does not use
         b'{"a":1,"a":2}',  # a duplicate key
