@@ -270,6 +270,21 @@ def test_hash_known_answers() -> None:
     assert keccak256(b"") != hashlib.sha3_256(b"").digest()
 
 
+@given(st.binary(max_size=600))
+def test_keccak256_is_eth_hash_pycryptodome_keccak(data: bytes) -> None:
+    # the C backend (safe-pysha3) against eth-hash's default one, across the 136-byte rate
+    from eth_hash.backends.pycryptodome import CryptodomeBackend
+
+    assert keccak256(data) == CryptodomeBackend().keccak256(data)
+
+
+def test_keccak256_falls_back_to_eth_hash_without_pysha3(monkeypatch: pytest.MonkeyPatch) -> None:
+    import crypto.canonical
+
+    monkeypatch.setattr(crypto.canonical, "_keccak_256", None)
+    assert keccak256(b"").hex() == "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+
+
 def test_action_hash_is_keccak_of_canonical_bytes_and_ignores_key_order() -> None:
     first = {"b": [1, {"y": None, "x": "é"}], "a": True}
     second = {"a": True, "b": [1, {"x": "é", "y": None}]}
