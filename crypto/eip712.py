@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from eth_hash.auto import keccak as _keccak
 from eth_utils import to_checksum_address
 
+from crypto.canonical import keccak256 as _keccak
 from crypto.errors import TypedDataError
 
 __all__ = [

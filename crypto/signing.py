@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 import coincurve
 from eth_account.messages import encode_typed_data
-from eth_hash.auto import keccak as _keccak
 from eth_utils import to_checksum_address
 
+from crypto.canonical import keccak256 as _keccak
 from crypto.eip712 import (
     ApprovalMessage,
     BulkApprovalMessage,

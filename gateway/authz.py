@@ -234,6 +234,9 @@ def check_access(principal: Principal, access: Access, tenant_id: str | None) ->
         raise Forbidden(f"role {principal.role!r} may not call this route", code="forbidden_role")
 
 
+_PRINCIPAL = "principal"  # the key in the request's state (gateway.tracing logs it)
+
+
 async def authorize(request: Request) -> None:
     """Authenticate the caller and apply the route's rule (a `before_request` hook).
 
@@ -253,7 +256,7 @@ async def authorize(request: Request) -> None:
         request.headers.get("authorization"), cached=access.cached
     )
     check_access(principal, access, request.path_params.get("tenant_id"))
-    request.state.principal = principal
+    request.scope["state"][_PRINCIPAL] = principal  # (`request.state` builds a new State per read)
 
 
 # Browsers cannot set headers on a WebSocket handshake: they may offer the token as the
@@ -289,4 +292,4 @@ async def authorize_websocket(socket: WebSocket) -> Principal:
 
 def principal_of(request: Request) -> Principal:
     """The caller `authorize` admitted (only on routes that are not public)."""
-    return request.state.principal
+    return request.scope["state"][_PRINCIPAL]

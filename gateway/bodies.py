@@ -183,6 +183,10 @@ def _check_value(value: Any) -> None:
             raise _Refused(_not_a_number("the body"))
 
 
+# one decoder, as json.loads would build per call with these hooks
+_decode_checked = json.JSONDecoder(object_pairs_hook=_check_object, parse_constant=_refuse_constant).decode
+
+
 def check_json_text(body: bytes) -> None:
     """Raises InvalidRequest for a body that is not UTF-8 (`invalid_utf8`), not plain JSON
     (`invalid_json`), repeats a key within one object (`duplicate_key`), nests deeper than the
@@ -197,7 +201,9 @@ def check_json_text(body: bytes) -> None:
             code="invalid_utf8",
         ) from None
     try:
-        value = json.loads(text, object_pairs_hook=_check_object, parse_constant=_refuse_constant)
+        if text.startswith("\ufeff"):  # as json.loads refuses it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _decode_checked(text)
         if type(value) is not dict:  # a top-level array's or string's own values reach no hook
             _check_value(value)
     except _Refused as exc:

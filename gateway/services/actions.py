@@ -15,6 +15,7 @@ request gets the stored answer and creates nothing, another request with that ke
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -225,6 +226,12 @@ def same_outcome(a: Decision, b: Decision) -> bool:
         and a.approvals_required == b.approvals_required
         and a.timeout_minutes == b.timeout_minutes
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _rules_json(rule_ids: tuple[str, ...]) -> str:
+    """`json.dumps` of the matched rule ids (the stored column's form); a policy has few sets."""
+    return json.dumps(list(rule_ids))
 
 
 def _json(value: Any) -> str | None:
@@ -610,7 +617,7 @@ class ActionService:
                         action_id, tenant_id, agent_id, action_type, _encode.encode(body.action).decode(),
                         action_hash, body.rationale,
                         _encode.encode(body.metadata).decode() if body.metadata is not None else None,
-                        final.decision, status, final.reason, json.dumps(list(final.matched_rules)),
+                        final.decision, status, final.reason, _rules_json(tuple(final.matched_rules)),
                         version, policy_hash,
                         _encode.encode(approvals_plain).decode() if approvals is not None else None,
                         approval_expires_at, verdict_json, json.dumps(seqs), created_at,

@@ -270,6 +270,21 @@ def test_hash_known_answers() -> None:
     assert keccak256(b"") != hashlib.sha3_256(b"").digest()
 
 
+@given(st.binary(max_size=600))
+def test_keccak256_is_eth_hash_pycryptodome_keccak(data: bytes) -> None:
+    # the C backend (safe-pysha3) against eth-hash's default one, across the 136-byte rate
+    from eth_hash.backends.pycryptodome import CryptodomeBackend
+
+    assert keccak256(data) == CryptodomeBackend().keccak256(data)
+
+
+def test_keccak256_falls_back_to_eth_hash_without_pysha3(monkeypatch: pytest.MonkeyPatch) -> None:
+    import crypto.canonical
+
+    monkeypatch.setattr(crypto.canonical, "_keccak_256", None)
+    assert keccak256(b"").hex() == "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+
+
 def test_action_hash_is_keccak_of_canonical_bytes_and_ignores_key_order() -> None:
     first = {"b": [1, {"y": None, "x": "é"}], "a": True}
     second = {"a": True, "b": [1, {"x": "é", "y": None}]}
@@ -325,6 +340,12 @@ def test_decode_canonical_accepts_exactly_the_rfc8785_bytes(value: object) -> No
     [
         b'{"a":1.5}',  # a float: msgspec and RFC 8785 may print it differently
         b'{"a":9007199254740993}',  # beyond 2**53
+        b'{"a":-9007199254740993}',
+        b'{"a":[1,9007199254740993]}',
+        b'{"a": 9007199254740993}',
+        b"9007199254740993",  # a document that is one number
+        b'{"a":"0x0000000000000000000000000000000000000000"}',  # digits in a string: no number
+        b'{"a":"x,90071992547409930"}',
         b'{"\xef\xac\xb3":1,"\xf0\x9f\x98\x80":2}',  # U+FB33 sorts after U+1F600 in UTF-16
         b'{"a":"\\u0041"}',  # an escape RFC 8785 does not use
         b'{"a":1,"a":2}',  # a duplicate key

@@ -28,3 +28,20 @@ def test_ids_sort_by_time_and_tokens_are_long_and_hashed():
     token = new_token()
     assert token.startswith("vk_") and len(token) >= 43
     assert hash_token(token) != token and len(hash_token(token)) == 64
+
+
+def _crockford_by_shifts(prefix: str, value: int) -> str:
+    """The plain encoding: 26 digits of 5 bits, most significant first."""
+    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+    return f"{prefix}_{''.join(alphabet[value >> shift & 31] for shift in range(125, -1, -5))}"
+
+
+@given(st.integers(min_value=0, max_value=2**128 - 1))
+def test_new_id_spells_time_and_random_bits_in_crockford_base32(value):
+    from unittest import mock
+
+    with (
+        mock.patch("gateway.clock.time.time_ns", return_value=(value >> 80) * 1_000_000),
+        mock.patch("gateway.clock.os.urandom", return_value=(value & (2**80 - 1)).to_bytes(10, "big")),
+    ):
+        assert new_id("act") == _crockford_by_shifts("act", value)
