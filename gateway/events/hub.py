@@ -28,7 +28,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
 
 import msgspec
@@ -41,7 +40,8 @@ from gateway.events.view import (
     Reader,
     StoredEntry,
     decode_entry,
-    event_of,
+    decode_event,
+    event_json,
     needs_owners,
     read_entries,
     read_page,
@@ -64,38 +64,54 @@ class HubClosed(Exception):
     """The process is shutting down: streams end (clients resume elsewhere from their position)."""
 
 
-@dataclass(slots=True)
 class Viewed:
     """One entry of a tail with its two views (whole, for tenant readers; reduced, for agents),
     built on first use and shared by every subscriber."""
 
-    entry: StoredEntry
-    views: dict[bool, Delivery] = field(default_factory=dict)
+    __slots__ = ("_reduced", "_whole", "entry")
+
+    def __init__(self, entry: StoredEntry) -> None:
+        self.entry = entry
+        self._whole: Delivery | None = None
+        self._reduced: Delivery | None = None
 
     def view(self, reduced: bool) -> Delivery:
-        found = self.views.get(reduced)
-        if found is None:
+        if reduced:
             # what an agent sees depends on the entry's type, not on which agent it is
-            found = self.views[reduced] = delivery(
-                event_of(self.entry, Reader(self.entry.tenant, "" if reduced else None))
-            )
-        return found
+            if self._reduced is None:
+                self._reduced = delivery_of(self.entry, Reader(self.entry.tenant, ""))
+            return self._reduced
+        if self._whole is None:
+            self._whole = delivery_of(self.entry, Reader(self.entry.tenant))
+        return self._whole
 
 
 class Delivery(NamedTuple):
-    """An event with its JSON and its Server-Sent Events frame, encoded once."""
+    """An event's JSON and its Server-Sent Events frame, encoded once."""
 
-    event: Event
+    seq: int
     json: bytes
     frame: bytes
+
+    @property
+    def event(self) -> Event:
+        """The event (decoded from its JSON at each use: for long polls and tests)."""
+        return decode_event(self.json)
 
 
 _Found = TypeVar("_Found", bytes, list[Delivery])
 
 
 def delivery(event: Event) -> Delivery:
-    raw = _encode(event)
-    return Delivery(event, raw, b"id: %d\ndata: %s\n\n" % (event.seq, raw))
+    return _framed(event.seq, _encode(event))
+
+
+def delivery_of(entry: StoredEntry, reader: Reader) -> Delivery:
+    return _framed(entry.seq, event_json(entry, reader))
+
+
+def _framed(seq: int, raw: bytes) -> Delivery:
+    return Delivery(seq, raw, b"id: %d\ndata: %s\n\n" % (seq, raw))
 
 
 class Tail:
