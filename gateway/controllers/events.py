@@ -328,7 +328,7 @@ class SocketSession:
             batch = following.result()
             for item in batch:
                 await self.socket.send_data(b'{"type":"event","event":%s}' % item.json, mode="text")
-                self.unacked.append(item.event.seq)
+                self.unacked.append(item.seq)
             if not batch:
                 await self._send({"type": "heartbeat", "position": sub.position})
             await self.credential.check()

@@ -12,8 +12,10 @@ Concurrency and delivery guarantees:
   `poll_interval` the hub reads the log sizes of the tenants it watches, so a lost notification,
   a listener reconnecting or a writer that notifies nobody (the operator's CLI) only delays.
 - One fetch per tenant at a time reads new entries (a single query for many), however many
-  subscribers wait; their events, and the bytes sent for them, are built once per view, and
-  subscribers of the whole log at one position share one joined chunk of frames. Subscribers
+  subscribers wait; their events, and the bytes sent for them, are built once per view (a
+  tenant reader's `data` is the entry's stored bytes, copied, not decoded: entries kept here
+  hold no containers for the cyclic collector to walk), and subscribers of the whole log at
+  one position share one joined chunk of frames. Subscribers
   are woken at most every WAKE_SECONDS, so that under a stream of commits each sends fewer,
   larger chunks.
 Safe for the tasks of one event loop; not thread-safe.
@@ -28,7 +30,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
 
 import msgspec
@@ -41,7 +42,8 @@ from gateway.events.view import (
     Reader,
     StoredEntry,
     decode_entry,
-    event_of,
+    decode_event,
+    event_json,
     needs_owners,
     read_entries,
     read_page,
@@ -64,38 +66,54 @@ class HubClosed(Exception):
     """The process is shutting down: streams end (clients resume elsewhere from their position)."""
 
 
-@dataclass(slots=True)
 class Viewed:
     """One entry of a tail with its two views (whole, for tenant readers; reduced, for agents),
     built on first use and shared by every subscriber."""
 
-    entry: StoredEntry
-    views: dict[bool, Delivery] = field(default_factory=dict)
+    __slots__ = ("_reduced", "_whole", "entry")
+
+    def __init__(self, entry: StoredEntry) -> None:
+        self.entry = entry
+        self._whole: Delivery | None = None
+        self._reduced: Delivery | None = None
 
     def view(self, reduced: bool) -> Delivery:
-        found = self.views.get(reduced)
-        if found is None:
+        if reduced:
             # what an agent sees depends on the entry's type, not on which agent it is
-            found = self.views[reduced] = delivery(
-                event_of(self.entry, Reader(self.entry.tenant, "" if reduced else None))
-            )
-        return found
+            if self._reduced is None:
+                self._reduced = delivery_of(self.entry, Reader(self.entry.tenant, ""))
+            return self._reduced
+        if self._whole is None:
+            self._whole = delivery_of(self.entry, Reader(self.entry.tenant))
+        return self._whole
 
 
 class Delivery(NamedTuple):
-    """An event with its JSON and its Server-Sent Events frame, encoded once."""
+    """An event's JSON and its Server-Sent Events frame, encoded once."""
 
-    event: Event
+    seq: int
     json: bytes
     frame: bytes
+
+    @property
+    def event(self) -> Event:
+        """The event (decoded from its JSON at each use: for long polls and tests)."""
+        return decode_event(self.json)
 
 
 _Found = TypeVar("_Found", bytes, list[Delivery])
 
 
 def delivery(event: Event) -> Delivery:
-    raw = _encode(event)
-    return Delivery(event, raw, b"id: %d\ndata: %s\n\n" % (event.seq, raw))
+    return _framed(event.seq, _encode(event))
+
+
+def delivery_of(entry: StoredEntry, reader: Reader) -> Delivery:
+    return _framed(entry.seq, event_json(entry, reader))
+
+
+def _framed(seq: int, raw: bytes) -> Delivery:
+    return Delivery(seq, raw, b"id: %d\ndata: %s\n\n" % (seq, raw))
 
 
 class Tail:
@@ -115,6 +133,7 @@ class Tail:
         self.woken_at = 0.0
         self._scheduled: asyncio.TimerHandle | None = None
         self.fetching: asyncio.Task[None] | None = None
+        self.held: dict[int, StoredEntry] = {}  # this process's entries past a gap (`hold`)
         # the Server-Sent Events bytes of the whole entries after a seq, up to `last`: subscribers
         # at one position (most of them, under load) share one join (cleared when `last` moves)
         self._chunks: dict[int, tuple[bytes, int]] = {}
@@ -160,12 +179,38 @@ class Tail:
         return found
 
     def extend(self, entries: list[StoredEntry]) -> None:
+        """Append the entries that follow `last` (then those held past the gap they close)."""
         for entry in entries:
             if entry.seq == self.last + 1:
-                self.entries.append(Viewed(entry))
-                self.last = entry.seq
-                self._chunks.clear()
+                self._append(entry)
+        while self.held:
+            entry = self.held.pop(self.last + 1, None)
+            if entry is None:
+                break
+            self._append(entry)
+        if self.held and min(self.held) <= self.last:
+            self.held = {seq: entry for seq, entry in self.held.items() if seq > self.last}
         self.wake_soon()
+
+    def _append(self, entry: StoredEntry) -> None:
+        self.entries.append(Viewed(entry))
+        self.last = entry.seq
+        self._chunks.clear()
+
+    def hold(self, entries: list[StoredEntry]) -> None:
+        """Keep entries this process committed past a gap (another process's entries, not read
+        yet): the read fills the gap only, and `extend` takes these after it."""
+        if len(self.held) + len(entries) > BUFFER_ENTRIES:
+            self.held.clear()  # far behind: read them back with the rest
+            return
+        for entry in entries:
+            if entry.seq > self.last:
+                self.held[entry.seq] = entry
+
+    def read_bound(self) -> int:
+        """Where the next read of missing entries stops (exclusive): at the first entry held
+        past the gap, else at the log size heard of."""
+        return min((seq for seq in self.held if seq > self.last), default=self.known)
 
     def wake_soon(self) -> None:
         """Wake the subscribers now, or WAKE_SECONDS after the last wake-up if that was sooner:
@@ -223,13 +268,17 @@ class EventHub:
     def committed(self, tenant: str, size: int, entries: list[bytes] | None = None) -> None:
         """A commit in this process moved the tenant's log to `size` entries, the last of them
         `entries` as stored (`Ledger.on_commit`): a tail that reaches up to them takes them
-        without reading the database; otherwise it reads what it lacks."""
+        without reading the database; one that lacks entries before them (another process's)
+        holds them and reads only the gap."""
         tail = self.tails.get(tenant)
-        if entries and tail is not None and tail.started and tail.last + 1 == size - len(entries):
+        if entries and tail is not None and tail.started and tail.last + 1 <= size - len(entries):
             decoded = [decode_entry(raw) for raw in entries]
             self.owners.learn(decoded)
-            tail.extend(decoded)
-            tail.known = max(tail.known, tail.last + 1)
+            if tail.last + 1 == decoded[0].seq:
+                tail.extend(decoded)
+                tail.known = max(tail.known, tail.last + 1)
+            else:
+                tail.hold(decoded)
         self.heard(tenant, size)
         if self.publish is not None:
             self.publish(tenant, size)
@@ -244,11 +293,13 @@ class EventHub:
             tail.fetching = asyncio.get_running_loop().create_task(self._fetch(tail), name=f"events:{tenant}")
 
     async def _fetch(self, tail: Tail) -> None:
-        """Read the entries the tail lacks up to the size heard of, one query per FETCH_CHUNK."""
+        """Read the entries the tail lacks up to the size heard of (not those it holds), one
+        query per FETCH_CHUNK."""
         try:
             while not self.closed and tail.last + 1 < tail.known:
                 async with self.db.read() as conn:
-                    entries = await read_entries(conn, tail.tenant, tail.last, tail.known, FETCH_CHUNK)
+                    bound = tail.read_bound()
+                    entries = await read_entries(conn, tail.tenant, tail.last, bound, FETCH_CHUNK)
                 if not entries:  # the size heard of is not visible yet: the next poll says again
                     tail.known = tail.last + 1
                     return

@@ -82,8 +82,11 @@ class EventPage(msgspec.Struct, frozen=True):
     head: int
 
 
-class StoredEntry(msgspec.Struct, frozen=True):
-    """The members of a stored v1 entry (`audit.entry`) that events read."""
+class StoredEntry(msgspec.Struct, frozen=True, gc=False):
+    """The members of a stored v1 entry (`audit.entry`) that events read. `data` stays the
+    stored JSON bytes, decoded only for a reader who sees it reduced or as objects
+    (`entry_data`): a tenant reader's event copies them (`event_json`). Holding no containers,
+    entries kept in memory (the events hub's tails) cost the cyclic collector nothing."""
 
     seq: int
     tenant: str
@@ -91,10 +94,35 @@ class StoredEntry(msgspec.Struct, frozen=True):
     time: str
     action_id: str | None
     actor: str
-    data: dict[str, Any]
+    data: msgspec.Raw
+
+
+class _WholeEvent(msgspec.Struct, gc=False):
+    """`Event` (same members, same order) with `data` as the stored bytes, for encoding."""
+
+    id: str
+    seq: int
+    tenant: str
+    type: str
+    time: str
+    action_id: str | None
+    data: msgspec.Raw
+
+
+class _Proposer(msgspec.Struct):
+    agent: Any = None
 
 
 decode_entry = msgspec.json.Decoder(StoredEntry).decode
+decode_event = msgspec.json.Decoder(Event).decode
+_decode_data = msgspec.json.Decoder(dict[str, Any]).decode
+_decode_proposer = msgspec.json.Decoder(_Proposer).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def entry_data(entry: StoredEntry) -> dict[str, Any]:
+    """The entry's `data` as objects (decoded at each call)."""
+    return _decode_data(entry.data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +185,7 @@ def event_of(entry: StoredEntry, reader: Reader) -> Event:
 
     Does not decide whether the reader may see the entry at all: `visible` does (it needs the
     owner of the entry's action)."""
-    data = entry.data
+    data = entry_data(entry)
     if reader.agent_id is not None:
         fields = AGENT_FIELDS.get(entry.type, frozenset())
         if fields is not None:
@@ -165,6 +193,23 @@ def event_of(entry: StoredEntry, reader: Reader) -> Event:
     return Event(
         f"{entry.tenant}:{entry.seq}", entry.seq, entry.tenant, entry.type, entry.time, entry.action_id, data
     )
+
+
+def event_json(entry: StoredEntry, reader: Reader) -> bytes:
+    """The JSON of `event_of(entry, reader)`. A tenant reader's `data` is the stored bytes, copied
+    without being decoded (the same JSON value; in the stored entry's canonical form)."""
+    if reader.agent_id is not None:
+        return _encode(event_of(entry, reader))
+    whole = _WholeEvent(
+        f"{entry.tenant}:{entry.seq}",
+        entry.seq,
+        entry.tenant,
+        entry.type,
+        entry.time,
+        entry.action_id,
+        entry.data,
+    )
+    return _encode(whole)
 
 
 def visible(entry: StoredEntry, reader: Reader, owner: str | None) -> bool:
@@ -212,7 +257,7 @@ class ActionOwners:
         """Note the owners that `action.proposed` entries name (no query needed for them)."""
         for entry in entries:
             if entry.type == "action.proposed" and entry.action_id is not None:
-                agent = entry.data.get("agent")
+                agent = _decode_proposer(entry.data).agent
                 if isinstance(agent, str):
                     self._remember(entry.tenant, entry.action_id, agent)
 
