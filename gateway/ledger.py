@@ -587,6 +587,7 @@ class ChainWriter:
         self._on_commit = on_commit  # told after each batch commits (see `Ledger.on_commit`)
         self._head: Head | None = None  # as this writer last wrote it; None: read it under lock
         self.batches = {"fast": 0, "locked": 0}  # committed batches per path, for tests and metrics
+        self.stale_heads = 0  # fast attempts refused because another process had moved the head
         # agent -> the window in which the database refused it for its rate limit. Proposals
         # only add to a window's count, so it stays refused for the rest of that window (only a
         # raised limit could change that: `forget_rate_limited`).
@@ -594,6 +595,13 @@ class ChainWriter:
         self._queue: asyncio.Queue[Unit] = asyncio.Queue()
         self.max_pending = MAX_PENDING_UNITS
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"chain-writer:{tenant}")
+
+    def learn(self, head: Head) -> None:
+        """Another process moved this chain to `head` (a hint: its NOTIFY). The next batch is
+        chained on it rather than on the head this writer knows, now stale; a wrong hint costs
+        one refused compare-and-set, as a stale head does."""
+        if self._head is not None and head.size > self._head.size:
+            self._head = head
 
     def is_rate_limited(self, agent_id: str, unix_time: float) -> bool:
         """Whether the database already refused this agent's proposals in the current window."""
@@ -697,6 +705,7 @@ class ChainWriter:
                 return True
             # the current head, as the statement saw it, or read now
             self._head = Head(*applied) if applied else await self._read_head()
+            self.stale_heads += self._head != head
             if self._head == head:  # the head did not move: the policy, a key, a rate or a record
                 return False
         return False
@@ -818,6 +827,13 @@ class Ledger:
         futures = [writer.enqueue(unit) for unit in units]
         with telemetry.span("commit", tenant=tenant, entries=sum(len(unit.entries) for unit in units)):
             return await asyncio.gather(*futures, return_exceptions=True)
+
+    def learn_head(self, tenant: str, size: int, head: str) -> None:
+        """Another process committed the tenant's chain up to `size` entries, the last hashing to
+        `head` (`gateway.events.wakeups`): this process's writer chains its next batch on it."""
+        writer = self._writers.get(tenant)
+        if writer is not None:
+            writer.learn(Head(size, head))
 
     def verify_room(self, tenant: str, count: int) -> None:
         """Raises Overloaded unless the tenant's writer can queue `count` more units."""

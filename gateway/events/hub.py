@@ -34,6 +34,7 @@ from typing import NamedTuple, TypeVar
 
 import msgspec
 
+from audit.entry import leaf_hash
 from gateway.events.view import (
     MAX_LIMIT,
     ActionOwners,
@@ -244,8 +245,9 @@ class EventHub:
         self.owners = ActionOwners()
         self.tails: dict[str, Tail] = {}
         self.closed = False
-        # Set by the PostgreSQL notifier: called (tenant, size) for commits made in this process.
-        self.publish: Callable[[str, int], None] | None = None
+        # Set by the PostgreSQL notifier: called (tenant, size, head) for commits made in this
+        # process, head being the hex leaf hash of the last entry when the commit handed it over.
+        self.publish: Callable[[str, int, str | None], None] | None = None
         self._poller: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -281,7 +283,7 @@ class EventHub:
                 tail.hold(decoded)
         self.heard(tenant, size)
         if self.publish is not None:
-            self.publish(tenant, size)
+            self.publish(tenant, size, leaf_hash(entries[-1]).hex() if entries else None)
 
     def heard(self, tenant: str, size: int) -> None:
         """The tenant's log has (at least) `size` entries: fetch them for the subscribers."""

@@ -6,8 +6,13 @@ process's subscribers and hands the new log size to the `Notifier`, which sends 
 every tenant that moved since its last one (while one is in flight, later commits coalesce into
 the next): the hot path pays a dictionary write, and the database one statement per round, not
 one per entry. Each process keeps one `Listener` connection LISTENing on `CHANNEL`; a payload is
-`<schema> <tenant> <size>`, and a process acts only on its own schema's (several deployments, or
-the tests' schemas, may share a database).
+`<schema> <tenant> <size> [<head>]`, and a process acts only on its own schema's (several
+deployments, or the tests' schemas, may share a database).
+
+The head (the hex leaf hash of the tenant's last entry, when the commit handed its entries over)
+also serves the chain writers: another process's writer of that tenant learns it
+(`Ledger.learn_head`) and chains its next batch on it, instead of on the head it wrote last,
+which that commit made stale (its compare-and-set would fail, and the batch be chained again).
 
 A notification is only a hint: one lost (a listener reconnecting, a process killed between its
 commit and its NOTIFY) delays delivery until the hub's next poll of the log sizes, and never
@@ -20,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+from collections.abc import Callable
 from typing import Any
 
 from gateway.events.hub import EventHub
@@ -30,6 +37,7 @@ from gateway.storage import Database
 log = logging.getLogger("verdict.events")
 
 CHANNEL = "verdict_events"
+_HEAD = re.compile(r"[0-9a-f]{64}")
 RECONNECT_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 CHECK_SECONDS = 10.0  # how often the listener proves its connection alive (a silent drop)
 
@@ -39,20 +47,23 @@ class Notifier:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._pending: dict[str, int] = {}
+        self._pending: dict[str, tuple[int, str | None]] = {}
         self._task: asyncio.Task[None] | None = None
         self.sent = 0  # NOTIFY statements sent (for tests and the benchmark)
 
-    def publish(self, tenant: str, size: int) -> None:
-        if size > self._pending.get(tenant, -1):
-            self._pending[tenant] = size
+    def publish(self, tenant: str, size: int, head: str | None = None) -> None:
+        if size > self._pending.get(tenant, (-1, None))[0]:
+            self._pending[tenant] = (size, head)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._send(), name="events-notify")
 
     async def _send(self) -> None:
         while self._pending:
             pending, self._pending = self._pending, {}
-            payloads = [f"{tenant} {size}" for tenant, size in pending.items()]
+            payloads = [
+                f"{tenant} {size} {head}" if head else f"{tenant} {size}"
+                for tenant, (size, head) in pending.items()
+            ]
             try:
                 async with self.db.read() as conn:  # autocommit: sent when the statement ends
                     await conn.fetch(
@@ -75,10 +86,13 @@ class Listener:
     """This process's one LISTEN connection; hands its schema's notifications to the hub and
     reconnects when the connection is lost (the hub's poll covers the gap)."""
 
-    def __init__(self, db: Any, hub: EventHub) -> None:
+    def __init__(
+        self, db: Any, hub: EventHub, on_head: Callable[[str, int, str], None] | None = None
+    ) -> None:
         self.dsn: str = db.dsn
         self.schema: str | None = db.schema
         self.hub = hub
+        self.on_head = on_head  # told (tenant, size, head hash) when a payload carries the head
         self.connected = asyncio.Event()
         self._own_schema: str | None = None
         self._task: asyncio.Task[None] | None = None
@@ -93,10 +107,15 @@ class Listener:
                 await self._task
 
     def _received(self, connection: Any, pid: int, channel: str, payload: str) -> None:
-        parts = payload.rsplit(" ", 2)  # <schema> <tenant> <size>; tenant ids have no spaces
+        # <schema> <tenant> <size> [<head>]; tenant ids have no spaces, a head is 64 hex digits
+        parts = payload.rsplit(" ", 3)
+        head = parts.pop() if len(parts) == 4 and _HEAD.fullmatch(parts[3]) else None
+        parts = " ".join(parts).rsplit(" ", 2)
         if len(parts) != 3 or parts[0] != self._own_schema or not parts[2].isdigit():
             return
         self.hub.heard(parts[1], int(parts[2]))
+        if head is not None and self.on_head is not None:
+            self.on_head(parts[1], int(parts[2]), head)
 
     async def _run(self) -> None:
         import asyncpg  # only PostgreSQL deployments need it
@@ -156,7 +175,7 @@ def open_events(db: Database, ledger: Ledger, *, poll_interval: float | None = N
     if db.dialect == "postgresql":
         notifier = Notifier(db)
         hub.publish = notifier.publish
-        listener = Listener(db, hub)
+        listener = Listener(db, hub, on_head=ledger.learn_head)
         listener.start()
     ledger.on_commit = hub.committed
     hub.start()

@@ -11,6 +11,7 @@ import pytest
 
 from audit import verify_chain
 from gateway.auth import Principal
+from gateway.events.wakeups import open_events
 from gateway.ledger import CommitGroup, EntryDraft, Head, Ledger, Unit, chain_units
 from gateway.schemas import CreateTenant
 from gateway.services.tenants import TenantService
@@ -212,3 +213,32 @@ async def test_a_locked_attempt_chains_on_the_current_head_and_answers_a_refusal
         "t1", lambda size, hash: arguments("t1", Head(size, hash), 3, config_version=99)
     )
     assert refused == (moved.size, moved.hash) and moved != current
+
+
+async def test_a_writer_chains_on_the_head_another_process_notified(db):
+    """Two processes' ledgers take turns on one chain. Each commit's NOTIFY carries the new
+    head, and the other process's writer chains its next batch on it: its compare-and-set
+    does not fail on the head it wrote last (once a writer has written on the fast path)."""
+    ledgers = [Ledger(db), Ledger(db)]
+    wakeups = [open_events(db, ledger) for ledger in ledgers]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(w.listener.connected.wait() for w in wakeups)), 10)
+        for n, ledger in enumerate(ledgers):  # each writer reads its head (under lock) once
+            await ledger.append("t1", agent_unit("t1", 1000 + n))
+        writers = [ledger._writer("t1") for ledger in ledgers]
+        for n in range(12):
+            [seq] = await ledgers[n % 2].append("t1", agent_unit("t1", n))
+            other = writers[(n + 1) % 2]
+            for _ in range(500):  # the other process hears of the commit
+                if other._head is not None and other._head.size == seq + 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert other._head == await head_of(db, "t1")
+        # only the first turn finds its head stale (the locked path's commit names no head)
+        assert sum(writer.stale_heads for writer in writers) <= 1
+        assert len(await chain_of(db, "t1")) == 15
+    finally:
+        for w in wakeups:
+            await w.close()
+        for ledger in ledgers:
+            await ledger.close()
