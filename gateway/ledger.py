@@ -48,7 +48,8 @@ from gateway.ratelimit import (
 )
 from gateway.storage import Conn, Database, Insert
 
-OnCommit = Callable[[str, int, list[bytes]], None]  # (tenant, new log size, entries as stored)
+# (tenant, new log size, entries as stored, the new head's hex leaf hash)
+OnCommit = Callable[[str, int, list[bytes], str], None]
 log = logging.getLogger("verdict.ledger")
 
 Statement = tuple[str, tuple[Any, ...]]
@@ -740,7 +741,7 @@ class ChainWriter:
         self.batches["fast"] += 1
         metrics.AUDIT_ENTRIES.inc(len(chained.entry_rows))
         start = chained.head.size - len(chained.entry_rows)
-        self._committed(start, chained.head.size, [raw for _, _, raw in chained.entry_rows])
+        self._committed(start, chained.head, [raw for _, _, raw in chained.entry_rows])
         for unit, seqs in zip(batch, chained.seqs, strict=True):
             _settle(unit, seqs)
 
@@ -770,18 +771,18 @@ class ChainWriter:
         self._head = head
         self.batches["locked"] += 1
         metrics.AUDIT_ENTRIES.inc(sum(len(r) for r in results if isinstance(r, list)))
-        self._committed(None, head.size)
+        self._committed(None, head)
         for unit, result in zip(batch, results, strict=True):
             if isinstance(result, ProposalsLimited):
                 self.rate_limited[result.agent_id] = result.window
             _settle(unit, result)
 
-    def _committed(self, before: int | None, size: int, entries: list[bytes] | None = None) -> None:
-        """Tell the listener (gateway.events) that the log grew to `size` entries, the last of
-        them `entries` as stored (when at hand)."""
-        if self._on_commit is not None and size != before:
+    def _committed(self, before: int | None, head: Head, entries: list[bytes] | None = None) -> None:
+        """Tell the listener (gateway.events) that the log grew to `head`, its last entries
+        `entries` as stored (when at hand)."""
+        if self._on_commit is not None and head.size != before:
             try:
-                self._on_commit(self.tenant, size, entries or [])
+                self._on_commit(self.tenant, head.size, entries or [], head.hash)
             except Exception:  # a wake-up is a hint: never let it fail a committed batch
                 log.warning("commit listener failed for tenant %s", self.tenant, exc_info=True)
 

@@ -34,7 +34,6 @@ from typing import NamedTuple, TypeVar
 
 import msgspec
 
-from audit.entry import leaf_hash
 from gateway.events.view import (
     MAX_LIMIT,
     ActionOwners,
@@ -246,7 +245,7 @@ class EventHub:
         self.tails: dict[str, Tail] = {}
         self.closed = False
         # Set by the PostgreSQL notifier: called (tenant, size, head) for commits made in this
-        # process, head being the hex leaf hash of the last entry when the commit handed it over.
+        # process, head being the hex leaf hash of the last entry (None when not told).
         self.publish: Callable[[str, int, str | None], None] | None = None
         self._poller: asyncio.Task[None] | None = None
 
@@ -267,9 +266,11 @@ class EventHub:
 
     # ---- wake-ups
 
-    def committed(self, tenant: str, size: int, entries: list[bytes] | None = None) -> None:
+    def committed(
+        self, tenant: str, size: int, entries: list[bytes] | None = None, head: str | None = None
+    ) -> None:
         """A commit in this process moved the tenant's log to `size` entries, the last of them
-        `entries` as stored (`Ledger.on_commit`): a tail that reaches up to them takes them
+        `entries` as stored and the last hashing to `head` (`Ledger.on_commit`): a tail that reaches up to them takes them
         without reading the database; one that lacks entries before them (another process's)
         holds them and reads only the gap."""
         tail = self.tails.get(tenant)
@@ -283,7 +284,7 @@ class EventHub:
                 tail.hold(decoded)
         self.heard(tenant, size)
         if self.publish is not None:
-            self.publish(tenant, size, leaf_hash(entries[-1]).hex() if entries else None)
+            self.publish(tenant, size, head)
 
     def heard(self, tenant: str, size: int) -> None:
         """The tenant's log has (at least) `size` entries: fetch them for the subscribers."""

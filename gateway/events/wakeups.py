@@ -9,8 +9,8 @@ one per entry. Each process keeps one `Listener` connection LISTENing on `CHANNE
 `<schema> <tenant> <size> [<head>]`, and a process acts only on its own schema's (several
 deployments, or the tests' schemas, may share a database).
 
-The head (the hex leaf hash of the tenant's last entry, when the commit handed its entries over)
-also serves the chain writers: another process's writer of that tenant learns it
+The head (the hex leaf hash of the tenant's last entry, as its chain writer committed it) also
+serves the chain writers: another process's writer of that tenant learns it
 (`Ledger.learn_head`) and chains its next batch on it, instead of on the head it wrote last,
 which that commit made stale (its compare-and-set would fail, and the batch be chained again).
 
