@@ -13,7 +13,7 @@ from typing import Any
 
 from audit.errors import EntryFormatError
 from audit.rfc6962 import hash_leaf
-from crypto.canonical import canonicalize, decode_canonical
+from crypto.canonical import canonicalize, canonicalize_member, decode_canonical
 from crypto.errors import CanonicalizationError
 
 ENTRY_VERSION = 1
@@ -45,6 +45,38 @@ def leaf_hash(entry: bytes) -> bytes:
     return hash_leaf(entry)
 
 
+@dataclass(frozen=True, slots=True)
+class Unplaced:
+    """An entry's canonical bytes but for its place in the chain (`seq`, `prev`), which sit
+    between the others in key order: a batch chained again on another head only splices
+    (`place`), it does not encode its entries' data again."""
+
+    before: bytes  # {"action_id":…,"actor":…,"data":…,"prev":
+    after: bytes  # ,"tenant":…,"time":…,"type":…,"v":1}
+
+    def place(self, seq: int, prev: str) -> bytes:
+        """The canonical bytes of the entry at `seq` after `prev`: RFC 8785 orders an object's
+        members by key and writes each value canonically, which is what the splice does."""
+        return b"".join(
+            (self.before, canonicalize_member(prev), b',"seq":', canonicalize_member(seq), self.after)
+        )
+
+
+def unplaced_entry(
+    *, tenant: str, type: str, time: str, action_id: str | None, actor: str, data: dict[str, Any]
+) -> Unplaced:
+    """Raises `crypto.errors.CanonicalizationError` if `data` holds a value JSON cannot carry exactly."""
+    before = b"".join(
+        (b'{"action_id":', canonicalize_member(action_id), b',"actor":', canonicalize_member(actor),
+         b',"data":', canonicalize(data), b',"prev":')
+    )  # fmt: skip
+    after = b"".join(
+        (b',"tenant":', canonicalize_member(tenant), b',"time":', canonicalize_member(time),
+         b',"type":', canonicalize_member(type), b',"v":', canonicalize_member(ENTRY_VERSION), b"}")
+    )  # fmt: skip
+    return Unplaced(before, after)
+
+
 def encode_entry(
     *,
     seq: int,
@@ -56,23 +88,15 @@ def encode_entry(
     data: dict[str, Any],
     prev: str,
 ) -> bytes:
-    """Return the canonical bytes of one entry.
+    """Return the canonical bytes of one entry: the RFC 8785 form of
+    ``{"v": 1, "seq", "tenant", "type", "time", "action_id", "actor", "data", "prev"}``.
 
     Raises `crypto.errors.CanonicalizationError` if `data` holds a value JSON cannot carry exactly.
     """
-    return canonicalize(
-        {
-            "v": ENTRY_VERSION,
-            "seq": seq,
-            "tenant": tenant,
-            "type": type,
-            "time": time,
-            "action_id": action_id,
-            "actor": actor,
-            "data": data,
-            "prev": prev,
-        }
+    unplaced = unplaced_entry(
+        tenant=tenant, type=type, time=time, action_id=action_id, actor=actor, data=data
     )
+    return unplaced.place(seq, prev)
 
 
 def parse_entry(raw: bytes) -> Entry:

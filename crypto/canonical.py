@@ -78,6 +78,23 @@ def canonicalize(value: Any) -> bytes:
     return _canonicalize_reference(value)
 
 
+def canonicalize_member(value: Any) -> bytes:
+    """`canonicalize` for one member of a larger document: a string (or None, or an integer) is
+    written directly, without the tree walk, as the fast path would; anything else is
+    `canonicalize(value)`. Raises what `canonicalize` raises."""
+    value_type = type(value)
+    if value_type is str:
+        try:
+            return _encode_sorted(value)  # msgspec writes every string as RFC 8785 does
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: the reference raises the precise error
+    elif value is None:
+        return b"null"
+    elif value_type is int and -_SAFE_INTEGER_LIMIT < value < _SAFE_INTEGER_LIMIT:
+        return str(value).encode()
+    return canonicalize(value)
+
+
 def _canonicalize_reference(value: Any) -> bytes:
     try:
         return rfc8785.dumps(value)

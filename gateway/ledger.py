@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from time import perf_counter
 from typing import Any
 
-from audit.entry import GENESIS_PREV, encode_entry, leaf_hash
+from audit.entry import GENESIS_PREV, Unplaced, leaf_hash, unplaced_entry
 from gateway import metrics, telemetry
 from gateway.auth import credential_error
 from gateway.clock import rfc3339, utc_now
@@ -202,25 +202,32 @@ class Chained:
     head: Head
 
 
-def chain_units(tenant: str, units: list[Unit], start: Head, time: str) -> Chained:
-    """Assign seqs and prev links to the plain units' entries, in order."""
+def unplace_units(tenant: str, units: list[Unit], time: str) -> list[list[Unplaced]]:
+    """Each unit's entries encoded but for their place in the chain (`chain_units`)."""
+    return [
+        [
+            unplaced_entry(
+                tenant=tenant, type=d.type, time=time, action_id=d.action_id, actor=d.actor, data=d.data
+            )
+            for d in unit.entries
+        ]
+        for unit in units
+    ]
+
+
+def chain_units(
+    tenant: str, units: list[Unit], start: Head, time: str, unplaced: list[list[Unplaced]] | None = None
+) -> Chained:
+    """Assign seqs and prev links to the plain units' entries, in order. A batch chained again
+    on another head passes its `unplace_units` again: only the places change."""
     size, prev = start.size, start.hash
     entry_rows: list[tuple[str, int, bytes]] = []
     inserts: list[Insert] = []
     all_seqs: list[list[int]] = []
-    for unit in units:
+    for unit, entries in zip(units, unplaced or unplace_units(tenant, units, time), strict=True):
         seqs = []
-        for draft in unit.entries:
-            raw = encode_entry(
-                seq=size,
-                tenant=tenant,
-                type=draft.type,
-                time=time,
-                action_id=draft.action_id,
-                actor=draft.actor,
-                data=draft.data,
-                prev=prev,
-            )
+        for entry in entries:
+            raw = entry.place(size, prev)
             entry_rows.append((tenant, size, raw))
             seqs.append(size)
             prev = leaf_hash(raw).hex()
@@ -667,6 +674,13 @@ class ChainWriter:
         arguments = self._fast_arguments(batch)
         if arguments is None:
             return False
+        try:  # once, for every attempt
+            unplaced = unplace_units(self.tenant, batch, arguments["credentials"][1])
+        except Exception:  # an entry JSON cannot carry: the locked path answers each unit
+            log.warning(
+                "entries of tenant %s cannot be encoded; writing under lock", self.tenant, exc_info=True
+            )
+            return False
         for attempt in range(FAST_ATTEMPTS):
             head = self._head
             if head is None:
@@ -675,7 +689,7 @@ class ChainWriter:
 
             def on(current: Head) -> dict[str, Any]:
                 nonlocal chained
-                chained = chain_units(self.tenant, batch, current, arguments["credentials"][1])
+                chained = chain_units(self.tenant, batch, current, arguments["credentials"][1], unplaced)
                 return arguments | {
                     "expected_head": (current.size, current.hash),
                     "new_head": (chained.head.size, chained.head.hash),

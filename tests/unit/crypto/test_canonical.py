@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from crypto import CanonicalizationError, CryptoError, action_hash, canonicalize, keccak256, sha256
-from crypto.canonical import _is_fast_path_exact, decode_canonical
+from crypto.canonical import _is_fast_path_exact, canonicalize_member, decode_canonical
 
 # ---- RFC 8785 example vectors
 
@@ -147,6 +147,19 @@ def test_canonicalize_matches_rfc8785(value: object) -> None:
             canonicalize(value)
     else:
         assert canonicalize(value) == want
+
+
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
+@given(json_trees)
+def test_canonicalize_member_is_canonicalize(value: object) -> None:
+    """The shortcut for scalars (audit entries' fields) writes and refuses exactly what the whole does."""
+    try:
+        want = rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError):
+        with pytest.raises(CanonicalizationError):
+            canonicalize_member(value)
+    else:
+        assert canonicalize_member(value) == want
 
 
 fast_path_trees = st.recursive(
