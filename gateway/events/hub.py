@@ -382,27 +382,7 @@ class Subscription:
 
     async def next_frames(self, timeout: float) -> bytes:
         """As `next`, the events' Server-Sent Events frames joined (empty: none in time)."""
-        if not self._everything:
-            return await self._wait(timeout, self._read_frames)
-        # A subscriber of the whole log reads the tail's shared chunk in this loop, without a
-        # coroutine per read: under load every subscriber of a tenant runs it at every wake-up.
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.hub.closed:
-                raise HubClosed
-            generation = self.tail.generation  # taken before reading, so no wake-up is lost
-            shared = self.tail.frames_after(self.position)
-            if shared is None:  # before the tail's memory: the database
-                return await self._wait(deadline - time.monotonic(), self._read_frames)
-            frames, self.position = shared
-            self.head = max(self.head, self.tail.last + 1)
-            if frames:
-                return frames
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return frames
-            if generation == self.tail.generation:
-                await self._sleep(remaining)
+        return await self._wait(timeout, self._read_frames)
 
     async def _wait(self, timeout: float, read: Callable[[], Awaitable[_Found]]) -> _Found:
         deadline = time.monotonic() + timeout
@@ -456,6 +436,12 @@ class Subscription:
             self._alarm = None
 
     async def _read_frames(self) -> bytes:
+        if self._everything:
+            shared = self.tail.frames_after(self.position)
+            if shared is not None:
+                frames, self.position = shared
+                self.head = max(self.head, self.tail.last + 1)
+                return frames
         return b"".join(item.frame for item in await self._read(MAX_LIMIT))
 
     async def _read(self, limit: int) -> list[Delivery]:
