@@ -74,9 +74,13 @@ class Credential:
         self.state, self.authorization = state, authorization
         self.checked = time.monotonic()
 
+    def due(self) -> bool:
+        """Whether the next `check` asks the database (a stream calls it after every chunk)."""
+        return time.monotonic() - self.checked >= REAUTH_SECONDS
+
     async def check(self) -> None:
         """Raises Unauthenticated once the key was revoked or expired."""
-        if time.monotonic() - self.checked >= REAUTH_SECONDS:
+        if self.due():
             await self.state.authenticator.authenticate(self.authorization)
             self.checked = time.monotonic()
 
@@ -110,7 +114,8 @@ async def _sse(
                     yield b": heartbeat\nid: %d\n\n" % sent
                 else:
                     yield b": heartbeat\n\n"
-                await credential.check()
+                if credential.due():
+                    await credential.check()
     except HubClosed:
         return
     except AppError as error:  # a revoked key, the database away: say so; the client resumes

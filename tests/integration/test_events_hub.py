@@ -5,13 +5,14 @@ the database; closing the hub ends subscriptions."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
 
 from gateway.events import hub as hub_module
-from gateway.events.hub import EventHub, HubClosed
-from gateway.events.view import EventFilter, Reader, read_page
+from gateway.events.hub import EventHub, HubClosed, Subscription
+from gateway.events.view import EventFilter, Reader, decode_event, read_page
 from gateway.ledger import EntryDraft, Ledger, Unit
 from gateway.storage import Database, open_database
 from tests.integration.helpers import make_world
@@ -124,6 +125,62 @@ async def test_a_shorter_wait_after_a_longer_one_ends_at_its_own_deadline(databa
             assert [item.event.seq for item in await asyncio.wait_for(waiting, 30)] == [seq]
             assert await asyncio.wait_for(subscription.next(0.2), 30) == []  # not an hour
             assert await asyncio.wait_for(subscription.next_frames(0.2), 30) == b""
+    finally:
+        await ledger.close()
+        await hub.close()
+
+
+def _frames(chunk: bytes) -> list[tuple[int, bytes]]:
+    """(seq, event JSON) of each Server-Sent Events frame of a chunk."""
+    found = []
+    for frame in chunk.split(b"\n\n")[:-1]:
+        id_line, data_line = frame.split(b"\n")
+        found.append((int(id_line.removeprefix(b"id: ")), data_line.removeprefix(b"data: ")))
+    return found
+
+
+async def frames_through(subscription: Subscription, last: int) -> bytes:
+    """The frames a subscriber reads until its position reaches `last` (a bounded number of reads)."""
+    chunks = []
+    for _ in range(50):
+        if subscription.position >= last:
+            return b"".join(chunks)
+        chunks.append(await asyncio.wait_for(subscription.next_frames(10), 30))
+    raise AssertionError(f"still at {subscription.position} of {last} after 50 reads")
+
+
+async def test_whole_log_subscribers_share_one_chunk_and_a_late_one_catches_up_exactly(
+    database: Database, monkeypatch
+) -> None:
+    monkeypatch.setattr(hub_module, "BUFFER_ENTRIES", 8)
+    hub = EventHub(database, poll_interval=0.1)
+    hub.start()
+    ledger = Ledger(database)
+    ledger.on_commit = hub.committed
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            subscribers = [
+                await stack.enter_async_context(hub.subscribe("acme", Reader("acme"), EventFilter(), 10**9))
+                for _ in range(4)
+            ]
+            assert await subscribers[0].next(0.01) == []
+            start = subscribers[0].head - 1
+            for subscriber in subscribers:
+                subscriber.position = start
+            fast, late = subscribers[:3], subscribers[3]
+            seen: list[bytes] = []
+            for n in range(12):  # more entries than the tail keeps: `late` is left behind its memory
+                last = await note(ledger, n)
+                chunks = [await frames_through(s, last) for s in fast]
+                assert chunks[0] and all(chunk == chunks[0] for chunk in chunks)  # the same bytes for all
+                seen.append(chunks[0])
+            caught_up = await frames_through(late, last)  # from the database, then the tail's memory
+        stored = await read_page(database, "acme", Reader("acme"), EventFilter(), start, 100, hub.owners)
+        shared = _frames(b"".join(seen))
+        assert [seq for seq, _ in shared] == list(range(start + 1, last + 1))  # each once, in order
+        assert [decode_event(data) for _, data in shared] == stored.events
+        assert [decode_event(data) for _, data in _frames(caught_up)] == stored.events
+        assert [seq for seq, _ in _frames(caught_up)] == [event.seq for event in stored.events]
     finally:
         await ledger.close()
         await hub.close()
