@@ -34,8 +34,12 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
+# Test worker processes (pytest-xdist); TEST_WORKERS=0 runs the suite in this one process.
+# Tests marked xdist_group (one group shares a build directory) run on one worker.
+TEST_WORKERS ?= 2
+
 test: lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/load.py $(ARGS)

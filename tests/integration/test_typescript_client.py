@@ -34,6 +34,10 @@ NODE_MODULES = PACKAGE / "node_modules"
 APPROVER_KEY = "0x" + "11" * 32  # well-known test keys; never use them for anything real
 STRANGER_KEY = "0x" + "55" * 32
 
+# One worker runs this module (`make test` runs pytest-xdist with --dist loadgroup): `built`
+# compiles into the one clients/typescript/dist, which a second worker would rewrite under the first.
+pytestmark = pytest.mark.xdist_group("typescript-dist")
+
 needs_node = pytest.mark.skipif(
     not (NODE_MODULES / "typescript").is_dir() and os.environ.get("VERDICT_REQUIRE_NODE") != "1",
     reason="run `npm ci` in clients/typescript (VERDICT_REQUIRE_NODE=1 makes this a failure)",

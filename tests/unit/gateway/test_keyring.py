@@ -108,7 +108,12 @@ def test_a_sealed_key_opens_only_under_its_kek_and_its_own_row():
         unseal(kek, VERDICT, "0xabc", sealed[:-1] + bytes([sealed[-1] ^ 1]))
 
 
-@pytest.mark.parametrize("value", ["", "short", "!" * 43, new_kek() + "AAAA"])
+@pytest.mark.parametrize(
+    "value",
+    ["", "short", "!" * 43, new_kek() + "AAAA"],
+    # fixed ids: a random key in a test's name differs between pytest-xdist's workers
+    ids=["empty", "short", "not-base64url", "36-bytes"],
+)
 def test_a_kek_that_is_not_32_bytes_of_base64url_is_refused(value):
     if value == "":
         assert kek_from_env({KEK_ENV: value}) is None
