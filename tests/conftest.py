@@ -19,6 +19,23 @@ if TYPE_CHECKING:
 settings.register_profile("verdict", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("verdict")
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test gets a node id of its own. Schemathesis (4.x on pytest 9) gives each API
+    operation's test the function's id (tests/integration/test_fuzz.py); pytest-xdist's grouped
+    scheduling (`make test`: --dist loadgroup) keys its work by node id, so all but one of them
+    were never run, silently. Such a test takes its name, which names the operation."""
+    for item in items:
+        if type(item).__name__ == "SchemathesisFunction" and not item.nodeid.endswith(f"::{item.name}"):
+            item._id = item.parent.id.child(item.name)  # pytest 9 keeps the node id here
+    seen: dict[str, int] = {}
+    for item in items:
+        seen[item.nodeid] = seen.get(item.nodeid, 0) + 1
+    twice = sorted(nodeid for nodeid, count in seen.items() if count > 1)
+    if twice:  # a parallel run would run only one of each: fail instead of losing tests
+        raise pytest.UsageError(f"{len(twice)} node ids name several tests, e.g. {twice[0]}")
+
+
 PG_URL_ENV = "VERDICT_TEST_DATABASE_URL"
 REQUIRE_PG_ENV = "VERDICT_REQUIRE_PG"
 
