@@ -61,7 +61,9 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
+# The README's and docs/console.md's screenshots, refreshed only when asked
+# (VERDICT_UPDATE_SCREENSHOTS=1): otherwise every run would leave the checkout changed.
+DOC_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
 CHAIN_ID = 8453
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -238,7 +240,8 @@ def sign_in(page: Any, url: str, tenant: str | None = None) -> None:
     page.wait_for_url(f"{url}/console/queue?view=awaiting")
 
 
-def test_an_approver_signs_in_sees_the_signals_and_approves(gateway, browser, world):
+def test_an_approver_signs_in_sees_the_signals_and_approves(gateway, browser, world, tmp_path):
+    shots = DOC_SHOTS if os.environ.get("VERDICT_UPDATE_SCREENSHOTS") == "1" else tmp_path
     small = world.pay("7800.00")
     big = world.pay("60000.00", vendor="globex")
     xss = world.pay("6100.00", vendor=XSS)
@@ -251,8 +254,8 @@ def test_an_approver_signs_in_sees_the_signals_and_approves(gateway, browser, wo
     # the XSS vendor is text, and no dialog opened (the page fails the test on one)
     assert cfo.locator("td.vendor", has_text=XSS).count() == 1
     assert cfo.locator("img").count() == 0
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    cfo.screenshot(path=str(SHOTS / "console-queue.png"), full_page=True)
+    shots.mkdir(parents=True, exist_ok=True)
+    cfo.screenshot(path=str(shots / "console-queue.png"), full_page=True)
 
     ceo = wallet_page(browser, gateway.url, CEO)
     sign_in(ceo, gateway.url)
@@ -266,7 +269,7 @@ def test_an_approver_signs_in_sees_the_signals_and_approves(gateway, browser, wo
     assert "new-vendor" in cfo.locator("#risk").locator("..").inner_text()
     assert "daily-spend-per-agent" in cfo.locator("#limits").inner_text()
     assert "new vendor" in cfo.locator("#context").inner_text()
-    cfo.screenshot(path=str(SHOTS / "console-action.png"), full_page=True)
+    cfo.screenshot(path=str(shots / "console-action.png"), full_page=True)
     cfo.locator("#answer-text").fill("Checked against PO 4411")
     answered(cfo, "Approve")
     record = world.action(small)
