@@ -3,21 +3,11 @@
 The EIP-1271 contract-wallet check lives in :mod:`crypto.eip1271` and is not re-exported
 here: it needs web3, which an auditor's environment does not have.
 
-Depends only on the standard library and audited cryptography packages (eth-account,
-coincurve, cryptography, rfc8785, msgspec); never on the gateway or policy engine,
-so an auditor can verify verdicts with this package alone.
+Depends only on the standard library and audited cryptography packages (eth-account, which
+:mod:`crypto.ethaccount` imports on the first signature check; coincurve, cryptography,
+rfc8785, msgspec); never on the gateway or policy engine, so an auditor can verify verdicts
+with this package alone.
 """
-
-import sys as _sys
-
-# py_ecc (imported by eth-account) raises the interpreter's recursion limit to 100000 at
-# import time. With that limit, C-recursive parsers (json, msgspec, cel) overflow the C
-# stack on deeply nested input and the process dies with SIGSEGV instead of raising
-# RecursionError. Keep the limit the interpreter had.
-_recursion_limit = _sys.getrecursionlimit()
-import eth_account  # noqa: F401  (imported here so the limit is restored right after)
-
-_sys.setrecursionlimit(_recursion_limit)
 
 from crypto.canonical import action_hash, canonicalize, keccak256, sha256
 from crypto.eip712 import (

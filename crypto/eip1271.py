@@ -18,8 +18,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from eth_abi import encode as _abi_encode
-from eth_utils import to_checksum_address
 
+import crypto.ethaccount  # noqa: F401  (web3 imports eth-account: keep the recursion limit)
+from crypto.eip712 import to_checksum_address
 from crypto.errors import ContractSignerUnavailable, SignatureError
 from crypto.signing import _is_address
 

@@ -15,8 +15,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils import to_checksum_address
-
 from crypto.canonical import keccak256 as _keccak
 from crypto.errors import TypedDataError
 
@@ -44,6 +42,7 @@ __all__ = [
     "parse_approval_typed_data",
     "parse_bulk_approval_typed_data",
     "parse_verdict_typed_data",
+    "to_checksum_address",
     "verdict_typed_data",
 ]
 
@@ -77,6 +76,30 @@ _NAME_HASH = _keccak(DOMAIN_NAME.encode())
 _VERSION_HASH = _keccak(DOMAIN_VERSION.encode())
 _BOOL_WORDS = {False: bytes(32), True: (1).to_bytes(32, "big")}  # EIP-712 §encodeData: bool as uint256
 _ADDRESS_PATTERN = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
+def to_checksum_address(address: str | bytes) -> str:
+    """The EIP-55 form of an address: ``0x`` + 40 hex digits (any case) or its 20 bytes.
+
+    Each letter is upper case where the matching nibble of keccak256 of the lower-case hex
+    digits is 8 or more. (eth-utils has the same function; importing eth-utils costs more
+    than a command such as ``verdict witness serve`` spends on everything else.)
+
+    Raises:
+        ValueError: not 20 bytes, nor ``0x`` followed by 40 hex digits.
+    """
+    if isinstance(address, bytes):
+        if len(address) != 20:
+            raise ValueError(f"an address is 20 bytes, got {len(address)}")
+        digits = address.hex()
+    elif type(address) is str and _ADDRESS_PATTERN.fullmatch(address):
+        digits = address[2:].lower()
+    else:
+        raise ValueError(f"not an address: {address!r}")
+    nibbles = _keccak(digits.encode("ascii")).hex()
+    return "0x" + "".join(d.upper() if n >= "8" else d for d, n in zip(digits, nibbles, strict=False))
+
+
 _BYTES32_PATTERN = re.compile(r"0x[0-9a-fA-F]{64}")
 _DOCUMENT_KEYS = {"types", "primaryType", "domain", "message"}
 

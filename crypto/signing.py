@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import coincurve
-from eth_account.messages import encode_typed_data
-from eth_utils import to_checksum_address
 
 from crypto.canonical import keccak256 as _keccak
 from crypto.eip712 import (
@@ -30,6 +28,7 @@ from crypto.eip712 import (
     parse_approval_typed_data,
     parse_bulk_approval_typed_data,
     parse_verdict_typed_data,
+    to_checksum_address,
     verdict_typed_data,
 )
 from crypto.errors import InvalidKeyError, SignatureError, SignatureMismatchError
@@ -238,6 +237,8 @@ def _verify(typed_data: dict[str, Any], signature: str, expected_signer: str) ->
         raise SignatureError(f"expected signer {expected_signer!r} is not an address (or fails EIP-55)")
     expected = to_checksum_address(expected_signer)
     # (2) EIP-712 / EIP-191 version 0x01: keccak256(0x19 ‖ 0x01 ‖ domainSeparator ‖ hashStruct(message)).
+    from crypto.ethaccount import encode_typed_data  # imported on first use (crypto.ethaccount)
+
     signable = encode_typed_data(full_message=typed_data)
     digest = _keccak(b"\x19" + signable.version + signable.header + signable.body)
     recovered = recover_digest_signer(digest, signature)  # (3)

@@ -168,7 +168,7 @@ def audit_log_check(audit: AuditService):
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     telemetry.configure_from_env()  # traces only when OTEL_* variables ask (gateway.telemetry)
-    # Any earlier import of eth-account raised the limit to 100000 (see crypto/__init__.py);
+    # Any earlier import of eth-account raised the limit to 100000 (see crypto/ethaccount.py);
     # request parsing must hit RecursionError long before the C stack overflows.
     if sys.getrecursionlimit() > SAFE_RECURSION_LIMIT:
         sys.setrecursionlimit(SAFE_RECURSION_LIMIT)

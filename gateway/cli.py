@@ -605,9 +605,8 @@ def _approver_signer(key_file: Path, passphrase_env: str):
     import json
     import os
 
-    from eth_account import Account
-
     from crypto.errors import KeyFileError
+    from crypto.ethaccount import Account
     from crypto.keys import load_secp256k1_key, read_secret_file
     from crypto.signing import LocalSigner
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from policy import LoadedPolicy, PolicyInvalid, load_policy
-from policy.testing import load_cases, run_cases
+if TYPE_CHECKING:  # the policy engine (and CEL's) is imported by the commands that use it
+    from policy import LoadedPolicy, PolicyInvalid
 
 
 def _media_type(path: Path) -> str:
@@ -23,6 +24,8 @@ def _media_type(path: Path) -> str:
 
 
 def _load(path: Path) -> LoadedPolicy:
+    from policy import PolicyInvalid, load_policy
+
     try:
         return load_policy(path.read_bytes(), _media_type(path))
     except PolicyInvalid as invalid:
@@ -60,6 +63,9 @@ def check(file: Path) -> None:
 @click.option("--verbose", "-v", is_flag=True, help="Print the explain trace of failing cases.")
 def test(file: Path, cases: Path, verbose: bool) -> None:
     """Run the table-driven CASES against FILE; exit 1 if any case fails."""
+    from policy import PolicyInvalid
+    from policy.testing import load_cases, run_cases
+
     loaded = _load(file)
     try:
         table = load_cases(cases.read_bytes(), _media_type(cases))

@@ -368,7 +368,7 @@ def _write_manifest(data_dir: Path, records: list[KeyRecord]) -> None:
 
 
 def _from_keystore(path: Path, passphrase: str | None) -> tuple[LocalSigner, KeyRecord]:
-    from eth_account import Account
+    from crypto.ethaccount import Account
 
     if passphrase is None:
         raise KeyFileError(f"{KEYSTORE_ENV} is set but {PASSPHRASE_ENV} is not")

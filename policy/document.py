@@ -89,7 +89,7 @@ OPERATORS = (*EQUALITY_OPERATORS, *MEMBERSHIP_OPERATORS, *ORDERING_OPERATORS, "e
 # RFC 8785 §3.2.2.3: integers beyond 2**53 - 1 do not survive canonical JSON.
 MAX_SAFE_INTEGER = 2**53 - 1
 # Deepest nesting accepted in a document, and in a request value handed to CEL. A real policy
-# nests about 8 deep. The bound matters: importing `crypto` (py_ecc) raises the recursion limit
+# nests about 8 deep. The bound matters: importing eth-account (py_ecc) raises the recursion limit
 # to 100000, and recursive C parsers (json, msgspec, cel) then overflow the C stack on deep input
 # instead of raising RecursionError.
 MAX_DEPTH = 64

@@ -28,11 +28,11 @@ import time
 from typing import Any, ClassVar
 
 import httpx
-from eth_account import Account
 from eth_utils import to_checksum_address
 
 from crypto.eip712 import parse_verdict_typed_data
 from crypto.errors import CryptoError
+from crypto.ethaccount import Account
 from crypto.evm_call import EvmCall, EvmCallError, parse_evm_call
 from gateway.rails.base import (
     ABSENT,

@@ -35,12 +35,11 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 import httpx
-from eth_account import Account
-from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_checksum_address
 
 from crypto.eip712 import parse_verdict_typed_data
 from crypto.errors import CryptoError
+from crypto.ethaccount import Account, encode_typed_data
 from gateway.rails.base import (
     ABSENT,
     FAILED,

@@ -612,3 +612,35 @@ def test_remote_signer_output_is_checked() -> None:
     malleable = RemoteSigner(local.address, lambda digest: _high_s_twin(local.sign_digest(digest)))
     with pytest.raises(SignatureError):
         sign_approval(malleable, DOMAIN, APPROVAL)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(min_size=20, max_size=20), case=st.lists(st.booleans(), min_size=40, max_size=40))
+def test_our_eip55_is_eth_utils(raw: bytes, case: list[bool]) -> None:
+    from crypto.eip712 import to_checksum_address as ours
+
+    expected = to_checksum_address(raw)  # eth-utils
+    assert ours(raw) == expected
+    mixed = "0x" + "".join(c.upper() if up else c for c, up in zip(raw.hex(), case, strict=True))
+    assert ours(mixed) == expected
+    assert ours(expected.lower()) == ours(expected.upper()[:2].lower() + expected.upper()[2:]) == expected
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"\x00" * 19,
+        b"\x00" * 21,
+        "0x" + "0" * 39,
+        "0X" + "0" * 40,
+        "0x" + "g" * 40,
+        " 0x" + "0" * 40,
+        None,
+        7,
+    ],
+)
+def test_our_eip55_refuses_what_is_not_an_address(bad: object) -> None:
+    from crypto.eip712 import to_checksum_address as ours
+
+    with pytest.raises(ValueError):
+        ours(bad)  # type: ignore[arg-type]

@@ -264,7 +264,7 @@ def test_policy_invalid_summarizes_the_first_problem() -> None:
 
 
 def test_depth_limit_survives_a_raised_recursion_limit() -> None:
-    # Importing crypto (py_ecc) raises the recursion limit to 100000; C parsers then crash on deep
+    # Importing eth-account (py_ecc) raises the recursion limit to 100000; C parsers then crash on deep
     # input instead of raising. The pre-check must hold whatever the limit.
     assert sys.getrecursionlimit() >= 1000
     for body in (b"[" * 500_000, b'{"a":' * 200_000):
