@@ -18,7 +18,7 @@ from audit.bundle import verify_bundle
 from audit.errors import BundleError
 from gateway.errors import Conflict
 from gateway.services.keys import rotate_key
-from tests.integration.helpers import bearer, make_world, read_log
+from tests.integration.helpers import bearer, make_world, pay, read_log
 from tests.integration.test_audit_log import b64, database, propose, verdict_cli
 
 
@@ -60,7 +60,18 @@ async def test_verdict_key_rotation(client, backend):
     new_signer = keys[1]["address"]
     assert new_signer != old_signer and keys[1]["not_before"] == keys[0]["not_after"]
 
-    after = await propose(client, world, "10.00")
+    async def proposed_after_the_switch():
+        # /v1/keys shows the statuses at this moment; from the switch time until this process
+        # has swapped its signer (a timer, late under load), the old key refuses: 503, retry
+        r = await client.post(
+            f"/v1/agents/{world.agent}/propose", json=pay("10.00"), headers=bearer(world.agent_token)
+        )
+        if r.status_code == 503 and r.json()["code"] == "signing_key_unavailable":
+            return None
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    after = await wait_for(proposed_after_the_switch)
     assert after["signed_verdict"]["signer"] == new_signer == recover(after["signed_verdict"])
     # the verdict signed before still verifies, by the key published as retired after it was issued
     assert recover(before["signed_verdict"]) == old_signer
