@@ -152,6 +152,9 @@ def _serve(settings: Settings, *, demo: bool) -> None:
         click.echo(f"  warning: {warning}")
     click.echo(f"Listening on {base_url} · API docs {base_url}/schema · health {base_url}/health")
     os.environ.update(settings.to_env())  # worker processes build their app from these
+    # granian forks the workers from this process: importing the app's modules here, once,
+    # spares each worker the import (nothing here opens a connection or starts a thread)
+    import gateway.app  # noqa: F401
     Granian(
         "gateway.app:create_app_from_env",
         factory=True,
