@@ -155,6 +155,7 @@ def _serve(settings: Settings, *, demo: bool) -> None:
     # granian forks the workers from this process: importing the app's modules here, once,
     # spares each worker the import (nothing here opens a connection or starts a thread)
     import gateway.app  # noqa: F401
+
     Granian(
         "gateway.app:create_app_from_env",
         factory=True,
